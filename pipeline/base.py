@@ -1,0 +1,136 @@
+"""What every stage task shares: hashed artifact paths, --force, per-video resume, failure reports."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import luigi
+
+from pipeline import config, dataset
+from pipeline.hashing import param_hash
+from stages.parallel import run_per_video
+from storage.zarr_store import ArtifactStore
+
+log = logging.getLogger("pipeline")
+
+
+class StageFailed(RuntimeError):
+    """A stage finished the videos it could and failed for the others (listed in the report)."""
+
+
+class ZarrStoreTarget(luigi.Target):
+    """Exists only when the store's completeness flag is written (a folder alone proves nothing)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self.store = ArtifactStore(path)
+
+    def exists(self) -> bool:
+        return self.store.is_complete()
+
+
+class DoneFileTarget(luigi.Target):
+    """A folder artifact (checkpoint, report) complete when its DONE file exists."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.path)
+
+    def exists(self) -> bool:
+        return (self.folder / "DONE").is_file()
+
+    def remove(self) -> None:
+        (self.folder / "DONE").unlink(missing_ok=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class StageTask(luigi.Task):
+    """A pipeline stage: output path = <workdir>/<artifact>-<hash of what shapes it>.
+
+    Subclasses set `artifact` (path stem) and `suffix`, list their shaping parameters as luigi
+    parameters, and implement `run()` by calling a pure function in stages/.
+    """
+
+    artifact = "artifact"
+    suffix = ".zarr"
+    force = luigi.BoolParameter(default=False, significant=False,
+                                description="remove this stage's artifact first and recompute it")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.force:
+            # luigi checks complete() before run(): the old output must go before scheduling.
+            self._remove_output()
+
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def data(self) -> dataset.DatasetSpec:
+        return dataset.current()
+
+    def shaping_params(self) -> dict:
+        """Significant parameters, the dataset identity and the upstream artifacts' paths."""
+        params = {name: value for name, value in self.param_kwargs.items()
+                  if self.get_params_dict()[name].significant}
+        upstream = self.requires()
+        upstream = upstream.values() if isinstance(upstream, dict) else (upstream if isinstance(upstream, (list, tuple)) else [upstream])
+        return {
+            "stage": self.artifact,
+            "params": params,
+            "dataset": dataset.identity(self.data),
+            "inputs": sorted(Path(t.output().path).name for t in upstream if t is not None),
+        }
+
+    def artifact_path(self) -> Path:
+        return Path(config.paths().workdir) / f"{self.artifact}-{param_hash(self.shaping_params())}{self.suffix}"
+
+    def get_params_dict(self) -> dict:
+        return dict(self.get_params())
+
+    def output(self):
+        if self.suffix == ".zarr":
+            return ZarrStoreTarget(self.artifact_path())
+        return DoneFileTarget(self.artifact_path())
+
+    def _remove_output(self) -> None:
+        out = self.output()
+        if isinstance(out, ZarrStoreTarget):
+            out.store.remove()
+        else:
+            out.remove()
+        log.info("--force: removed %s", out.path)
+
+    # -- per-video execution -------------------------------------------------------------------
+    def dask_scheduler(self) -> tuple[str, int | None]:
+        cfg = config.dask()
+        return cfg.scheduler, (cfg.workers or None)
+
+    def run_videos(self, worker, videos: list[str], skip_bad_videos: bool, **kwargs) -> dict[str, str]:
+        """Run `worker(video, store_path=..., **kwargs)` for each unfinished video, then flag the store.
+
+        Finished videos (from an interrupted earlier run) are not recomputed. Failures are written
+        to the failure report; the stage then fails naming them, unless told to skip them.
+        """
+        store = self.output().store
+        store.begin({"stage": self.artifact, "params": self.shaping_params(),
+                     "provenance": {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename}})
+        done = store.done_videos()
+        todo = [v for v in videos if v not in done]
+        log.info("%s: %d videos, %d already done, %d to compute", self.artifact, len(videos), len(done & set(videos)), len(todo))
+        scheduler, workers = self.dask_scheduler()
+        result = run_per_video(worker, todo, scheduler=scheduler, num_workers=workers, store_path=str(store.path), **kwargs)
+        report = store.write_failure_report(self.artifact, result.failures)
+        if result.failures and not skip_bad_videos:
+            listing = "; ".join(f"{v}: {r}" for v, r in sorted(result.failures.items())[:10])
+            raise StageFailed(
+                f"{self.artifact}: {len(result.failures)} of {len(videos)} videos failed ({listing}). "
+                f"The others are kept in {store.path}; report: {report}. "
+                f"Fix them, or rerun with --skip-bad-videos to continue without them."
+            )
+        store.mark_complete(videos, skipped=result.failures)
+        return result.failures

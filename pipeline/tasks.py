@@ -1,0 +1,85 @@
+"""The luigi tasks: each a few lines that call a pure stage function.
+
+Chain: SyntheticDataset (when no dataset is configured) -> SampleFrames -> ExtractFeatures |
+ImportFeatures -> ... -> FullRun. Heavy imports (torch, Numba) happen inside run(), never at
+import time (luigi may fork workers).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import luigi
+
+from pipeline import dataset
+from pipeline.base import DoneFileTarget, StageTask
+from pipeline.hashing import param_hash
+from storage.annotations import Annotations, load_annotations
+
+log = logging.getLogger("pipeline")
+
+
+def dataset_annotations(spec: dataset.DatasetSpec) -> Annotations:
+    """Train and test subsets of the configured annotations (both must exist)."""
+    ann = load_annotations(spec.annotations)
+    train, test = ann.subset(spec.train_subset), ann.subset(spec.test_subset)
+    keep = set(train.videos["video"]) | set(test.videos["video"])
+    videos = ann.videos[ann.videos["video"].isin(keep)].reset_index(drop=True)
+    instances = ann.instances[ann.instances["video"].isin(keep)].reset_index(drop=True)
+    return Annotations(videos, instances, ann.source, ann.warnings)
+
+
+class SyntheticDataset(luigi.Task):
+    """The built-in synthetic dataset (mp4 files + annotations.json), generated once per parameters."""
+
+    def output(self):
+        return DoneFileTarget(dataset.synthetic_dir())
+
+    def run(self):
+        from stages.synthetic import generate
+
+        params = dataset.synthetic_params()
+        folder = Path(self.output().path)
+        tmp = folder.with_name(folder.name + ".tmp")
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        generate(tmp, videos=params["videos"], seed=params["seed"], duration=params["duration"], size=params["size"])
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        (folder / "DONE").write_text(param_hash(params) + "\n")
+
+
+class DatasetStage(StageTask):
+    """A stage whose chain starts at the dataset: requires the synthetic one when none is configured."""
+
+    skip_bad_videos = luigi.BoolParameter(default=False, significant=False,
+                                          description="mark the stage complete without the videos that failed")
+
+    def dataset_requirement(self):
+        return SyntheticDataset() if self.data.synthetic else None
+
+
+class SampleFrames(DatasetStage):
+    """Frames sampled by presentation time at `fps`, short side `size`, centre crop (frames.zarr)."""
+
+    artifact = "frames"
+    fps = luigi.FloatParameter(default=8.0, description="target sampling rate (frames per second)")
+    size = luigi.IntParameter(default=96, description="output frame size (short side resize, centre crop)")
+
+    def requires(self):
+        return self.dataset_requirement()
+
+    def run(self):
+        from stages.sample_frames import sample_frames_to_store
+
+        videos = dataset_annotations(self.data).videos["video"].tolist()
+        self.run_videos(sample_frames_to_store, videos, self.skip_bad_videos,
+                        videos_dir=self.data.videos, fps=self.fps, size=self.size)
+
+
+class FullRun(luigi.WrapperTask):
+    """The whole chain on the configured dataset (the synthetic one when none is configured)."""
+
+    def requires(self):
+        return [SampleFrames()]

@@ -1,0 +1,87 @@
+"""Per-video parallelism with Dask: one luigi task per stage, Dask inside it.
+
+`scheduler` is "threads" (default), "processes", "synchronous", or a distributed scheduler address
+("tcp://host:port"), so the same stage runs on a laptop or a cluster. One video's failure is caught
+and reported; the other videos' work goes on and is kept.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+
+
+@dataclass
+class PerVideoResult:
+    done: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # video -> reason
+
+
+def _guarded(fn: Callable, video: str, kwargs: dict):
+    """Run fn for one video; return (video, None) or (video, reason) instead of raising."""
+    try:
+        fn(video, **kwargs)
+        return video, None
+    except Exception as exc:  # noqa: BLE001 - one bad video must not cancel the others
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("video %s failed: %s\n%s", video, reason, traceback.format_exc())
+        return video, reason
+
+
+def worker_count(scheduler: str, num_workers: int | None = None) -> int:
+    """How many videos run at once on this machine (1 for synchronous)."""
+    if scheduler == "synchronous":
+        return 1
+    return max(1, num_workers or os.cpu_count() or 1)
+
+
+def threads_per_worker(scheduler: str, num_workers: int | None = None) -> int:
+    """Intra-op threads (torch, Numba) each concurrent video may use without oversubscribing."""
+    if scheduler not in LOCAL_SCHEDULERS:
+        return 1  # distributed workers: the nanny sets OMP threads to 1; keep torch/Numba the same
+    return max(1, (os.cpu_count() or 1) // worker_count(scheduler, num_workers))
+
+
+def run_per_video(
+    fn: Callable,
+    videos: list[str],
+    scheduler: str = "threads",
+    num_workers: int | None = None,
+    **kwargs,
+) -> PerVideoResult:
+    """Call ``fn(video, **kwargs)`` for every video on the chosen Dask scheduler.
+
+    fn must be a module-level function (the processes scheduler and remote workers pickle it).
+    """
+    import dask
+
+    result = PerVideoResult()
+    if not videos:
+        return result
+    tasks = [dask.delayed(_guarded, pure=False)(fn, video, kwargs) for video in videos]
+    if scheduler in LOCAL_SCHEDULERS:
+        options = {"scheduler": scheduler}
+        if scheduler != "synchronous":
+            options["num_workers"] = worker_count(scheduler, num_workers)
+        outcomes = dask.compute(*tasks, **options)
+    elif scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+        from distributed import Client
+
+        with Client(scheduler, set_as_default=False) as client:
+            outcomes = client.gather(client.compute(tasks))
+    else:
+        raise ValueError(
+            f"unknown Dask scheduler {scheduler!r}: use threads, processes, synchronous or an address like tcp://host:8786"
+        )
+    for video, reason in outcomes:
+        if reason is None:
+            result.done.append(video)
+        else:
+            result.failures[video] = reason
+    return result
