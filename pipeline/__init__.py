@@ -3,3 +3,14 @@
 Importing this package registers every task with luigi (and nothing heavy: no torch, no Numba).
 """
 from pipeline.tasks import *  # noqa: F401,F403 - luigi finds tasks by importing the module
+
+import logging as _logging
+
+# Stage messages (videos done/to do, failures) go to stderr next to luigi's own lines.
+_log = _logging.getLogger("pipeline")
+if not _log.handlers:
+    _handler = _logging.StreamHandler()
+    _handler.setFormatter(_logging.Formatter("%(levelname)s: [pipeline] %(message)s"))
+    _log.addHandler(_handler)
+    _log.setLevel(_logging.INFO)
+    _log.propagate = False
