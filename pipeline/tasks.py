@@ -78,6 +78,33 @@ class SampleFrames(DatasetStage):
                         videos_dir=self.data.videos, fps=self.fps, size=self.size)
 
 
+class ImportFeatures(DatasetStage):
+    """Precomputed features (.npy folder or HDF5) validated into features.zarr."""
+
+    artifact = "features"
+    window = luigi.IntParameter(default=16, description="frames per feature window of the source features")
+    stride = luigi.IntParameter(default=4, description="frames between feature windows")
+    fps = luigi.FloatParameter(default=0.0, description="frame rate of the feature grid; 0: each video's fps")
+    width = luigi.IntParameter(default=0, description="expected feature width; 0: that of the first video")
+
+    def requires(self):
+        return None
+
+    def run(self):
+        from stages.import_features import import_video_features, infer_width
+
+        ann = dataset_annotations(self.data)
+        videos = ann.videos["video"].tolist()
+        width = self.width or infer_width(self.data.features, videos)
+        fps = dict(zip(ann.videos["video"], ann.videos["fps"]))
+        if not self.fps and any(f != f for f in fps.values()):
+            missing = [v for v, f in fps.items() if f != f][:5]
+            raise ValueError(f"ImportFeatures: no fps in the annotations for {missing}: set --ImportFeatures-fps")
+        self.run_videos(import_video_features, videos, self.skip_bad_videos, source=self.data.features,
+                        fps_by_video={v: (self.fps or fps[v]) for v in videos}, window=self.window,
+                        stride=self.stride, width=width)
+
+
 class FullRun(luigi.WrapperTask):
     """The whole chain on the configured dataset (the synthetic one when none is configured)."""
 

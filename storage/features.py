@@ -1,0 +1,52 @@
+"""Feature stores (ExtractFeatures, ImportFeatures, ProposalFeatures): one (T', C) float32 array per
+video, time-chunked, with the time grid in its attributes so every reader maps steps to seconds
+the same way (stages.timegrid)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from storage.zarr_store import ArtifactStore
+
+TIME_CONVENTION = "feature i is centred at (i*stride + window/2)/fps seconds (stages.timegrid)"
+CHUNK_STEPS = 1024
+
+
+@dataclass(frozen=True)
+class TimeGrid:
+    """How a video's feature steps map to seconds."""
+
+    fps: float
+    window: int
+    stride: int
+
+    def to_seconds(self, index):
+        from stages.timegrid import feature_to_seconds
+
+        return feature_to_seconds(index, self.fps, self.window, self.stride)
+
+    def to_steps(self, seconds):
+        from stages.timegrid import seconds_to_feature
+
+        return seconds_to_feature(seconds, self.fps, self.window, self.stride)
+
+
+def write_features(store_path: str | Path, video: str, features: np.ndarray, grid: TimeGrid, **attrs) -> None:
+    """Validate and write one video's features (T', C) as float32."""
+    features = np.asarray(features)
+    if features.ndim != 2 or features.shape[0] == 0:
+        raise ValueError(f"video {video!r}: features must be a non-empty (T, C) array, got shape {features.shape}")
+    if not np.isfinite(features).all():
+        bad = int((~np.isfinite(features)).sum())
+        raise ValueError(f"video {video!r}: features hold {bad} NaN/inf value(s)")
+    meta = {"fps": grid.fps, "window": grid.window, "stride": grid.stride, "time_convention": TIME_CONVENTION, **attrs}
+    ArtifactStore(store_path).write_video(video, features.astype(np.float32, copy=False), CHUNK_STEPS,
+                                          ["time", "feature"], meta)
+
+
+def read_features(store_path: str | Path, video: str) -> tuple[np.ndarray, TimeGrid]:
+    array = ArtifactStore(store_path).read(video)
+    a = array.attrs
+    return np.asarray(array[...], dtype=np.float32), TimeGrid(float(a["fps"]), int(a["window"]), int(a["stride"]))
