@@ -65,7 +65,16 @@ class SampleFrames(DatasetStage):
 
     artifact = "frames"
     fps = luigi.FloatParameter(default=8.0, description="target sampling rate (frames per second)")
-    size = luigi.IntParameter(default=96, description="output frame size (short side resize, centre crop)")
+    size = luigi.IntParameter(default=0, description="output frame size (short side resize, centre crop); "
+                                                     "0: 64 for the synthetic dataset, 224 otherwise")
+
+    @property
+    def frame_size(self) -> int:
+        # 64 px keeps the default synthetic run within budget on 2 cores (benchmarks/bench_i3d.py).
+        return self.size or (64 if self.data.synthetic else 224)
+
+    def shaping_params(self) -> dict:
+        return {**super().shaping_params(), "frame_size": self.frame_size}
 
     def requires(self):
         return self.dataset_requirement()
@@ -75,7 +84,49 @@ class SampleFrames(DatasetStage):
 
         videos = dataset_annotations(self.data).videos["video"].tolist()
         self.run_videos(sample_frames_to_store, videos, self.skip_bad_videos,
-                        videos_dir=self.data.videos, fps=self.fps, size=self.size)
+                        videos_dir=self.data.videos, fps=self.fps, size=self.frame_size)
+
+
+class ExtractFeatures(DatasetStage):
+    """I3D RGB features (Kinetics-400 weights) over sliding windows of the sampled frames."""
+
+    artifact = "features"
+    resources = {"gpu": 1}  # with a central scheduler, two GPU stages never share one GPU
+    window = luigi.IntParameter(default=16, description="frames per I3D window")
+    stride = luigi.IntParameter(default=4, description="frames between windows")
+    device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+    batch_size = luigi.IntParameter(default=0, significant=False, description="windows per forward pass; 0: auto")
+
+    def requires(self):
+        return SampleFrames()
+
+    def shaping_params(self) -> dict:
+        # The weights are part of what shapes the features (their sha256 is recorded per video).
+        return {**super().shaping_params(), "weights": "i3d-rgb-k400"}
+
+    def run(self):
+        from models.i3d_weights import ensure_i3d_weights, weights_sha256
+        from stages.features import extract_video_features
+        from stages.parallel import threads_per_worker
+
+        weights = ensure_i3d_weights(progress=log.info)
+        frames = self.input().store
+        videos = sorted(frames.completion()["videos"])
+        scheduler, workers = self.dask_scheduler()
+        self.run_videos(extract_video_features, videos, self.skip_bad_videos, frames_store=str(frames.path),
+                        window=self.window, stride=self.stride, weights=str(weights),
+                        weights_sha256=weights_sha256(weights), device=self.device, batch_size=self.batch_size,
+                        num_threads=threads_per_worker(scheduler, workers))
+
+    def dask_scheduler(self):
+        # torch parallelises one video over all cores; locally, run videos one after another.
+        scheduler, workers = super().dask_scheduler()
+        return scheduler, (workers or 1)
+
+
+def features_task():
+    """ImportFeatures when the dataset names a features source, else ExtractFeatures."""
+    return ImportFeatures() if dataset.current().features else ExtractFeatures()
 
 
 class ImportFeatures(DatasetStage):
@@ -109,4 +160,4 @@ class FullRun(luigi.WrapperTask):
     """The whole chain on the configured dataset (the synthetic one when none is configured)."""
 
     def requires(self):
-        return [SampleFrames()]
+        return [features_task()]

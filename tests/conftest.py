@@ -31,10 +31,11 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     return out
 
 
-def luigi_env(tmp: Path, cache: Path | None = None) -> dict:
+def luigi_env(tmp: Path) -> dict:
+    """The environment of a luigi subprocess: the project's luigi.cfg; the user's (or CI's) cache,
+    so the I3D weights are fetched once, not per test."""
     env = dict(os.environ)
     env["LUIGI_CONFIG_PATH"] = str(REPO / "luigi.cfg")
-    env.setdefault("TAL_PIPELINE_CACHE", str(cache or tmp / "cache"))
     return env
 
 
