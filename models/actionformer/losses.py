@@ -1,0 +1,30 @@
+"""ActionFormer losses: sigmoid focal loss (classification) and DIoU loss (regression)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+                       ) -> torch.Tensor:
+    """Sum of alpha_t (1 - p_t)^gamma BCE(logits, targets) over all entries (Lin et al. 2017)."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.sum()
+
+
+def diou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over rows of 1 - IoU + d^2 / c^2 for 1-D segments given as distances (left, right) >= 0 from the
+    same location: (N, 2) each. d = distance between centres, c = length of the smallest enclosing segment."""
+    ps, pe = -pred[:, 0], pred[:, 1]
+    ts, te = -target[:, 0], target[:, 1]
+    inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
+    union = (pe - ps) + (te - ts) - inter
+    iou = inter / union.clamp(min=1e-8)
+    enclose = (torch.maximum(pe, te) - torch.minimum(ps, ts)).clamp(min=1e-8)
+    dist = 0.5 * ((ps + pe) - (ts + te))
+    return (1.0 - iou + (dist / enclose) ** 2).sum()

@@ -1,0 +1,89 @@
+"""Temporal segment IoU and Gaussian Soft-NMS (Bodla et al. 2017), per class, in plain torch.
+
+Segments are (N, 2) float tensors [start, end] in any consistent unit (feature steps here).
+Classes are handled in one pass: each class is shifted to its own disjoint stretch of the time
+axis, so segments of different classes never overlap and never suppress each other.
+Unlike the AFSD reference loop, the last remaining candidate is kept (it is a valid detection).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def pairwise_tiou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """tIoU of every segment in a (N, 2) with every segment in b (M, 2) -> (N, M)."""
+    inter = (torch.minimum(a[:, None, 1], b[None, :, 1]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
+    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter  # (N, M)
+    return inter / union.clamp(min=1e-8)
+
+
+def soft_nms(segments: torch.Tensor, scores: torch.Tensor, sigma: float = 0.5, min_score: float = 1e-3,
+             max_keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian Soft-NMS on one class: returns (kept indices (K,), their decayed scores (K,)), best first.
+
+    Each step takes the highest remaining score, keeps it, and multiplies every other remaining score
+    by exp(-tIoU^2 / sigma); candidates whose score falls below min_score are dropped.
+    """
+    if segments.ndim != 2 or segments.shape[-1] != 2 or scores.shape != segments.shape[:1]:
+        raise ValueError(f"soft_nms expects segments (N, 2) and scores (N,), got {tuple(segments.shape)} "
+                         f"and {tuple(scores.shape)}")
+    # numpy inside the loop: one pick per step is inherently sequential and torch's per-op overhead dominates.
+    segs = segments.detach().to(torch.float64).cpu().numpy()
+    cur = scores.detach().to(torch.float64).cpu().numpy().copy()  # (N,) decayed scores
+    alive = np.flatnonzero(cur >= min_score)  # (R,) indices still competing
+    start, end = segs[:, 0], segs[:, 1]
+    length = np.maximum(end - start, 0.0)
+    keep, kept_scores = [], []
+    limit = segs.shape[0] if max_keep is None else max_keep
+    while alive.size > 0 and len(keep) < limit:  # '> 0', not '> 1': the last candidate is kept too
+        best_pos = int(np.argmax(cur[alive]))
+        best = int(alive[best_pos])
+        keep.append(best)
+        kept_scores.append(cur[best])
+        alive = np.delete(alive, best_pos)  # (R-1,)
+        if alive.size == 0:
+            break
+        inter = np.maximum(np.minimum(end[alive], end[best]) - np.maximum(start[alive], start[best]), 0.0)
+        iou = inter / np.maximum(length[alive] + length[best] - inter, 1e-8)  # (R-1,)
+        decayed = cur[alive] * np.exp(-(iou * iou) / sigma)
+        cur[alive] = decayed
+        alive = alive[decayed >= min_score]
+    dev = scores.device
+    return (torch.tensor(keep, dtype=torch.long, device=dev),
+            torch.tensor(kept_scores, dtype=scores.dtype, device=dev))
+
+
+def batched_soft_nms(segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, sigma: float = 0.5,
+                     min_score: float = 1e-3, max_keep: int | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft-NMS independently per class (labels (N,) int): returns (segments (K,2), scores (K,), labels (K,)), best first.
+
+    The same segment may appear once per class (multi-label detections are kept).
+    """
+    if segments.numel() == 0:
+        return segments.reshape(0, 2), scores.reshape(0), labels.reshape(0)
+    segs = segments.detach().to(torch.float64)
+    # Shift each class to its own stretch of the axis: no cross-class overlap, one Soft-NMS pass.
+    span = float(segs.max() - segs.min()) + 1.0
+    shifted = segs + (labels.to(torch.float64) * 2.0 * span)[:, None]  # (N, 2)
+    keep, new_scores = soft_nms(shifted, scores, sigma=sigma, min_score=min_score, max_keep=max_keep)
+    keep = keep.to(segments.device)
+    return segments[keep], new_scores.to(scores.device), labels[keep]
+
+
+def select_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, thresh: float, topk: int,
+                      sigma: float, cap: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Multi-label candidates (every class above thresh at every valid location), top-k, per-class Soft-NMS, cap.
+
+    segs (K, 2), scores (K, C), valid (K,) -> segments (N, 2), scores (N,), labels (N,).
+    """
+    num_classes = scores.shape[1]
+    s = torch.where(valid[:, None], scores, torch.zeros_like(scores)).flatten()  # (K*C,)
+    s = torch.where((segs[:, 1] > segs[:, 0])[:, None].expand_as(scores).flatten(), s, torch.zeros_like(s))
+    keep = torch.nonzero(s > thresh).flatten()
+    if keep.numel() > topk:
+        keep = keep[torch.topk(s[keep], topk).indices]
+    loc, cls = keep // num_classes, keep % num_classes
+    return batched_soft_nms(segs[loc].float().cpu(), s[keep].float().cpu(), cls.cpu(), sigma=sigma,
+                            min_score=thresh, max_keep=cap)

@@ -1,0 +1,366 @@
+"""Detector training and inference on per-video feature sequences (pure functions; the luigi tasks wrap them).
+
+Units: detectors work in continuous feature-step coordinates where feature i is centred at index i.
+Seconds map to steps only through `stages.timegrid.seconds_to_feature` and back only through its exact
+inverse `feature_to_seconds`, so a predicted step interval [a, b] covers the time from the centre
+time of (fractional) feature a to that of feature b, and a perfect prediction of a ground truth gives
+back its seconds exactly.
+
+Checkpoint = (model_state: dict[str, Tensor], config_dict: JSON-able dict); both load with
+torch.load(..., weights_only=True). Model selection never looks at a test split: train_detector returns
+the EMA weights after the last epoch.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from stages.timegrid import feature_to_seconds, seconds_to_feature
+
+DEFAULT_TRAIN: dict[str, Any] = {
+    "epochs": 30,
+    "batch_size": 4,
+    "lr": 1e-3,
+    "weight_decay": 0.01,
+    "warmup_epochs": 3,
+    "max_seq_len": 256,
+    "grad_clip": 1.0,
+    "ema_decay": 0.999,
+    "crop_tries": 10,
+    "model": {},
+}
+
+
+@dataclass
+class VideoItem:
+    """One training video: features (T, C) float32, ground truth (M, 2) float32 in feature steps, labels (M,) int64."""
+    video: str
+    features: np.ndarray
+    segments: np.ndarray
+    labels: np.ndarray
+
+
+def _grid(time_grid: Mapping, video: str) -> tuple[float, int, int]:
+    """(fps, window, stride) for a video: time_grid is one {"fps","window","stride"} or {video: that}."""
+    g = time_grid if "fps" in time_grid else time_grid.get(video)
+    if g is None:
+        raise ValueError(f"video {video!r}: no time grid (fps, window, stride) given for it")
+    try:
+        return float(g["fps"]), int(g["window"]), int(g["stride"])
+    except KeyError as exc:
+        raise ValueError(f"video {video!r}: time grid lacks {exc.args[0]!r} (needs fps, window, stride)") from None
+
+
+def _check_features(video: str, arr: np.ndarray, in_channels: int | None = None) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or arr.shape[0] < 1:
+        raise ValueError(f"video {video!r}: features must be (T, C) with T >= 1, got shape {arr.shape}")
+    if in_channels is not None and arr.shape[1] != in_channels:
+        raise ValueError(f"video {video!r}: features have {arr.shape[1]} channels, the detector expects {in_channels}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"video {video!r}: features contain NaN or inf")
+    return arr
+
+
+def build_training_set(features: Mapping[str, np.ndarray], annotations, labels: list[str],
+                       time_grid: Mapping) -> list[VideoItem]:
+    """Videos of `features` (dict video -> (T, C)) with their annotations (DataFrame: video, label, start, end in
+    seconds) converted to feature steps. Videos without annotations are all background; annotations of videos
+    without features are ignored (another split)."""
+    if not features:
+        raise ValueError("no feature sequences given for training")
+    index = {name: i for i, name in enumerate(labels)}
+    missing = {"video", "label", "start", "end"} - set(annotations.columns)
+    if missing:
+        raise ValueError(f"annotations lack columns {sorted(missing)}")
+    by_video = {v: df for v, df in annotations.groupby("video", sort=False)}
+    channels = None
+    items = []
+    for video in sorted(features):
+        arr = _check_features(video, features[video], channels)
+        channels = arr.shape[1]
+        df = by_video.get(video)
+        segs = np.zeros((0, 2), np.float32)
+        labs = np.zeros((0,), np.int64)
+        if df is not None and len(df):
+            unknown = sorted(set(df["label"]) - set(index))
+            if unknown:
+                raise ValueError(f"video {video!r}: labels {unknown} are not in the class list")
+            start, end = df["start"].to_numpy(np.float64), df["end"].to_numpy(np.float64)
+            bad = ~(end > start)
+            if bad.any():
+                raise ValueError(f"video {video!r}: annotation with end <= start at start={start[bad][0]}s")
+            fps, window, stride = _grid(time_grid, video)
+            segs = np.stack([seconds_to_feature(start, fps, window, stride),
+                             seconds_to_feature(end, fps, window, stride)], axis=1).astype(np.float32)
+            labs = np.array([index[x] for x in df["label"]], np.int64)
+        items.append(VideoItem(video, arr, segs, labs))
+    return items
+
+
+def random_crop(item: VideoItem, max_seq_len: int, rng: np.random.Generator, tries: int = 10
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A window of at most max_seq_len steps: features (L, C), segments (M', 2) relative to it, labels (M',).
+
+    Long videos get a random crop, preferring (up to `tries` draws) one that holds part of an action;
+    segments are clipped to the crop (the crop edge becomes their boundary), slivers under half a step dropped.
+    """
+    t = item.features.shape[0]
+    if t <= max_seq_len:
+        return item.features, item.segments, item.labels
+    for _ in range(max(tries, 1)):
+        s0 = int(rng.integers(0, t - max_seq_len + 1))
+        lo, hi = s0 - 0.5, s0 + max_seq_len - 0.5  # the crop's continuous span
+        clipped = np.stack([np.maximum(item.segments[:, 0], lo), np.minimum(item.segments[:, 1], hi)], 1)
+        keep = (clipped[:, 1] - clipped[:, 0]) >= 0.5
+        if keep.any() or item.segments.shape[0] == 0:
+            break
+    return (item.features[s0:s0 + max_seq_len], (clipped[keep] - s0).astype(np.float32), item.labels[keep])
+
+
+def collate(batch: list[tuple[np.ndarray, np.ndarray, np.ndarray]], device):
+    """[(features (L_i, C), segments, labels)] -> x (B, C, L) float32, mask (B, L) bool, targets list."""
+    import torch
+
+    length = max(f.shape[0] for f, _, _ in batch)
+    x = torch.zeros(len(batch), batch[0][0].shape[1], length)
+    mask = torch.zeros(len(batch), length, dtype=torch.bool)
+    targets = []
+    for i, (f, s, lab) in enumerate(batch):
+        x[i, :, :f.shape[0]] = torch.from_numpy(np.ascontiguousarray(f.T))
+        mask[i, :f.shape[0]] = True
+        targets.append({"segments": torch.from_numpy(np.asarray(s, np.float32)).to(device),
+                        "labels": torch.from_numpy(np.asarray(lab, np.int64)).to(device)})
+    return x.to(device), mask.to(device), targets
+
+
+def resolve_device(device: str = "auto"):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
+    if warmup > 0 and step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def ema_decay_at(n: int, decay: float) -> float:
+    """Warm-up EMA decay min(d, (1+n)/(10+n)) at update n (DESIGN 3.5): a fixed 0.999 over a few hundred
+    updates would leave the average mostly made of the random initial weights."""
+    return min(decay, (1.0 + n) / (10.0 + n))
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, labels: list[str],
+                   time_grid: Mapping, config: Mapping | None = None, seed: int = 0, device: str = "auto",
+                   progress: bool = True) -> tuple[dict, dict, list[dict]]:
+    """Train detector `name` on all videos of `features`; returns (model_state, config_dict, log_rows).
+
+    model_state: EMA weights after the last epoch (dict of CPU tensors). config_dict: JSON-able, enough for
+    `detect`. log_rows: one dict per iteration with epoch, iteration, lr and every loss term.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from models.detector_registry import build_detector
+
+    cfg = {**DEFAULT_TRAIN, **(dict(config) if config else {})}
+    cfg["model"] = dict(cfg.get("model") or {})
+    if not labels:
+        raise ValueError("empty class list")
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    dev = resolve_device(device)
+    items = build_training_set(features, annotations, labels, time_grid)
+    in_channels = items[0].features.shape[1]
+    model = build_detector(name, in_channels, len(labels), **cfg["model"]).to(dev)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    per_epoch = math.ceil(len(items) / cfg["batch_size"])
+    total = per_epoch * cfg["epochs"]
+    warmup = per_epoch * cfg["warmup_epochs"]
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    log_rows: list[dict] = []
+    step = 0
+    bar = tqdm(total=total, desc=f"train {name}", disable=not progress, leave=False)
+    for epoch in range(cfg["epochs"]):
+        order = rng.permutation(len(items))
+        for i in range(per_epoch):
+            batch = [random_crop(items[j], cfg["max_seq_len"], rng, cfg["crop_tries"])
+                     for j in order[i * cfg["batch_size"]:(i + 1) * cfg["batch_size"]]]
+            x, mask, targets = collate(batch, dev)
+            lr = lr_at(step, total, warmup, cfg["lr"])
+            for group in opt.param_groups:
+                group["lr"] = lr
+            losses = model.loss(model(x, mask), targets)
+            if not torch.isfinite(losses["total"]):
+                raise FloatingPointError(f"detector {name}: non-finite loss at epoch {epoch}, iteration {step}: "
+                                         f"{ {k: float(v) for k, v in losses.items()} }")
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if cfg["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            opt.step()
+            d = ema_decay_at(step, cfg["ema_decay"])
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(d).add_(v.detach(), alpha=1.0 - d)
+                    else:
+                        ema[k].copy_(v)
+            log_rows.append({"epoch": epoch, "iteration": step, "lr": lr,
+                             **{k: float(v.detach()) for k, v in losses.items()}})
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{log_rows[-1]['total']:.3f}")
+    bar.close()
+    grid = ({k: time_grid[k] for k in ("fps", "window", "stride")} if "fps" in time_grid else None)
+    config_dict = {
+        "name": name, "in_channels": int(in_channels), "num_classes": len(labels), "labels": list(labels),
+        "model": cfg["model"], "train": {k: v for k, v in cfg.items() if k != "model"},
+        "max_seq_len": int(cfg["max_seq_len"]), "seed": int(seed), "time_grid": grid,
+        "weights": "ema_last_epoch", "ema": f"decay min({cfg['ema_decay']}, (1+n)/(10+n)) at update n",
+        "iterations": step, "device": str(dev),
+    }
+    state = {k: v.detach().cpu().clone() for k, v in ema.items()}
+    return state, config_dict, log_rows
+
+
+def window_starts(length: int, window: int) -> list[int]:
+    """Starts of windows of `window` steps, half overlapping, the last one flush with the end: cover [0, length)."""
+    if length <= window:
+        return [0]
+    hop = max(window // 2, 1)
+    starts = list(range(0, length - window + 1, hop))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
+
+
+def load_detector(model_state: Mapping, config_dict: Mapping, device: str = "auto"):
+    """Rebuild the detector of a checkpoint (strict weight loading) on `device`, in eval mode."""
+    from models.detector_registry import build_detector
+
+    dev = resolve_device(device)
+    model = build_detector(config_dict["name"], int(config_dict["in_channels"]), int(config_dict["num_classes"]),
+                           **dict(config_dict.get("model") or {}))
+    model.load_state_dict(dict(model_state), strict=True)
+    return model.to(dev).eval(), dev
+
+
+def predict_video(model, dev, feats: np.ndarray, max_seq_len: int, max_dets: int):
+    """Sliding-window detections of one video (T, C): segments (N, 2) steps, scores (N,), labels (N,) numpy.
+
+    Windows overlap by half; each window keeps only detections whose centre lies in its own share of the
+    video (between the midpoints to its neighbours' centres), so overlapping windows never duplicate.
+    """
+    import torch
+
+    t = feats.shape[0]
+    starts = window_starts(t, max_seq_len)
+    size = min(t, max_seq_len)
+    x = torch.zeros(len(starts), feats.shape[1], size)
+    mask = torch.zeros(len(starts), size, dtype=torch.bool)
+    for i, s in enumerate(starts):
+        chunk = feats[s:s + size]
+        x[i, :, :chunk.shape[0]] = torch.from_numpy(np.ascontiguousarray(chunk.T))
+        mask[i, :chunk.shape[0]] = True
+    with torch.no_grad():
+        preds = model.predict(model(x.to(dev), mask.to(dev)), max_dets=max_dets)
+    centres = [s + size / 2.0 for s in starts]
+    segs, scores, labs = [], [], []
+    for i, (s, (seg, sc, lab)) in enumerate(zip(starts, preds)):
+        seg = seg.double().numpy() + s
+        mid = seg.mean(axis=1)
+        lo = -np.inf if i == 0 else 0.5 * (centres[i - 1] + centres[i])
+        hi = np.inf if i == len(starts) - 1 else 0.5 * (centres[i] + centres[i + 1])
+        own = (mid >= lo) & (mid < hi)
+        segs.append(seg[own])
+        scores.append(sc.double().numpy()[own])
+        labs.append(lab.numpy()[own])
+    segs, scores, labs = np.concatenate(segs), np.concatenate(scores), np.concatenate(labs)
+    order = np.argsort(-scores, kind="stable")[:max_dets]
+    return segs[order], scores[order], labs[order]
+
+
+def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapping[str, np.ndarray],
+           labels: list[str], time_grid: Mapping, durations: Mapping[str, float], max_dets: int = 200,
+           device: str = "auto") -> dict[str, list[dict]]:
+    """Detections per video: [{"segment": [start_s, end_s], "label": class name, "score": float}], best first.
+
+    Segments are clipped to [0, duration]; at most max_dets per video; a segment may carry several classes.
+    """
+    if config_dict.get("name") != name:
+        raise ValueError(f"checkpoint is for detector {config_dict.get('name')!r}, not {name!r}")
+    if len(labels) != int(config_dict["num_classes"]):
+        raise ValueError(f"{len(labels)} class names given, the checkpoint has {config_dict['num_classes']} classes")
+    model, dev = load_detector(model_state, config_dict, device)
+    max_seq_len = int(config_dict.get("max_seq_len", DEFAULT_TRAIN["max_seq_len"]))
+    out: dict[str, list[dict]] = {}
+    for video in sorted(features):
+        feats = _check_features(video, features[video], int(config_dict["in_channels"]))
+        if video not in durations:
+            raise ValueError(f"video {video!r}: no duration given")
+        duration = float(durations[video])
+        fps, window, stride = _grid(time_grid, video)
+        segs, scores, labs = predict_video(model, dev, feats, max_seq_len, max_dets)
+        sec = np.clip(feature_to_seconds(segs, fps, window, stride), 0.0, duration)  # (N, 2)
+        keep = sec[:, 1] > sec[:, 0]
+        out[video] = [{"segment": [float(a), float(b)], "label": labels[int(c)], "score": float(s)}
+                      for (a, b), s, c in zip(sec[keep], scores[keep], labs[keep])]
+    return out
+
+
+def synthetic_feature_dataset(num_videos: int = 16, channels: int = 1024, num_classes: int = 4, seed: int = 0,
+                              min_len: int = 120, max_len: int = 250, noise: float = 0.5, signal: float = 1.5,
+                              fps: float = 10.0, window: int = 4, stride: int = 2):
+    """Feature sequences where each class is a fixed random direction added to the noise inside its actions.
+
+    For tests and benchmarks. Returns (features {video: (T, C) float32}, annotations DataFrame (video, label,
+    start, end seconds; an action over steps [a, b] spans their centre times +- half a step), labels,
+    time_grid, durations {video: seconds}).
+    """
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    patterns = np.random.default_rng(seed + 1000).normal(size=(num_classes, channels)).astype(np.float32) * signal
+    labels = [f"class{k}" for k in range(num_classes)]
+    grid = {"fps": float(fps), "window": int(window), "stride": int(stride)}
+    half = 0.5 * stride / fps
+    feats, rows, durations = {}, [], {}
+    for v in range(num_videos):
+        name = f"synthetic_{v:03d}"
+        t = int(rng.integers(min_len, max_len + 1))
+        f = rng.normal(size=(t, channels)).astype(np.float32) * noise
+        pos = int(rng.integers(2, 10))
+        while True:
+            length = int(rng.integers(5, max(6, min(40, t // 3))))
+            if pos + length >= t - 2:
+                break
+            k = int(rng.integers(num_classes))
+            f[pos:pos + length] += patterns[k]
+            start = float(feature_to_seconds(pos, fps, window, stride)) - half
+            end = float(feature_to_seconds(pos + length - 1, fps, window, stride)) + half
+            rows.append({"video": name, "label": labels[k], "start": start, "end": end})
+            pos += length + int(rng.integers(4, 15))
+        feats[name] = f
+        durations[name] = float(feature_to_seconds(t - 1, fps, window, stride)) + window / (2.0 * fps)
+    return feats, pd.DataFrame(rows, columns=["video", "label", "start", "end"]), labels, grid, durations

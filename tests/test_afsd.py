@@ -1,0 +1,218 @@
+"""AFSD on features: every equation on a hand-checkable input, plus a tiny end-to-end overfit."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.afsd.bcl import build_contrastive_clips
+from models.afsd.boundary_pooling import boundary_max_pool, boundary_regions
+from models.afsd.heads import decode_coarse
+from models.afsd.losses import (activation_guided_loss, afsd_total, boundary_targets, boundary_triplet_loss,
+                                offset_l1_loss, quality_loss, softmax_focal_loss, tiou_loss)
+from models.afsd.model import AFSD, fuse_scores, refine_segments
+from models.afsd.targets import coarse_targets, offset_targets, refined_targets
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The test machine is shared: several torch threads on 2 busy cores thrash.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_eq1_decode():
+    dist = torch.tensor([[[1.0, 0.5, 2.0], [3.0, 1.0, 0.0]]])  # (B=1, 2, T_l=3): d^s, d^e
+    start, end = decode_coarse(dist, stride=4)  # locations at 0, 4, 8
+    assert start.tolist() == [[-1.0, 3.5, 6.0]]
+    assert end.tolist() == [[3.0, 5.0, 8.0]]
+
+
+def test_eq3_regions():
+    t_s, t_e = boundary_regions(torch.tensor([10.0]), torch.tensor([30.0]), delta_a=4, delta_b=10)
+    assert t_s.tolist() == [[5.0, 12.0]]  # [psi - w/4, psi + w/10], w = 20
+    assert t_e.tolist() == [[28.0, 35.0]]
+
+
+def naive_pool(feat, regions, lengths):
+    b, c, t = feat.shape
+    out = torch.zeros(b, c, regions.shape[1])
+    for i in range(b):
+        last = max(int(lengths[i]) - 1, 0)
+        for k in range(regions.shape[1]):
+            lo = min(max(math.floor(regions[i, k, 0].item()), 0), last)
+            hi = max(min(max(math.ceil(regions[i, k, 1].item()), 0), last), lo)
+            out[i, :, k] = feat[i, :, lo:hi + 1].max(dim=1).values
+    return out
+
+
+def test_eq4_boundary_max_pool_matches_naive_loop():
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(3, 5, 37, generator=g)
+    a = torch.rand(3, 50, generator=g) * 50 - 8  # some regions start before 0 or after the end
+    regions = torch.stack([a, a + torch.rand(3, 50, generator=g) * 20], -1)
+    regions[0, 0] = torch.tensor([40.0, 45.0])  # wholly after the valid steps
+    regions[1, 0] = torch.tensor([-9.0, -3.0])  # wholly before
+    lengths = torch.tensor([37, 20, 1])
+    assert torch.equal(boundary_max_pool(feat, regions, lengths), naive_pool(feat, regions, lengths))
+
+
+def test_eq4_hand_example_and_gradient_to_salient_moment():
+    feat = torch.tensor([[[0.0, 5.0, 1.0, 2.0, 9.0, 3.0]]], requires_grad=True)  # (1, 1, 6)
+    regions = torch.tensor([[[0.2, 2.5], [2.0, 3.0], [3.5, 10.0]]])  # steps 0..3, 2..3, 3..5
+    out = boundary_max_pool(feat, regions, torch.tensor([6]))
+    assert out.tolist() == [[[5.0, 2.0, 9.0]]]
+    out.sum().backward()
+    assert feat.grad.tolist() == [[[0.0, 1.0, 0.0, 1.0, 1.0, 0.0]]]
+
+
+def test_eq7_boundary_targets():
+    g_s, g_e = boundary_targets(torch.tensor([[2.0, 12.0]]), 16, radius_min=1.0, radius_ratio=0.1)
+    assert g_s.nonzero().flatten().tolist() == [1, 2, 3]  # |i - 2| <= max(1, 1.0)
+    assert g_e.nonzero().flatten().tolist() == [11, 12, 13]
+
+
+def test_eq6_8_activation_guided_bce():
+    f_s = torch.zeros(1, 2, 3)
+    f_s[0, :, 1] = torch.tensor([1.0, 3.0])  # g~^s = [0, (tanh 1 + tanh 3)/2, 0]
+    f_e = torch.zeros(1, 2, 3)
+    g_s = torch.tensor([[0.0, 1.0, 0.0]])
+    g_e = torch.tensor([[0.0, 0.0, 1.0]])
+    mask = torch.tensor([[True, True, True]])
+    got = activation_guided_loss(f_s, f_e, g_s, g_e, mask)
+    eps = 1e-6
+    p = (math.tanh(1) + math.tanh(3)) / 2
+    start = (-math.log(1 - eps) - math.log(p) - math.log(1 - eps)) / 3
+    end = (-math.log(1 - eps) - math.log(1 - eps) - math.log(eps)) / 3
+    assert got.item() == pytest.approx(start + end, rel=1e-5)
+    # masked steps do not count
+    got_masked = activation_guided_loss(f_s, f_e, g_s, g_e, torch.tensor([[True, True, False]]))
+    assert got_masked.item() == pytest.approx(-math.log(p) / 2 + 2 * -math.log(1 - eps) / 2, rel=1e-5)
+
+
+def test_eq9_triplet():
+    a1e = torch.tensor([[0.0, 0.0]])
+    a2s = torch.tensor([[1.0, 0.0]])  # ||.||^2 = 1
+    bg = torch.tensor([[0.0, 0.5]])  # ||.||^2 = 0.25
+    assert boundary_triplet_loss(a1e, a2s, bg).item() == pytest.approx(1 - 0.25 + 1)
+    far = torch.tensor([[0.0, 2.0]])  # 1 - 4 + 1 < 0 -> 0
+    assert boundary_triplet_loss(a1e, a2s, far).item() == 0.0
+
+
+def test_focal_tiou_l1_quality_total():
+    # softmax focal, 2 classes, logits equal: p_t = 0.5 -> (0.5)^2 * log 2
+    assert softmax_focal_loss(torch.zeros(1, 2), torch.tensor([0])).item() == pytest.approx(0.25 * math.log(2))
+    assert softmax_focal_loss(torch.tensor([[0.0, 50.0]]), torch.tensor([1])).item() == pytest.approx(0, abs=1e-12)
+    # eq. 13: [0,2] vs [1,3] -> tIoU 1/3
+    assert tiou_loss(torch.tensor([[0.0, 2.0]]), torch.tensor([[1.0, 3.0]])).item() == pytest.approx(2 / 3)
+    assert offset_l1_loss(torch.tensor([[0.5, -1.0]]), torch.tensor([[0.0, 0.0]])).item() == pytest.approx(1.5)
+    # eq. 14: BCE(sigmoid(0) = 0.5, 0.5) = log 2
+    assert quality_loss(torch.tensor([0.0]), torch.tensor([0.5])).item() == pytest.approx(math.log(2))
+    # eq. 11 with lambda = 10, gamma = 1
+    total = afsd_total(*[torch.tensor(v) for v in (1.0, 2.0, 3.0, 4.0, 5.0)], lam=10, gamma=1)
+    assert total.item() == pytest.approx(1 + 20 + 3 + 40 + 5)
+
+
+def test_eq15_inference_and_offset_targets_invert_it():
+    coarse = torch.tensor([[10.0, 20.0]])
+    off = torch.tensor([[0.2, -0.4]])
+    assert refine_segments(coarse, off).tolist() == [[11.0, 18.0]]  # +-w/2 * delta, w = 10
+    gt = torch.tensor([[7.0, 26.0]])
+    assert torch.allclose(refine_segments(coarse, offset_targets(coarse, gt)), gt)
+    logits_c = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    logits_r = torch.log(torch.tensor([[0.1, 0.5, 0.4]]))
+    y = fuse_scores(logits_c, logits_r, torch.tensor([0.0]))  # eta = 0.5
+    assert torch.allclose(y, torch.tensor([[0.5 * 0.8 * 0.5, 0.5 * 0.6 * 0.5]]))
+
+
+def test_label_assignment():
+    pos = torch.tensor([0.0, 4.0, 8.0, 12.0])
+    gt = torch.tensor([[3.0, 12.0], [7.0, 9.0]])
+    lab = torch.tensor([2, 0])
+    y, seg = coarse_targets(pos, gt, lab)
+    assert y.tolist() == [0, 3, 1, 3]  # 8 is in both: the shorter action (class 0) wins
+    assert seg[2].tolist() == [7.0, 9.0]
+    coarse = torch.tensor([[3.0, 11.0], [0.0, 1.0]])  # tIoU 8/9 with gt 0; none
+    y_r, seg_r = refined_targets(coarse, gt, lab)
+    assert y_r.tolist() == [3, 0]
+    assert seg_r[0].tolist() == [3.0, 12.0]
+
+
+def test_contrastive_clip_is_a1_bg_a2():
+    torch.manual_seed(0)
+    t = 40
+    x = torch.arange(t, dtype=torch.float32).repeat(2, 1)[None]  # (1, 2, T): channel value = step index
+    # short action steps 2..5 (w_min = 4), long action steps 20..31 (12 > 8), background 6..19 and 32..39
+    tgt = [{"segments": torch.tensor([[1.6, 5.4], [19.6, 31.4]]), "labels": torch.tensor([0, 1])}]
+    clips, lengths, pieces = build_contrastive_clips(x, torch.tensor([t]), tgt)
+    steps = clips[0, 0, :int(lengths[0])].tolist()
+    n1 = int(pieces[0, 0, 1] + 0.5)
+    a1, bg, a2 = steps[:n1], steps[n1:n1 + 4], steps[n1 + 4:]
+    assert len(bg) == 4 and len(a1) >= 4 and len(a2) >= 4
+    assert a1 + a2 == list(range(20, 32))  # the long action, cut once
+    assert all((6 <= s <= 19) or s >= 32 for s in bg) and bg == list(range(int(bg[0]), int(bg[0]) + 4))
+    # a video with a single action has no action longer than 2 * w_min: no clip
+    assert build_contrastive_clips(x, torch.tensor([t]), [{"segments": torch.tensor([[3.0, 9.0]]),
+                                                             "labels": torch.tensor([0])}]) is None
+
+
+def test_forward_shapes_loss_terms_and_padding():
+    torch.manual_seed(0)
+    model = AFSD(8, 3, width=16, levels=3)
+    x = torch.randn(2, 8, 21)  # T not a multiple of 4: padded inside
+    mask = torch.ones(2, 21, dtype=torch.bool)
+    mask[1, 15:] = False
+    out = model(x, mask)
+    k = 24 + 12 + 6
+    assert out["coarse"].shape == (2, k, 2) and out["logits_r"].shape == (2, k, 4) and out["quality"].shape == (2, k)
+    assert out["valid"][1].sum().item() == 15 + 8 + 4
+    targets = [{"segments": torch.tensor([[2.0, 9.0], [12.0, 19.0]]), "labels": torch.tensor([0, 2])},
+               {"segments": torch.zeros(0, 2), "labels": torch.zeros(0, dtype=torch.long)}]
+    losses = model.loss(out, targets)
+    assert {"total", "cls_coarse", "loc_coarse", "cls_refined", "loc_refined", "quality", "act", "triplet"} <= set(losses)
+    main = afsd_total(losses["cls_coarse"], losses["loc_coarse"], losses["cls_refined"], losses["loc_refined"],
+                      losses["quality"])
+    assert losses["total"].item() == pytest.approx((main + losses["act"] + losses["triplet"]).item(), rel=1e-6)
+    losses["total"].backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if "cls_ref_out" in n or "offset_out" in n)
+
+
+def recall_at(dets, gt_by_video, thr=0.5, top=5):
+    """Fraction of ground truths matched (same class, tIoU >= thr) by one of the top detections of that class."""
+    hit = total = 0
+    for b, (segs, labs) in enumerate(gt_by_video):
+        d_seg, d_sc, d_lab = dets[b]
+        for (s, e), c in zip(segs.tolist(), labs.tolist()):
+            total += 1
+            cand = d_seg[d_lab == c][:top]
+            if len(cand):
+                inter = (torch.minimum(cand[:, 1], torch.tensor(e)) - torch.maximum(cand[:, 0], torch.tensor(s))).clamp(min=0)
+                iou = inter / ((cand[:, 1] - cand[:, 0]) + (e - s) - inter)
+                hit += bool((iou >= thr).any())
+    return hit / total
+
+
+def test_overfit_tiny_synthetic():
+    from stages.detection import build_training_set, collate, synthetic_feature_dataset
+
+    torch.manual_seed(0)
+    feats, ann, labels, grid, _ = synthetic_feature_dataset(6, channels=16, num_classes=2, seed=1, min_len=48,
+                                                            max_len=64)
+    items = build_training_set(feats, ann, labels, grid)
+    x, mask, targets = collate([(it.features, it.segments, it.labels) for it in items], "cpu")
+    gts = [(t["segments"], t["labels"]) for t in targets]
+    model = AFSD(16, 2, width=32, levels=4)
+    model.eval()
+    before = recall_at(model.predict(model(x, mask)), gts)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = model.loss(model(x, mask), targets)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    after = recall_at(model.predict(model(x, mask)), gts)
+    assert after >= 0.7 and after > before + 0.3, (before, after)

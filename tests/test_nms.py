@@ -1,0 +1,91 @@
+"""Soft-NMS against a naive reference, including the last-candidate case the AFSD loop drops."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.nms import batched_soft_nms, pairwise_tiou, select_detections, soft_nms
+
+
+def naive_soft_nms(segs, scores, sigma=0.5, min_score=1e-3):
+    """Plain-python Gaussian Soft-NMS: list of (index, score), best first."""
+    cand = {i: float(s) for i, s in enumerate(scores) if s >= min_score}
+    out = []
+    while cand:
+        best = max(cand, key=lambda i: (cand[i], -i))
+        out.append((best, cand.pop(best)))
+        for i in list(cand):
+            a, b = segs[i], segs[best]
+            inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+            iou = inter / ((a[1] - a[0]) + (b[1] - b[0]) - inter)
+            cand[i] *= math.exp(-iou * iou / sigma)
+            if cand[i] < min_score:
+                del cand[i]
+    return out
+
+
+def test_pairwise_tiou_hand_values():
+    a = torch.tensor([[0.0, 2.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 3.0], [5.0, 6.0]])
+    expect = torch.tensor([[1 / 3, 0.0], [0.0, 0.0]])
+    assert torch.allclose(pairwise_tiou(a, b), expect)
+
+
+def test_two_overlapping_hand_decay():
+    segs = torch.tensor([[0.0, 4.0], [2.0, 6.0]])  # tIoU 2/6
+    keep, sc = soft_nms(segs, torch.tensor([0.9, 0.8]), sigma=0.5)
+    assert keep.tolist() == [0, 1]
+    assert sc[1].item() == pytest.approx(0.8 * math.exp(-(1 / 3) ** 2 / 0.5))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 60])
+def test_matches_naive_and_keeps_last_candidate(n):
+    rng = np.random.default_rng(n)
+    start = rng.uniform(0, 30, n)
+    segs = np.stack([start, start + rng.uniform(0.5, 8, n)], 1)
+    scores = rng.uniform(0.01, 1, n)
+    keep, sc = soft_nms(torch.tensor(segs), torch.tensor(scores))
+    ref = naive_soft_nms(segs.tolist(), scores.tolist())
+    assert keep.tolist() == [i for i, _ in ref]
+    assert np.allclose(sc.numpy(), [s for _, s in ref])
+    if n == 1:
+        assert keep.tolist() == [0]  # the single (= last) candidate survives
+
+
+def test_last_remaining_candidate_is_kept():
+    # Disjoint segments: nothing decays, every candidate, the last picked included, must come back.
+    segs = torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    keep, sc = soft_nms(segs, torch.tensor([0.5, 0.9, 0.7]))
+    assert keep.tolist() == [1, 2, 0]
+    assert torch.allclose(sc, torch.tensor([0.9, 0.7, 0.5]))
+
+
+def test_min_score_and_max_keep():
+    segs = torch.tensor([[0.0, 4.0], [0.0, 4.0], [10.0, 12.0]])
+    # identical second segment decays by exp(-1/0.5) = 0.135 -> 0.1 * 0.135 < 0.05: dropped
+    keep, _ = soft_nms(segs, torch.tensor([0.9, 0.1, 0.3]), min_score=0.05)
+    assert keep.tolist() == [0, 2]
+    keep, _ = soft_nms(segs, torch.tensor([0.9, 0.1, 0.3]), max_keep=1)
+    assert keep.tolist() == [0]
+
+
+def test_batched_classes_do_not_suppress_each_other():
+    segs = torch.tensor([[0.0, 4.0], [0.0, 4.0], [0.5, 4.0]])
+    scores = torch.tensor([0.9, 0.6, 0.8])
+    labels = torch.tensor([0, 1, 0])
+    s, sc, lab = batched_soft_nms(segs, scores, labels)
+    got = {(tuple(x.tolist()), int(c)): float(v) for x, c, v in zip(s, lab, sc)}
+    assert got[((0.0, 4.0), 1)] == pytest.approx(0.6)  # same span, other class: untouched (multi-label)
+    assert got[((0.5, 4.0), 0)] == pytest.approx(0.8 * math.exp(-(3.5 / 4) ** 2 / 0.5))
+    assert sc.tolist() == sorted(sc.tolist(), reverse=True)
+
+
+def test_select_detections_is_multilabel_and_capped():
+    segs = torch.tensor([[0.0, 2.0], [5.0, 9.0], [3.0, 2.0]])  # last one is degenerate (end < start)
+    scores = torch.tensor([[0.9, 0.7], [0.0005, 0.3], [0.99, 0.99]])
+    valid = torch.tensor([True, True, True])
+    s, sc, lab = select_detections(segs, scores, valid, thresh=1e-3, topk=100, sigma=0.5, cap=10)
+    assert sorted(zip(lab.tolist(), s[:, 0].tolist())) == [(0, 0.0), (1, 0.0), (1, 5.0)]
+    s, sc, lab = select_detections(segs, scores, valid, thresh=1e-3, topk=100, sigma=0.5, cap=2)
+    assert sc.tolist() == pytest.approx([0.9, 0.7])
