@@ -5,6 +5,8 @@ import logging
 import os
 import shutil
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import luigi
@@ -48,6 +50,22 @@ class DoneFileTarget(luigi.Target):
     def remove(self) -> None:
         (self.folder / "DONE").unlink(missing_ok=True)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    @contextmanager
+    def writer(self):
+        """A temporary sibling folder, renamed into place with its DONE file only on success."""
+        for stale in self.folder.parent.glob(f".{self.folder.name}.*.tmp"):  # from a crashed run
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = self.folder.with_name(f".{self.folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.mkdir(parents=True)
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (tmp / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.rename(tmp, self.folder)
 
 
 class StageTask(luigi.Task):

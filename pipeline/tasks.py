@@ -6,6 +6,7 @@ import time (luigi may fork workers).
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -154,6 +155,94 @@ class ImportFeatures(DatasetStage):
         self.run_videos(import_video_features, videos, self.skip_bad_videos, source=self.data.features,
                         fps_by_video={v: (self.fps or fps[v]) for v in videos}, window=self.window,
                         stride=self.stride, width=width)
+
+
+class DetectorTask(StageTask):
+    """Shared parameters of a detector variant: which detector, with or without BAPG, which seed."""
+
+    detector = luigi.ChoiceParameter(default="actionformer", choices=["afsd", "actionformer"])
+    use_bapg = luigi.BoolParameter(default=False, description="concatenate ProposalFeatures to the video features")
+    seed = luigi.IntParameter(default=0)
+    device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+
+    def feature_inputs(self) -> dict:
+        inputs = {"features": features_task()}
+        if self.use_bapg:
+            inputs["bapg"] = ProposalFeatures()
+        return inputs
+
+    def load_features(self, subset: str):
+        from storage.features import load_feature_dict
+
+        ann = dataset_annotations(self.data).subset(subset)
+        bapg = self.input()["bapg"].path if self.use_bapg else None
+        features, grids = load_feature_dict(self.input()["features"].path, ann.videos["video"].tolist(), bapg)
+        return ann, features, grids
+
+
+class TrainDetector(DetectorTask):
+    """Train one detector variant on the training subset; checkpoint = EMA weights after the last epoch."""
+
+    artifact = "detector"
+    suffix = ""
+    resources = {"gpu": 1}
+    epochs = luigi.IntParameter(default=0, description="0: the detector's default for this data size")
+
+    def requires(self):
+        return self.feature_inputs()
+
+    def run(self):
+        import torch
+
+        from stages.detection import train_detector
+
+        ann, features, grids = self.load_features(self.data.train_subset)
+        labels = dataset_annotations(self.data).labels
+        config = {"epochs": self.epochs} if self.epochs else {}
+        state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
+                                              seed=self.seed, device=self.device)
+        cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features)}
+        with self.output().writer() as folder:
+            torch.save({"state": state, "config": cfg}, folder / "checkpoint.pt")
+            (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
+            write_csv(folder / "train_log.csv", log_rows)
+
+
+class Detect(DetectorTask):
+    """Detections on the test subset, ActivityNet results JSON (capped per video, clipped, multi-label)."""
+
+    artifact = "detections"
+    suffix = ""
+    max_dets = luigi.IntParameter(default=200)
+
+    def requires(self):
+        return {"model": TrainDetector(detector=self.detector, use_bapg=self.use_bapg, seed=self.seed),
+                **self.feature_inputs()}
+
+    def run(self):
+        import torch
+
+        from stages.detection import detect
+
+        ckpt = torch.load(Path(self.input()["model"].path) / "checkpoint.pt", map_location="cpu", weights_only=True)
+        ann, features, grids = self.load_features(self.data.test_subset)
+        durations = {v: ann.duration(v) for v in features}
+        results = detect(self.detector, ckpt["state"], ckpt["config"], features, ckpt["config"]["labels"], grids,
+                         durations, max_dets=self.max_dets, device=self.device)
+        payload = {"version": "tal-pipeline", "results": results,
+                   "external_data": {"detector": self.detector, "bapg": self.use_bapg, "seed": self.seed}}
+        with self.output().writer() as folder:
+            (folder / "detections.json").write_text(json.dumps(payload))
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 class FullRun(luigi.WrapperTask):

@@ -50,3 +50,26 @@ def read_features(store_path: str | Path, video: str) -> tuple[np.ndarray, TimeG
     array = ArtifactStore(store_path).read(video)
     a = array.attrs
     return np.asarray(array[...], dtype=np.float32), TimeGrid(float(a["fps"]), int(a["window"]), int(a["stride"]))
+
+
+def load_feature_dict(store_path: str | Path, videos: list[str], extra_store: str | Path | None = None):
+    """Features of `videos` as {video: (T, C) float32} and their time grids {video: {fps, window, stride}}.
+
+    extra_store: per-step features with the same time axis (BAPG ProposalFeatures), concatenated
+    channel-wise to the video features, which is all a +BAPG detector sees differently.
+    """
+    store = ArtifactStore(store_path)
+    available = set(store.videos())
+    features, grids = {}, {}
+    for video in videos:
+        if video not in available:
+            continue  # skipped upstream (listed in that stage's failure report)
+        x, grid = read_features(store_path, video)
+        if extra_store is not None:
+            extra, _ = read_features(extra_store, video)
+            if extra.shape[0] != x.shape[0]:
+                raise ValueError(f"video {video!r}: {extra_store} has {extra.shape[0]} steps, features have {x.shape[0]}")
+            x = np.concatenate([x, extra], axis=1)
+        features[video] = x
+        grids[video] = {"fps": grid.fps, "window": grid.window, "stride": grid.stride}
+    return features, grids
