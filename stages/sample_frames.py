@@ -4,6 +4,14 @@ Sampling by timestamp, not frame index (DESIGN 3.1): sample k is the frame on sc
 t_k = k / fps, i.e. the last frame whose presentation time is <= t_k. Timestamps may start late,
 arrive out of order or be variable-rate; the video's real fps and frame count are recorded.
 Frames are resized so the short side is `size` (bilinear, swscale) and centre-cropped to size x size.
+
+Bad files fail with a ValueError naming the video, the file and the problem (empty, not a video,
+no video stream, undecodable, truncated); the stage lists them in its failure report and keeps the
+other videos. A truncated file fails as a whole, also when its first part decodes (a truncated
+mkv, or an mp4 with its index at the front): when the decoded frames end well before the duration
+the file declares (by more than max(1 s, 2%)), nothing of the video is written. A silently shorter
+video would leave annotated actions without frames; `--SampleFrames-skip-bad-videos` continues
+without such videos instead.
 """
 from __future__ import annotations
 
@@ -58,14 +66,16 @@ def _decoded_frames(path: Path, video: str) -> Iterator[tuple[float, object, obj
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:
-        raise ValueError(f"video {video!r}: {path} is not a readable video file ({exc})") from None
+        raise ValueError(
+            f"video {video!r}: {path} is not a readable video file: truncated, corrupt or not a video ({exc})"
+        ) from None
     with container:
         if not container.streams.video:
             raise ValueError(f"video {video!r}: {path} has no video stream (audio-only or not a video)")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         time_base = float(stream.time_base) if stream.time_base else None
-        index = 0
+        index, last = 0, -math.inf
         try:
             for frame in container.decode(stream):
                 if frame.pts is not None and time_base is not None:
@@ -76,6 +86,7 @@ def _decoded_frames(path: Path, video: str) -> Iterator[tuple[float, object, obj
                     rate = float(stream.average_rate or stream.guessed_rate or 25)
                     t = index / rate
                 index += 1
+                last = max(last, t)
                 yield t, frame, stream
         except av.error.FFmpegError as exc:
             if index == 0:
@@ -83,6 +94,50 @@ def _decoded_frames(path: Path, video: str) -> Iterator[tuple[float, object, obj
             raise ValueError(f"video {video!r}: {path} is truncated or corrupt after frame {index} ({exc})") from None
         if index == 0:
             raise ValueError(f"video {video!r}: {path} has a video stream but no decodable frame")
+        _check_not_truncated(container, stream, path, video, index, last)
+
+
+def _parse_clock(text: str) -> float | None:
+    """'HH:MM:SS.fraction' (Matroska's per-track DURATION tag) -> seconds."""
+    try:
+        h, m, sec = text.strip().split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (AttributeError, ValueError):
+        return None
+
+
+def declared_duration(container, stream) -> float | None:
+    """The video's length in seconds as the file's headers state it (None when they do not).
+
+    The video stream's own duration, else Matroska's per-track DURATION tag, else the container's
+    duration when no other audio/video stream could make it longer. Formats disagree on whether this
+    counts from 0 or from the first timestamp; a video whose timestamps start at s >= 0 ends at or
+    after it either way, so it is a lower bound of the end time.
+    """
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = _parse_clock(stream.metadata.get("DURATION", "")) if stream.metadata else None
+    if tag:
+        return tag
+    others = [s for s in container.streams if s.index != stream.index and s.type in ("audio", "video")]
+    if container.duration and not others:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def _check_not_truncated(container, stream, path: Path, video: str, count: int, last: float) -> None:
+    """Fail when the decoded frames stop well before the duration the file declares (a cut-off file)."""
+    declared = declared_duration(container, stream)
+    if not declared or not math.isfinite(last):
+        return
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    decoded_end = last + (1.0 / rate if rate > 0 else 0.0)
+    if declared - decoded_end > max(1.0, 0.02 * declared):
+        frames = f" of the {stream.frames} it declares" if stream.frames else ""
+        raise ValueError(
+            f"video {video!r}: {path} is truncated: its frames end at {decoded_end:.2f} s ({count} frames{frames}) "
+            f"but the file declares {declared:.2f} s; the rest is missing or unreadable (re-download or re-encode it)"
+        )
 
 
 class FrameSampler:
