@@ -232,6 +232,15 @@ def extract_video_features(video: str, *, frames_store: str, store_path: str, wi
     from storage.zarr_store import ArtifactStore
 
     frames = ArtifactStore(frames_store).read(video)
+    count = int(frames.shape[0])
+    if count < window:  # before loading the model: a short video fails alone, with the numbers
+        fps = float(frames.attrs.get("fps", 0) or 0)
+        timing = f"{count / fps:.2f} s sampled at {fps:g} fps; a window needs {window / fps:.2f} s; " if fps > 0 else ""
+        raise ValueError(
+            f"video {video!r} has {count} frames, fewer than one window of {window} "
+            f"({timing}frames store {frames_store}): no feature can be computed "
+            f"(sample at a higher fps, use a smaller window, or skip the video)"
+        )
     dev = resolve_device(device)
     if num_threads and dev.type == "cpu":
         torch.set_num_threads(num_threads)  # process-wide: the task sets the same value for every video
