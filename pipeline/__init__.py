@@ -3,6 +3,8 @@
 Importing this package registers every task with luigi (and nothing heavy: no torch, no Numba).
 """
 from pipeline.tasks import *  # noqa: F401,F403 - luigi finds tasks by importing the module
+from pipeline.bapg_tasks import *  # noqa: F401,F403
+from pipeline.report_tasks import *  # noqa: F401,F403
 
 import logging as _logging
 

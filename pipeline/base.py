@@ -128,11 +128,14 @@ class StageTask(luigi.Task):
         cfg = config.dask()
         return cfg.scheduler, (cfg.workers or None)
 
-    def run_videos(self, worker, videos: list[str], skip_bad_videos: bool, **kwargs) -> dict[str, str]:
+    def run_videos(self, worker, videos: list[str], skip_bad_videos: bool, before_complete=None,
+                   **kwargs) -> dict[str, str]:
         """Run `worker(video, store_path=..., **kwargs)` for each unfinished video, then flag the store.
 
         Finished videos (from an interrupted earlier run) are not recomputed. Failures are written
         to the failure report; the stage then fails naming them, unless told to skip them.
+        before_complete(store, done_videos): a store-level step (e.g. a recall table) run after the
+        videos and before the flag, so a crash there never leaves a store that looks complete.
         """
         store = self.output().store
         store.begin({"stage": self.artifact, "params": self.shaping_params(),
@@ -150,5 +153,7 @@ class StageTask(luigi.Task):
                 f"The others are kept in {store.path}; report: {report}. "
                 f"Fix them, or rerun with --skip-bad-videos to continue without them."
             )
+        if before_complete is not None:
+            before_complete(store, sorted(set(videos) - set(result.failures)))
         store.mark_complete(videos, skipped=result.failures)
         return result.failures

@@ -1,8 +1,9 @@
 """The luigi tasks: each a few lines that call a pure stage function.
 
 Chain: SyntheticDataset (when no dataset is configured) -> SampleFrames -> ExtractFeatures |
-ImportFeatures -> ... -> FullRun. Heavy imports (torch, Numba) happen inside run(), never at
-import time (luigi may fork workers).
+ImportFeatures -> (pipeline.bapg_tasks) TrainEncoder -> SimilarityMatrices -> TSCProposals ->
+ProposalFeatures -> TrainDetector -> Detect -> (pipeline.report_tasks) Evaluate -> Report -> FullRun.
+Heavy imports (torch, Numba) happen inside run(), never at import time (luigi may fork workers).
 """
 from __future__ import annotations
 
@@ -166,6 +167,8 @@ class DetectorTask(StageTask):
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
 
     def feature_inputs(self) -> dict:
+        from pipeline.bapg_tasks import ProposalFeatures  # the BAPG tasks build on this module
+
         inputs = {"features": features_task()}
         if self.use_bapg:
             inputs["bapg"] = ProposalFeatures()
@@ -243,10 +246,3 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-
-
-class FullRun(luigi.WrapperTask):
-    """The whole chain on the configured dataset (the synthetic one when none is configured)."""
-
-    def requires(self):
-        return [features_task()]

@@ -149,3 +149,61 @@ def recall_by_m(tables_by_video: dict[str, pd.DataFrame], gt_by_video: dict[str,
         row.update({f"AR@{an}": v for an, v in r["AR@AN"].items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# -- the TSCProposals stage: change points and proposals cached per video -----------------------------------
+
+def tsc_proposals_to_store(video: str, *, similarity_store: str, store_path: str, ms: list[int], min_size: int = 1,
+                           max_union: int = 3, durations: dict[str, float] | None = None) -> None:
+    """TSC on one video's similarity matrix (read from Zarr in row blocks), then its proposal table in Zarr.
+
+    The video's array is the deduplicated proposal table as float64 (N, 6) with columns COLUMNS; its attributes
+    hold the change points for every m ({"10": [...], ...}), the number of steps and the time grid, so the
+    proposals (and per-m tables for recall) are rebuilt from the store alone. durations: {video: seconds}
+    (proposal ends are clipped to the video's duration when it is known).
+    """
+    from stages.tsc import change_points
+    from storage.zarr_store import ArtifactStore
+
+    similarity = ArtifactStore(similarity_store).read(video)  # (T, T) float16, read block-wise by the DP
+    a = similarity.attrs
+    fps, window, stride = float(a["fps"]), int(a["window"]), int(a["stride"])
+    cps = change_points(similarity, ms=ms, min_size=min_size, name=f"video {video!r}")
+    T = int(similarity.shape[0])
+    duration = (durations or {}).get(video)
+    duration = None if duration is None or not np.isfinite(duration) else float(duration)
+    table = proposals_from_change_points(cps, T, fps, window, stride, duration=duration, max_union=max_union)
+    meta = {"columns": COLUMNS, "change_points": {str(m): c.tolist() for m, c in cps.items()}, "num_steps": T,
+            "fps": fps, "window": window, "stride": stride, "duration": duration, "max_union": int(max_union),
+            "min_size": int(min_size), "rank": "m ascending, then n_segments, then start (TSC proposals have no score)"}
+    ArtifactStore(store_path).write_video(video, table.to_numpy(dtype=np.float64), 4096, ["proposal", "column"], meta)
+
+
+def read_change_points(store_path: str, video: str) -> tuple[dict[int, np.ndarray], dict]:
+    """Change points {m: (m,) int64} of one video from a TSCProposals store, and the array's attributes."""
+    from storage.zarr_store import ArtifactStore
+
+    attrs = dict(ArtifactStore(store_path).read(video).attrs)
+    return {int(m): np.asarray(c, dtype=np.int64) for m, c in attrs["change_points"].items()}, attrs
+
+
+def read_proposals(store_path: str, video: str) -> pd.DataFrame:
+    """The cached (deduplicated, ranked) proposal table of one video."""
+    from storage.zarr_store import ArtifactStore
+
+    array = ArtifactStore(store_path).read(video)
+    table = pd.DataFrame(np.asarray(array[...]), columns=list(array.attrs["columns"]))
+    for col in ("start_step", "end_step", "m", "n_segments"):
+        table[col] = table[col].astype("int64")
+    return table
+
+
+def recall_table_from_store(store_path: str, gt_by_video: dict[str, np.ndarray]) -> pd.DataFrame:
+    """recall_by_m over the videos of gt_by_video, from the change points cached in a TSCProposals store."""
+    tables = {}
+    for video in gt_by_video:
+        cps, a = read_change_points(store_path, video)
+        tables[video] = proposals_from_change_points(cps, int(a["num_steps"]), a["fps"], a["window"], a["stride"],
+                                                     duration=a.get("duration"), max_union=int(a["max_union"]),
+                                                     dedup=False)
+    return recall_by_m(tables, gt_by_video)

@@ -55,7 +55,7 @@ def _fmin(typingctx, a, b):
     return sig, codegen
 
 
-@njit(cache=True, fastmath=_FAST)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def _min_and_argmin(prev, cost, lo, hi):
     """min over a in [lo, hi] of prev[a] + cost[a], and the smallest a reaching it."""
     best = np.inf
@@ -78,7 +78,7 @@ def _min_and_argmin(prev, cost, lo, hi):
     return best, arg
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _dp_block(lower, upper_t, r0, diag_cum, qsum, cost, F, arg, min_size):
     """Advance the DP over segment ends b = r0+1 .. r0+nb using rows r0 .. r0+nb-1 of S.
 

@@ -1,0 +1,161 @@
+"""BAPG tasks (BAPG section II): TrainEncoder -> SimilarityMatrices -> TSCProposals -> ProposalFeatures.
+
+Each task is a few lines around a pure function in stages/. Per-video stages run over every video of both
+subsets (a +BAPG detector trains on the training videos' ProposalFeatures); the encoder trains on the
+training subset only, and proposal recall is reported on the test subset.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import luigi
+
+from pipeline.base import StageTask
+from pipeline.tasks import DatasetStage, dataset_annotations, features_task, write_csv
+
+log = logging.getLogger("pipeline")
+
+
+def gt_segments(ann) -> dict:
+    """{video: (G, 2) [start, end] seconds} of the non-ambiguous instances, every video of `ann` included."""
+    import numpy as np
+
+    actions = ann.actions
+    return {v: actions.loc[actions["video"] == v, ["start", "end"]].to_numpy(dtype=np.float64)
+            for v in ann.videos["video"]}
+
+
+class TrainEncoder(StageTask):
+    """The contrastive encoder Phi trained with hard negatives on the training subset (BAPG II-B)."""
+
+    artifact = "encoder"
+    suffix = ""
+    resources = {"gpu": 1}
+    seed = luigi.IntParameter(default=0)
+    loss = luigi.ChoiceParameter(default="triplet", choices=["triplet", "eq3"],
+                                 description="triplet: [s(a,n) - s(a,p) + margin]_+ (default, DESIGN 3.2); "
+                                             "eq3: the paper's [s(a,n) - gamma]_+ - s(a,p)")
+    margin = luigi.FloatParameter(default=0.0, description="triplet margin; 0: the stage default")
+    gamma = luigi.FloatParameter(default=1.0, description="gamma of eq. 3 (only with --loss eq3)")
+    epochs = luigi.IntParameter(default=0, description="0: the stage default")
+    device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+
+    def requires(self):
+        return features_task()
+
+    def config(self) -> dict:
+        cfg = {"loss": self.loss, "gamma": self.gamma}
+        if self.margin:
+            cfg["margin"] = self.margin
+        if self.epochs:
+            cfg["epochs"] = self.epochs
+        return cfg
+
+    def run(self):
+        import torch
+
+        from stages.encoder import encoder_report, train_encoder
+        from storage.features import load_feature_dict
+
+        ann = dataset_annotations(self.data)
+        train, test = ann.subset(self.data.train_subset), ann.subset(self.data.test_subset)
+        features, grids = load_feature_dict(self.input().path, train.videos["video"].tolist())
+        state, cfg, log_rows = train_encoder(features, train.actions, grids, self.config(), seed=self.seed,
+                                             device=self.device)
+        # Evidence it learns: s(anchor, positive) - s(anchor, hard negative) on held-out videos.
+        held_out, held_grids = load_feature_dict(self.input().path, test.videos["video"].tolist())
+        report = encoder_report(state, cfg, held_out, test.actions, held_grids, seed=self.seed)
+        with self.output().writer() as folder:
+            torch.save({"state": state, "config": cfg}, folder / "checkpoint.pt")
+            (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
+            (folder / "separation.json").write_text(json.dumps(report, indent=1))
+            write_csv(folder / "loss_log.csv", log_rows)
+        log.info("encoder: held-out s(a,p) - s(a,hard neg): %.3f before training, %.3f after",
+                 report["before"]["gap"], report["after"]["gap"])
+
+
+class SimilarityMatrices(DatasetStage):
+    """S per video, (T', T') float16, tile-chunked (BAPG eq. 2 on the encoder embeddings)."""
+
+    artifact = "similarity"
+    use_encoder = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                      description="False: cosine similarity of the features themselves (ablation)")
+    block = luigi.IntParameter(default=1024, significant=False, description="tile size (rows = cols = Zarr chunk)")
+    device = luigi.Parameter(default="cpu", significant=False, description="device for the encoder embeddings")
+
+    def requires(self):
+        req = {"features": features_task()}
+        if self.use_encoder:
+            req["encoder"] = TrainEncoder()
+        return req
+
+    def run(self):
+        from stages.parallel import threads_per_worker
+        from stages.similarity import similarity_matrix_to_store
+
+        features = self.input()["features"].store
+        scheduler, workers = self.dask_scheduler()
+        self.run_videos(similarity_matrix_to_store, features.videos(), self.skip_bad_videos,
+                        features_store=str(features.path),
+                        encoder=self.input()["encoder"].path if self.use_encoder else None, block=self.block,
+                        device=self.device, num_threads=threads_per_worker(scheduler, workers))
+
+
+class TSCProposals(DatasetStage):
+    """Temporal Similarity Clustering change points for every m, and the proposals, cached per video.
+
+    Before the store is flagged complete its folder gets recall.csv / recall.json: proposal recall per m on the
+    test subset (AR@AN at tIoU 0.5:0.05:0.95, recall at tIoU 0.5 and 0.7).
+    """
+
+    artifact = "proposals"
+    ms = luigi.ListParameter(default=[10, 15, 20], description="numbers of change points m")
+    min_size = luigi.IntParameter(default=1, description="minimum segment length in feature steps")
+    max_union = luigi.IntParameter(default=3, description="proposals also join up to this many consecutive segments")
+
+    def requires(self):
+        return SimilarityMatrices()
+
+    def run(self):
+        from stages.proposals import tsc_proposals_to_store
+
+        similarity = self.input().store
+        ann = dataset_annotations(self.data)
+        durations = dict(zip(ann.videos["video"], ann.videos["duration"].astype(float)))
+        # The DP kernel is single-threaded Numba with nogil=True: Dask threads run videos side by side.
+        self.run_videos(tsc_proposals_to_store, similarity.videos(), self.skip_bad_videos,
+                        before_complete=self.write_recall, similarity_store=str(similarity.path),
+                        ms=[int(m) for m in self.ms], min_size=self.min_size, max_union=self.max_union,
+                        durations=durations)
+
+    def write_recall(self, store, done_videos: list[str]) -> None:
+        from stages.proposals import recall_table_from_store
+
+        test = dataset_annotations(self.data).subset(self.data.test_subset)
+        gt = {v: g for v, g in gt_segments(test).items() if v in set(done_videos) and len(g)}
+        if not gt:
+            log.warning("proposals: no test video with ground truth; no recall table")
+            return
+        table = recall_table_from_store(str(store.path), gt)
+        table.to_csv(store.path / "recall.csv", index=False)
+        (store.path / "recall.json").write_text(table.to_json(orient="records", indent=1))
+        log.info("proposals: recall on %d test videos\n%s", len(gt), table.to_string(index=False))
+
+
+class ProposalFeatures(DatasetStage):
+    """Boundary-aware per-step features from the TSC segmentations (BAPG II-D), same layout as features."""
+
+    artifact = "bapg_features"
+    projection_dim = luigi.IntParameter(default=0, description="fixed random projection of Fv before pooling; 0: none")
+
+    def requires(self):
+        return {"features": features_task(), "proposals": TSCProposals()}
+
+    def run(self):
+        from stages.proposal_features import proposal_features_to_store
+
+        proposals = self.input()["proposals"].store
+        self.run_videos(proposal_features_to_store, proposals.videos(), self.skip_bad_videos,
+                        features_store=self.input()["features"].path, proposals_store=str(proposals.path),
+                        projection_dim=self.projection_dim)
