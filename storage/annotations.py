@@ -89,8 +89,10 @@ def load_annotations(
 
     labels: the allowed class names; a label outside them is an error naming video and label.
     beyond_duration: "clip" (default) clips a segment's end to the video duration and drops a
-        segment that starts at or after the end, with a warning naming the videos; "keep" keeps
-        segments as written (what the raw files hold; THUMOS14 has 30 such segments).
+        segment that starts at or after the end, and likewise clips a negative start to 0 and drops
+        a segment that ends at or before 0, with a warning naming the videos; "keep" keeps
+        segments past the end as written (what the raw files hold; THUMOS14 has 30 such segments)
+        and refuses negative times.
     video_info: AFSD-style ``*_video_info.csv`` file or folder, for durations of G-TAD CSVs.
     """
     path = Path(path)
@@ -111,6 +113,8 @@ def load_annotations(
 # readers: each returns raw (videos, instances) frames in the common schema
 # ---------------------------------------------------------------------------------------------
 def _read_json(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if path.stat().st_size == 0:
+        raise ValueError(f"annotation file {path} is empty (0 bytes), not valid JSON")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -136,9 +140,16 @@ def _read_json(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 raise ValueError(f"annotation file {path}: video {video!r}: malformed annotation {ann!r}")
             start = _number(seg[0], path, video, "segment start")
             end = _number(seg[1], path, video, "segment end")
+            if ann["label"] is None or str(ann["label"]).strip() == "":
+                raise ValueError(f"annotation file {path}: video {video!r}: annotation {ann!r} has no label")
             label = str(ann["label"])
             inst_rows.append((video, subset, label, start, end, label == AMBIGUOUS))
-        for seg in entry.get("ambiguous", []) or []:
+        ambiguous = entry.get("ambiguous", []) or []
+        if not isinstance(ambiguous, list):
+            raise ValueError(f"annotation file {path}: video {video!r}: 'ambiguous' is not a list of [start, end]")
+        for seg in ambiguous:
+            if not isinstance(seg, (list, tuple)) or len(seg) != 2:
+                raise ValueError(f"annotation file {path}: video {video!r}: malformed ambiguous segment {seg!r}")
             start = _number(seg[0], path, video, "ambiguous start")
             end = _number(seg[1], path, video, "ambiguous end")
             inst_rows.append((video, subset, AMBIGUOUS, start, end, True))
@@ -156,7 +167,7 @@ def _read_gtad_csv(path: Path, video_info: str | Path | None) -> tuple[pd.DataFr
     video_rows, inst_rows, seen = [], [], {}
     for file in files:
         subset = _GTAD_SUBSETS.get(file.name.split("_")[0].lower(), file.stem)
-        table = pd.read_csv(file)
+        table = _read_csv(file, "annotation file")
         missing = {"video", "type", "start", "end"} - set(table.columns)
         if missing:
             raise ValueError(f"annotation file {file}: missing columns {sorted(missing)} (G-TAD layout expected)")
@@ -179,11 +190,31 @@ def _read_gtad_csv(path: Path, video_info: str | Path | None) -> tuple[pd.DataFr
 def _read_video_info(path: Path) -> dict[str, tuple[float, float]]:
     files = sorted(path.glob("*_video_info.csv")) if path.is_dir() else [path]
     out = {}
+    if not files:
+        raise FileNotFoundError(f"video info {path}: no *_video_info.csv file")
     for file in files:
-        table = pd.read_csv(file)
+        table = _read_csv(file, "video info file")
+        missing = {"video", "fps", "count"} - set(table.columns)
+        if missing:
+            raise ValueError(f"video info file {file}: missing columns {sorted(missing)} (AFSD layout: video,fps,...,count)")
         for row in table.itertuples(index=False):
-            out[str(row.video)] = (float(row.fps), float(row.count))
+            fps, count = pd.to_numeric(pd.Series([row.fps, row.count]), errors="coerce")
+            if not (fps > 0 and count >= 0):
+                raise ValueError(f"video info file {file}: video {row.video!r}: fps {row.fps!r} / count {row.count!r} invalid")
+            out[str(row.video)] = (float(fps), float(count))
     return out
+
+
+def _read_csv(file: Path, what: str) -> pd.DataFrame:
+    """pandas.read_csv with errors that name the file (empty, not CSV, not text)."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{what} {file} does not exist")
+    if file.stat().st_size == 0:
+        raise ValueError(f"{what} {file} is empty (0 bytes)")
+    try:
+        return pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {file} is not a readable CSV table: {exc}") from None
 
 
 def _frames(video_rows, inst_rows) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -235,9 +266,20 @@ def _validate(videos, instances, source, labels, beyond_duration) -> Annotations
     if negative.any():
         row = instances[negative].iloc[0]
         raise ValueError(f"{source}: video {row['video']!r}: segment [{row['start']}, {row['end']}] ends before it starts")
-    if (instances["start"] < 0).any():
-        row = instances[instances["start"] < 0].iloc[0]
+    before = instances["start"] < 0
+    if before.any() and beyond_duration == "keep":
+        row = instances[before].iloc[0]
         raise ValueError(f"{source}: video {row['video']!r}: segment starts at negative time {row['start']}")
+    if before.any():  # "clip": the part before the video starts is cut off, a segment wholly before it dropped
+        gone = instances["end"] <= 0
+        if gone.any():
+            _warn(messages, f"{source}: dropped {int(gone.sum())} segment(s) that end before the video starts (t <= 0), "
+                            f"in {_examples(instances[gone])}")
+            instances, before = instances[~gone], before[~gone]
+        if before.any():
+            _warn(messages, f"{source}: clipped {int(before.sum())} negative segment start(s) to 0 in "
+                            f"{_examples(instances[before])}")
+            instances = instances.assign(start=instances["start"].clip(lower=0.0))
 
     if labels is not None:
         allowed = set(labels)
