@@ -1,0 +1,430 @@
+"""BAPG II-B: sample pools with hard negative mining, contrastive encoder training, embedding, and pool similarity.
+
+Pools (Fig. 3), per training video, on its feature time grid (step i is centred at
+`feature_to_seconds(i)`; a step belongs to an instance if its centre lies in [start, end)):
+- positives of an instance: its steps;
+- hard negatives of an instance: the background steps of the clip just before and of the clip just after it,
+  contiguous with it, stopping at the neighbouring action (or ambiguous span, or the video edge) and capped at
+  `hard_negative_seconds` from the instance boundary (default 2.0 s: the "warm-up / cool-down" of an action;
+  None = the whole background clip, as the paper; "instance" = the instance's own duration);
+- easy negatives of a video: every other background step (in no instance, no ambiguous span, no hard pool).
+Instances with no step centre inside them (shorter than a step) are skipped and counted.
+
+Training (II-B): each sample is an anchor and a positive from one instance and a hard negative from that
+instance's hard pool (an easy negative of the same video if the instance has no hard negative; optionally an
+easy negative as well). Default loss is the triplet margin loss, not eq. 3 as printed (see models/encoder.py).
+
+Checkpoint = (state: dict[str, Tensor] on CPU, config_dict: JSON-able); load with torch.load(..., weights_only=True).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from stages.detection import resolve_device, seed_everything
+from stages.timegrid import feature_to_seconds
+
+DEFAULT_ENCODER: dict[str, Any] = {
+    "encoder": "mlp",            # "mlp" on per-step features (default) or "cnn" on uint8 frames (T, H, W, 3)
+    "hidden": 256,
+    "dim": 128,
+    "width": 32,                 # cnn only: channels of the first conv
+    "loss": "triplet",           # "triplet": [s(a,n) - s(a,p) + margin]_+ (deviation); "bapg": eq. 3 as printed
+    "margin": 0.2,
+    "gamma": 1.0,                # eq. 3's gamma (paper: 1, which disables the negative term; see models/encoder.py)
+    "hard_negative_seconds": 2.0,
+    "easy_negatives": False,     # also add a triplet with an easy negative of the same video to each sample
+    # Paper settings (III-A): Adam, weight decay 4e-4, multi-step decay, batch 112, n = 2 samples per class.
+    # lr 1e-3 and 30 epochs (paper: 1e-5 x 100 epochs) because here Phi is a small MLP on fixed I3D features,
+    # trained from scratch, not a pretrained ResNet-50 being fine-tuned on frames: 1e-5 barely moves it.
+    "lr": 1e-3,
+    "weight_decay": 4e-4,
+    "lr_milestones": [0.6, 0.85],  # fractions of the epochs at which lr is multiplied by lr_decay
+    "lr_decay": 0.1,
+    "batch_size": 112,
+    "per_class": 2,              # n: consecutive samples drawn per class visit when filling a batch
+    "epochs": 30,
+    "iterations_per_epoch": None,  # None: ceil(positive steps / batch_size), i.e. each positive is ~once an anchor
+}
+MODEL_KEYS = ("encoder", "hidden", "dim", "width", "loss", "margin", "gamma")
+
+
+# ----------------------------------------------------------------------------------------------- pools
+
+@dataclass(frozen=True)
+class InstancePool:
+    """One action instance: positive steps (P,) and its hard negative steps (H,), int64, sorted."""
+    video: str
+    label: str
+    start: float
+    end: float
+    positive: np.ndarray
+    hard_negative: np.ndarray
+
+
+@dataclass
+class SamplePools:
+    """Pools of all training videos. easy_negative: {video: (E,) int64}; skipped: instances with no step inside."""
+    instances: list[InstancePool]
+    easy_negative: dict[str, np.ndarray]
+    num_steps: dict[str, int]
+    skipped: list[dict] = field(default_factory=list)
+    hard_negative_seconds: float | str | None = 2.0
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.skipped)
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({p.label for p in self.instances})
+
+    def summary(self) -> dict:
+        """Counts for logs and the checkpoint config (JSON-able)."""
+        return {"videos": len(self.num_steps), "instances": len(self.instances), "skipped_too_short": self.n_skipped,
+                "no_hard_negative": sum(p.hard_negative.size == 0 for p in self.instances),
+                "positive_steps": int(sum(p.positive.size for p in self.instances)),
+                "hard_negative_steps": int(sum(p.hard_negative.size for p in self.instances)),
+                "easy_negative_steps": int(sum(e.size for e in self.easy_negative.values())),
+                "hard_negative_seconds": self.hard_negative_seconds}
+
+
+def _grid_of(time_grid: Mapping, video: str) -> tuple[float, int, int]:
+    """(fps, window, stride) of a video: time_grid is one {"fps","window","stride"} or {video: that}."""
+    g = time_grid if "fps" in time_grid else time_grid.get(video)
+    if g is None:
+        raise ValueError(f"video {video!r}: no time grid (fps, window, stride) given for it")
+    return float(g["fps"]), int(g["window"]), int(g["stride"])
+
+
+def _cap_seconds(hard_negative_seconds, start: float, end: float) -> float:
+    if hard_negative_seconds is None:
+        return math.inf
+    if hard_negative_seconds == "instance":
+        return end - start
+    return float(hard_negative_seconds)
+
+
+def _run_before(first: int, free: np.ndarray, centres: np.ndarray, limit: float) -> np.ndarray:
+    """Steps [lo, first) that are free and centred at or after `limit`, contiguous up to `first`."""
+    ok = free[:first] & (centres[:first] >= limit)  # (first,)
+    blocked = np.flatnonzero(~ok)
+    lo = int(blocked[-1]) + 1 if blocked.size else 0
+    return np.arange(lo, first, dtype=np.int64)
+
+
+def _run_after(last: int, free: np.ndarray, centres: np.ndarray, limit: float) -> np.ndarray:
+    """Steps (last, hi) that are free and centred before `limit`, contiguous from `last`."""
+    ok = free[last + 1:] & (centres[last + 1:] < limit)
+    blocked = np.flatnonzero(~ok)
+    hi = last + 1 + (int(blocked[0]) if blocked.size else ok.size)
+    return np.arange(last + 1, hi, dtype=np.int64)
+
+
+def video_pools(video: str, rows: pd.DataFrame, num_steps: int, grid: tuple[float, int, int],
+                hard_negative_seconds: float | str | None = 2.0
+                ) -> tuple[list[InstancePool], np.ndarray, list[dict]]:
+    """Pools of one video: (instance pools in start order, easy negatives (E,), skipped instances).
+
+    rows: its annotations (label, start, end seconds, optional bool `ambiguous`: such spans are neither
+    positive nor negative and stop hard-negative clips like an action does).
+    """
+    fps, window, stride = grid
+    centres = feature_to_seconds(np.arange(num_steps), fps, window, stride)  # (T,) seconds
+    rows = rows.sort_values(["start", "end", "label"], kind="stable")
+    amb = rows["ambiguous"].to_numpy(bool) if "ambiguous" in rows.columns else np.zeros(len(rows), bool)
+    start, end = rows["start"].to_numpy(np.float64), rows["end"].to_numpy(np.float64)
+    bad = ~(end > start)
+    if bad.any():
+        raise ValueError(f"video {video!r}: annotation with end <= start at start={start[bad][0]}s")
+    inside = (centres[None, :] >= start[:, None]) & (centres[None, :] < end[:, None])  # (M, T)
+    free = ~inside.any(axis=0)  # (T,) background: in no action and no ambiguous span
+    pools, skipped = [], []
+    hard_any = np.zeros(num_steps, bool)
+    for k, label in enumerate(rows["label"].tolist()):
+        if amb[k]:
+            continue
+        pos = np.flatnonzero(inside[k]).astype(np.int64)
+        if pos.size == 0:
+            skipped.append({"video": video, "label": label, "start": float(start[k]), "end": float(end[k])})
+            continue
+        cap = _cap_seconds(hard_negative_seconds, start[k], end[k])
+        hard = np.concatenate([_run_before(int(pos[0]), free, centres, start[k] - cap),
+                               _run_after(int(pos[-1]), free, centres, end[k] + cap)])
+        hard_any[hard] = True
+        pools.append(InstancePool(video, str(label), float(start[k]), float(end[k]), pos, hard))
+    easy = np.flatnonzero(free & ~hard_any).astype(np.int64)
+    return pools, easy, skipped
+
+
+def build_sample_pools(actions: pd.DataFrame, time_grid: Mapping, num_steps: Mapping[str, int],
+                       hard_negative_seconds: float | str | None = 2.0) -> SamplePools:
+    """Pools of the videos in `num_steps` ({video: T}); annotations of other videos are ignored (another split)."""
+    missing = {"video", "label", "start", "end"} - set(actions.columns)
+    if missing:
+        raise ValueError(f"annotations lack columns {sorted(missing)}")
+    if not (hard_negative_seconds is None or hard_negative_seconds == "instance" or
+            (isinstance(hard_negative_seconds, (int, float)) and hard_negative_seconds >= 0)):
+        raise ValueError(f"hard_negative_seconds must be >= 0, None or 'instance', got {hard_negative_seconds!r}")
+    by_video = {v: df for v, df in actions.groupby("video", sort=False)}
+    empty = actions.iloc[:0]
+    instances, easy, skipped = [], {}, []
+    for video in sorted(num_steps):
+        t = int(num_steps[video])
+        pools, e, s = video_pools(video, by_video.get(video, empty), t, _grid_of(time_grid, video),
+                                  hard_negative_seconds)
+        instances += pools
+        easy[video] = e
+        skipped += s
+    return SamplePools(instances, easy, {v: int(num_steps[v]) for v in sorted(num_steps)}, skipped,
+                       hard_negative_seconds)
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+def _check_inputs(features: Mapping[str, np.ndarray], kind: str) -> tuple[int, ...]:
+    """Common per-step input shape of all videos (without T); errors name the video."""
+    from models.encoder import input_shape_ok
+
+    if not features:
+        raise ValueError("no feature sequences given for encoder training")
+    shape = None
+    for video in sorted(features):
+        arr = features[video]
+        if arr.ndim < 2 or arr.shape[0] < 1 or not input_shape_ok(kind, arr.shape[1:]):
+            raise ValueError(f"video {video!r}: input shape {tuple(arr.shape)} does not suit the {kind} encoder "
+                             f"(mlp: (T, C) features; cnn: (T, H, W, 3) frames)")
+        if shape is not None and tuple(arr.shape[1:]) != shape:
+            raise ValueError(f"video {video!r}: per-step shape {tuple(arr.shape[1:])} differs from {shape}")
+        shape = tuple(arr.shape[1:])
+        if kind == "mlp" and not np.isfinite(np.asarray(arr)).all():
+            raise ValueError(f"video {video!r}: features contain NaN or inf")
+    return shape
+
+
+def multistep_lr(epoch: int, epochs: int, base_lr: float, milestones, decay: float) -> float:
+    """Multi-step decay: base_lr * decay^(number of milestones, as fractions of `epochs`, already reached)."""
+    passed = sum(epoch >= round(m * epochs) for m in milestones)
+    return base_lr * decay ** passed
+
+
+class TripletSampler:
+    """Draws (anchor, positive, negative[, easy]) step triplets as (video index, step) arrays, seeded.
+
+    A batch visits classes in a shuffled cycle and takes `per_class` samples from each visit (the paper's n = 2
+    per class); within a class the anchor is uniform over its positive steps, the positive another step of the
+    same instance (the anchor itself only if the instance has one step), the negative uniform over the
+    instance's hard pool (over its video's easy pool when the hard pool is empty).
+    """
+
+    def __init__(self, pools: SamplePools, rng: np.random.Generator, per_class: int = 2, easy: bool = False):
+        self.rng, self.per_class, self.easy = rng, max(int(per_class), 1), easy
+        self.videos = sorted(pools.num_steps)
+        vid = {v: i for i, v in enumerate(self.videos)}
+        self.easy_pool = [pools.easy_negative[v] for v in self.videos]
+        usable = [p for p in pools.instances if p.hard_negative.size or pools.easy_negative[p.video].size]
+        self.dropped = len(pools.instances) - len(usable)  # no negative at all in their video
+        if not usable:
+            raise ValueError("no usable training instance: every instance lacks a step inside it or any negative")
+        self.by_class: dict[str, tuple[list[InstancePool], np.ndarray, list[int]]] = {}
+        for label in sorted({p.label for p in usable}):
+            members = [p for p in usable if p.label == label]
+            weight = np.array([p.positive.size for p in members], np.float64)
+            self.by_class[label] = (members, weight / weight.sum(), [vid[p.video] for p in members])
+        self.classes = list(self.by_class)
+        self.order: list[str] = []
+
+    def _one(self, label: str) -> tuple[int, int, int, int, int]:
+        members, prob, vids = self.by_class[label]
+        k = int(self.rng.choice(len(members), p=prob))  # anchors uniform over the class's positive steps
+        p, v = members[k], vids[k]
+        i = int(self.rng.integers(p.positive.size))
+        j = i if p.positive.size == 1 else (i + 1 + int(self.rng.integers(p.positive.size - 1))) % p.positive.size
+        ez = self.easy_pool[v]
+        pool = p.hard_negative if p.hard_negative.size else ez
+        neg = int(pool[self.rng.integers(pool.size)])
+        e = int(ez[self.rng.integers(ez.size)]) if (self.easy and ez.size) else -1
+        return v, int(p.positive[i]), int(p.positive[j]), neg, e
+
+    def batch(self, size: int) -> np.ndarray:
+        """(B, 5) int64: video index, anchor, positive, negative, easy negative (-1 when none)."""
+        out = []
+        while len(out) < size:
+            if not self.order:
+                self.order = [self.classes[i] for i in self.rng.permutation(len(self.classes))]
+            label = self.order.pop()
+            out += [self._one(label) for _ in range(min(self.per_class, size - len(out)))]
+        return np.asarray(out, np.int64)
+
+
+def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Rows steps[i] of video vids[i] -> (N, ...) array (inputs may be zarr arrays or numpy)."""
+    return np.stack([np.asarray(arrays[v][s]) for v, s in zip(vids.tolist(), steps.tolist())])
+
+
+def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, time_grid: Mapping,
+                  config: Mapping | None = None, seed: int = 0, device: str = "auto", progress: bool = True
+                  ) -> tuple[dict, dict, list[dict]]:
+    """Train Phi on the videos of `features` ({video: (T, C) float features, or (T, H, W, 3) uint8 frames for the
+    cnn encoder}) with pools from `actions` (DataFrame: video, label, start, end seconds[, ambiguous]).
+
+    Returns (state: dict of CPU tensors, config_dict: JSON-able, enough for `load_encoder`, log_rows: one dict per
+    iteration: epoch, iteration, lr, loss, s_ap, s_an[, s_aen]). epochs = 0 returns the initial weights (the
+    "untrained" baseline of the same seed).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from models.encoder import build_encoder, contrastive_loss
+
+    cfg = {**DEFAULT_ENCODER, **(dict(config) if config else {})}
+    unknown = sorted(set(cfg) - set(DEFAULT_ENCODER))
+    if unknown:
+        raise ValueError(f"unknown encoder config keys {unknown}")
+    shape = _check_inputs(features, cfg["encoder"])
+    pools = build_sample_pools(actions, time_grid, {v: len(features[v]) for v in features},
+                               cfg["hard_negative_seconds"])
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    dev = resolve_device(device)
+    in_channels = int(shape[0]) if cfg["encoder"] == "mlp" else None
+    model = build_encoder(cfg["encoder"], in_channels, cfg["hidden"], cfg["dim"], cfg["width"]).to(dev)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    sampler = TripletSampler(pools, rng, cfg["per_class"], cfg["easy_negatives"]) if cfg["epochs"] > 0 else None
+    arrays = [features[v] for v in sorted(features)]
+    n_pos = pools.summary()["positive_steps"]
+    per_epoch = int(cfg["iterations_per_epoch"] or max(1, math.ceil(n_pos / cfg["batch_size"])))
+    log_rows: list[dict] = []
+    step = 0
+    bar = tqdm(total=per_epoch * cfg["epochs"], desc="train encoder", disable=not progress, leave=False)
+    for epoch in range(cfg["epochs"]):
+        lr = multistep_lr(epoch, cfg["epochs"], cfg["lr"], cfg["lr_milestones"], cfg["lr_decay"])
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for _ in range(per_epoch):
+            b = sampler.batch(cfg["batch_size"])  # (B, 5)
+            has_easy = b[:, 4] >= 0
+            cols = [b[:, 1], b[:, 2], b[:, 3], b[has_easy, 4]]
+            x = torch.from_numpy(_gather(arrays, np.concatenate([b[:, 0]] * 3 + [b[has_easy, 0]]),
+                                         np.concatenate(cols))).to(dev)  # (3B + E, ...)
+            z = model(x)  # (3B + E, D) unit vectors
+            n = b.shape[0]
+            za, zp, zn, ze = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
+            s_ap, s_an = (za * zp).sum(-1), (za * zn).sum(-1)  # eq. 2 on unit vectors: (B,)
+            loss = contrastive_loss(cfg["loss"], s_ap, s_an, cfg["margin"], cfg["gamma"])
+            row = {"epoch": epoch, "iteration": step, "lr": lr}
+            if ze.shape[0]:
+                s_aen = (za[torch.from_numpy(has_easy).to(dev)] * ze).sum(-1)  # (E,)
+                loss = loss + contrastive_loss(cfg["loss"], s_ap[torch.from_numpy(has_easy).to(dev)], s_aen,
+                                               cfg["margin"], cfg["gamma"])
+                row["s_aen"] = float(s_aen.mean().detach())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"encoder: non-finite loss at epoch {epoch}, iteration {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            row.update(loss=float(loss.detach()), s_ap=float(s_ap.mean().detach()), s_an=float(s_an.mean().detach()))
+            log_rows.append(row)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+    bar.close()
+    train = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
+    train["lr_milestones"] = [float(m) for m in cfg["lr_milestones"]]
+    config_dict = {
+        **{k: cfg[k] for k in MODEL_KEYS}, "in_channels": in_channels, "in_shape": [int(s) for s in shape],
+        "train": train, "seed": int(seed), "device": str(dev), "iterations": step,
+        "iterations_per_epoch": per_epoch, "pools": pools.summary(),
+        "instances_without_negative": sampler.dropped if sampler else 0,
+        "deviation": ("loss 'triplet' = [s(a,n) - s(a,p) + margin]_+ replaces eq. 3 "
+                      "[s(a,n) - gamma]_+ - s(a,p), whose hinge never fires at gamma = 1 (cosine s <= 1)"
+                      if cfg["loss"] == "triplet" else None),
+    }
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return state, config_dict, log_rows
+
+
+# ----------------------------------------------------------------------------------------------- inference
+
+def load_encoder(state: Mapping, config_dict: Mapping, device: str = "auto"):
+    """Rebuild Phi from a checkpoint (strict weight loading), on `device`, in eval mode."""
+    from models.encoder import build_encoder
+
+    model = build_encoder(config_dict["encoder"], config_dict.get("in_channels"), config_dict["hidden"],
+                          config_dict["dim"], config_dict.get("width", 32))
+    model.load_state_dict(dict(state), strict=True)
+    return model.to(resolve_device(device)).eval()
+
+
+def make_embedder(state: Mapping, config_dict: Mapping, device: str = "auto", batch: int = 4096
+                  ) -> Callable[[np.ndarray], np.ndarray]:
+    """Load once, embed many: returns f(inputs (T, ...)) -> (T, D) float32 unit-norm embeddings."""
+    import torch
+
+    model = load_encoder(state, config_dict, device)
+    dev = next(model.parameters()).device
+    want = tuple(config_dict["in_shape"])
+
+    def run(inputs: np.ndarray) -> np.ndarray:
+        if tuple(inputs.shape[1:]) != want:
+            raise ValueError(f"encoder expects per-step shape {want}, got inputs of shape {tuple(inputs.shape)}")
+        out = np.empty((inputs.shape[0], int(config_dict["dim"])), np.float32)  # (T, D)
+        with torch.no_grad():
+            for s in range(0, inputs.shape[0], batch):
+                x = torch.from_numpy(np.ascontiguousarray(inputs[s:s + batch])).to(dev)
+                out[s:s + batch] = model(x).float().cpu().numpy()
+        return out
+
+    return run
+
+
+def embed(state: Mapping, config_dict: Mapping, features: np.ndarray, device: str = "auto", batch: int = 4096
+          ) -> np.ndarray:
+    """Embeddings of one video: features (T, C) (or frames (T, H, W, 3)) -> (T, D) float32, unit norm rows."""
+    return make_embedder(state, config_dict, device, batch)(features)
+
+
+def pool_similarity(embeddings: Mapping[str, np.ndarray] | Callable[[str], np.ndarray], pools: SamplePools,
+                    max_steps: int = 256, seed: int = 0) -> dict:
+    """Mean cosine similarity of anchor-positive / anchor-hard negative / anchor-easy negative pairs.
+
+    embeddings: {video: (T, D)} or a function video -> (T, D) (raw features work too: rows are L2-normalised
+    here). For each instance with >= 2 positives and >= 1 hard negative: the mean over all ordered pairs of
+    distinct positives, over all (positive, hard negative) pairs and over all (positive, easy negative of its
+    video) pairs; each set is cut to `max_steps` steps drawn with `seed` if larger. Instance means are then
+    averaged over instances. gap = positive - hard_negative: how much better than its own boundary
+    surroundings an instance holds together (the quantity BAPG's hard negative mining targets).
+    """
+    rng = np.random.default_rng(seed)
+    get = embeddings if callable(embeddings) else embeddings.__getitem__
+    cache: dict[str, np.ndarray] = {}
+
+    def unit(video: str) -> np.ndarray:
+        if video not in cache:
+            e = np.asarray(get(video), np.float64)
+            cache[video] = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)  # (T, D)
+        return cache[video]
+
+    def cut(idx: np.ndarray) -> np.ndarray:
+        return np.sort(rng.choice(idx, max_steps, replace=False)) if idx.size > max_steps else idx
+
+    pos_m, hard_m, easy_m = [], [], []
+    for p in pools.instances:
+        if p.positive.size < 2 or p.hard_negative.size == 0:
+            continue
+        e = unit(p.video)
+        a = e[cut(p.positive)]  # (P, D)
+        s = a @ a.T  # (P, P)
+        pos_m.append((s.sum() - np.trace(s)) / (s.shape[0] * (s.shape[0] - 1)))
+        hard_m.append(float((a @ e[cut(p.hard_negative)].T).mean()))
+        easy = pools.easy_negative.get(p.video, np.zeros(0, np.int64))
+        if easy.size:
+            easy_m.append(float((a @ e[cut(easy)].T).mean()))
+    mean = (lambda xs: float(np.mean(xs)) if xs else float("nan"))
+    return {"positive": mean(pos_m), "hard_negative": mean(hard_m), "easy_negative": mean(easy_m),
+            "gap": mean(pos_m) - mean(hard_m), "n_instances": len(pos_m)}
