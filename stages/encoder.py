@@ -274,7 +274,8 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, tim
 
     Returns (state: dict of CPU tensors, config_dict: JSON-able, enough for `load_encoder`, log_rows: one dict per
     iteration: epoch, iteration, lr, loss, s_ap, s_an[, s_aen]). epochs = 0 returns the initial weights (the
-    "untrained" baseline of the same seed).
+    "untrained" baseline of the same seed). Batches are gathered row by row: pass in-memory numpy arrays
+    (read zarr arrays with [:] first).
     """
     import torch
     from tqdm import tqdm
