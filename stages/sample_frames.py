@@ -90,7 +90,7 @@ def _decoded_frames(path: Path, video: str) -> Iterator[tuple[float, object, obj
                 yield t, frame, stream
         except av.error.FFmpegError as exc:
             if index == 0:
-                raise ValueError(f"video {video!r}: {path} could not be decoded ({exc})") from None
+                raise ValueError(f"video {video!r}: {path} could not be decoded: truncated or corrupt ({exc})") from None
             raise ValueError(f"video {video!r}: {path} is truncated or corrupt after frame {index} ({exc})") from None
         if index == 0:
             raise ValueError(f"video {video!r}: {path} has a video stream but no decodable frame")
