@@ -26,6 +26,21 @@ def gt_segments(ann) -> dict:
             for v in ann.videos["video"]}
 
 
+def encoder_report(state, cfg, features, actions, grids, config, seed, device) -> dict:
+    """Positive vs hard-negative similarity on held-out videos: raw features, untrained encoder (same seed), trained."""
+    from stages.encoder import build_sample_pools, make_embedder, pool_similarity, train_encoder
+
+    pools = build_sample_pools(actions, grids, {v: len(x) for v, x in features.items()},
+                               cfg["train"]["hard_negative_seconds"])
+    untrained, untrained_cfg, _ = train_encoder(features, actions, grids, {**config, "epochs": 0}, seed=seed,
+                                                device=device, progress=False)
+    before, after = make_embedder(untrained, untrained_cfg, device), make_embedder(state, cfg, device)
+    return {"features": pool_similarity(features, pools, seed=seed),
+            "before": pool_similarity(lambda v: before(features[v]), pools, seed=seed),
+            "after": pool_similarity(lambda v: after(features[v]), pools, seed=seed),
+            "held_out_videos": len(features), "pools": pools.summary()}
+
+
 class TrainEncoder(StageTask):
     """The contrastive encoder Phi trained with hard negatives on the training subset (BAPG II-B)."""
 
@@ -33,9 +48,9 @@ class TrainEncoder(StageTask):
     suffix = ""
     resources = {"gpu": 1}
     seed = luigi.IntParameter(default=0)
-    loss = luigi.ChoiceParameter(default="triplet", choices=["triplet", "eq3"],
+    loss = luigi.ChoiceParameter(default="triplet", choices=["triplet", "bapg"],
                                  description="triplet: [s(a,n) - s(a,p) + margin]_+ (default, DESIGN 3.2); "
-                                             "eq3: the paper's [s(a,n) - gamma]_+ - s(a,p)")
+                                             "bapg: the paper's eq. 3, [s(a,n) - gamma]_+ - s(a,p)")
     margin = luigi.FloatParameter(default=0.0, description="triplet margin; 0: the stage default")
     gamma = luigi.FloatParameter(default=1.0, description="gamma of eq. 3 (only with --loss eq3)")
     epochs = luigi.IntParameter(default=0, description="0: the stage default")
@@ -55,7 +70,7 @@ class TrainEncoder(StageTask):
     def run(self):
         import torch
 
-        from stages.encoder import encoder_report, train_encoder
+        from stages.encoder import train_encoder
         from storage.features import load_feature_dict
 
         ann = dataset_annotations(self.data)
@@ -65,7 +80,7 @@ class TrainEncoder(StageTask):
                                              device=self.device)
         # Evidence it learns: s(anchor, positive) - s(anchor, hard negative) on held-out videos.
         held_out, held_grids = load_feature_dict(self.input().path, test.videos["video"].tolist())
-        report = encoder_report(state, cfg, held_out, test.actions, held_grids, seed=self.seed)
+        report = encoder_report(state, cfg, held_out, test.actions, held_grids, self.config(), self.seed, self.device)
         with self.output().writer() as folder:
             torch.save({"state": state, "config": cfg}, folder / "checkpoint.pt")
             (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
@@ -147,7 +162,10 @@ class ProposalFeatures(DatasetStage):
     """Boundary-aware per-step features from the TSC segmentations (BAPG II-D), same layout as features."""
 
     artifact = "bapg_features"
-    projection_dim = luigi.IntParameter(default=0, description="fixed random projection of Fv before pooling; 0: none")
+    # 128: the +BAPG input grows by 3 x 129 channels instead of 3 x 1025, which keeps the detectors' first layer
+    # (and the default run) about as cheap as the baseline's; 0 pools the full Fv as DESIGN 3.4 describes.
+    projection_dim = luigi.IntParameter(default=128, description="fixed random orthogonal projection of Fv before "
+                                                                 "pooling (0: none, pool the full features)")
 
     def requires(self):
         return {"features": features_task(), "proposals": TSCProposals()}

@@ -95,8 +95,7 @@ class StageTask(luigi.Task):
         """Significant parameters, the dataset identity and the upstream artifacts' paths."""
         params = {name: value for name, value in self.param_kwargs.items()
                   if self.get_params_dict()[name].significant}
-        upstream = self.requires()
-        upstream = upstream.values() if isinstance(upstream, dict) else (upstream if isinstance(upstream, (list, tuple)) else [upstream])
+        upstream = luigi.task.flatten(self.requires())  # nested dicts/lists of tasks alike
         return {
             "stage": self.artifact,
             "params": params,

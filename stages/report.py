@@ -81,10 +81,11 @@ def encoder_markdown(encoder: Mapping) -> str:
     """Mean cosine similarity of anchor to positive / hard negative / easy negative on held-out videos."""
     lines = ["| encoder | s(a, p) | s(a, hard neg) | s(a, easy neg) | gap s(a,p) - s(a,hard neg) |",
              "|---|---|---|---|---|"]
-    for when in ("before", "after"):
+    names = {"features": "raw features (no encoder)", "before": "before training", "after": "after training"}
+    for when, name in names.items():
         if when in encoder:
             e = encoder[when]
-            lines.append(f"| {when} training | {e['positive']:.3f} | {e['hard_negative']:.3f} | "
+            lines.append(f"| {name} | {e['positive']:.3f} | {e['hard_negative']:.3f} | "
                          f"{e.get('easy_negative', float('nan')):.3f} | {e['gap']:.3f} |")
     return "\n".join(lines) + "\n"
 
