@@ -204,11 +204,38 @@ class TrainDetector(DetectorTask):
         config = {"epochs": self.epochs} if self.epochs else {}
         state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
                                               seed=self.seed, device=self.device)
-        cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features)}
+        cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features),
+               "inputs": self.inference_recipe()}
+        checkpoint = {"state": state, "config": cfg}
+        if self.use_bapg and cfg["inputs"]["bapg"]["use_encoder"]:
+            # Self-contained: single-video inference rebuilds the BAPG features without the run folder.
+            from pipeline.bapg_tasks import TrainEncoder
+
+            encoder = torch.load(Path(TrainEncoder().output().path) / "checkpoint.pt", map_location="cpu",
+                                 weights_only=True)
+            checkpoint["encoder"] = {"state": encoder["state"], "config": encoder["config"]}
         with self.output().writer() as folder:
-            torch.save({"state": state, "config": cfg}, folder / "checkpoint.pt")
+            torch.save(checkpoint, folder / "checkpoint.pt")
             (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
             write_csv(folder / "train_log.csv", log_rows)
+
+
+    def inference_recipe(self) -> dict:
+        """How this detector's input was made from a raw video (frames, features, BAPG), for `tal-pipeline detect`."""
+        from pipeline.bapg_tasks import ProposalFeatures, SimilarityMatrices, TSCProposals
+
+        feats = features_task()
+        recipe: dict = {"features": {"task": type(feats).__name__, "window": feats.window, "stride": feats.stride}}
+        if isinstance(feats, ExtractFeatures):
+            frames = SampleFrames()
+            recipe["frames"] = {"fps": frames.fps, "size": frames.frame_size}
+            recipe["features"]["weights"] = "i3d-rgb-k400"
+        if self.use_bapg:
+            tsc, pf = TSCProposals(), ProposalFeatures()
+            recipe["bapg"] = {"use_encoder": SimilarityMatrices().use_encoder, "ms": [int(m) for m in tsc.ms],
+                              "min_size": tsc.min_size, "max_union": tsc.max_union,
+                              "projection_dim": pf.projection_dim, "projection_seed": 0}
+        return recipe
 
 
 class Detect(DetectorTask):

@@ -1,0 +1,71 @@
+"""The whole chain through the real `luigi` command on a tiny synthetic dataset: report, artifacts, no-op rerun."""
+import json
+import shutil
+
+import pytest
+
+from storage.zarr_store import ArtifactStore
+from tests.conftest import dataset_args, run_luigi
+
+SMALL = ["--SampleFrames-size", "32", "--Report-seeds", "1", "--TrainDetector-epochs", "2",
+         "--TrainEncoder-epochs", "2", "--TSCProposals-ms", "[2,4]"]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, tiny_synthetic):
+    tmp = tmp_path_factory.mktemp("fullrun")
+    data = tmp / "data"
+    shutil.copytree(tiny_synthetic, data)
+    workdir = tmp / "runs"
+    args = ["FullRun", *dataset_args(data, workdir), *SMALL]
+    first = run_luigi(args, tmp)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return tmp, workdir, args, first
+
+
+def test_fullrun_writes_report_with_documented_schema(full_run):
+    _, workdir, _, _ = full_run
+    report = json.loads((workdir / "report" / "report.json").read_text())
+    rows = {(r["detector"], r["bapg"]) for r in report["results"]}
+    assert rows == {("afsd", False), ("afsd", True), ("actionformer", False), ("actionformer", True)}
+    for r in report["results"]:
+        assert r["seeds"] == [0]
+        assert list(r["mAP"]) == ["0.3", "0.4", "0.5", "0.6", "0.7"]
+        assert all(len(v) == 2 and 0.0 <= v[0] <= 1.0 and v[1] == 0.0 for v in r["mAP"].values())
+        assert r["average_mAP"][0] == pytest.approx(sum(v[0] for v in r["mAP"].values()) / 5)
+    assert set(report["proposal_recall"]) == {"2", "4", "all"}
+    assert {"before", "after", "features"} <= set(report["encoder"])
+    assert report["plots"] and all((workdir / "report" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+                                   for p in report["plots"])
+    md = (workdir / "report" / "report.md").read_text()
+    assert "actionformer + BAPG" in md and "Proposal recall" in md
+
+
+def test_fullrun_artifacts_complete_and_consistent(full_run):
+    _, workdir, _, _ = full_run
+    stores = {p.name.split("-")[0]: ArtifactStore(p) for p in workdir.glob("*.zarr")}
+    assert set(stores) == {"frames", "features", "similarity", "proposals", "bapg_features"}
+    assert all(s.is_complete() for s in stores.values())
+    videos = stores["features"].videos()
+    assert stores["similarity"].videos() == videos == stores["bapg_features"].videos()
+    for video in videos:
+        T = stores["features"].read(video).shape[0]
+        assert stores["similarity"].read(video).shape == (T, T)
+        # +BAPG input = (m = 2, 4) x (128 projected pooled channels + 1 relative position)
+        assert stores["bapg_features"].read(video).shape == (T, 2 * 129)
+    assert (stores["proposals"].path / "recall.csv").is_file()
+    ann = json.loads((workdir.parent / "data" / "annotations.json").read_text())["database"]
+    for folder in workdir.glob("detections-*"):
+        results = json.loads((folder / "detections.json").read_text())["results"]
+        assert set(results) == {v for v, d in ann.items() if d["subset"] == "test"}
+        for video, dets in results.items():
+            assert all(0.0 <= d["segment"][0] < d["segment"][1] <= ann[video]["duration"] + 1e-9 for d in dets)
+
+
+def test_fullrun_second_run_does_nothing(full_run):
+    tmp, workdir, args, _ = full_run
+    before = {p: p.stat().st_mtime_ns for p in workdir.rglob("DONE")}
+    again = run_luigi(args, tmp)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "ran successfully" not in again.stderr and "complete ones were encountered" in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in workdir.rglob("DONE")} == before
