@@ -1,0 +1,268 @@
+"""Single-video inference: from a raw video file to detections with a TrainDetector checkpoint (pure functions).
+
+`tal-pipeline detect` wraps this module. It rebuilds the detector's input exactly as the pipeline did, by
+calling the same stage functions with the parameters the checkpoint records in config["inputs"] (written by
+TrainDetector.inference_recipe):
+
+    raw video -> frames        stages.sample_frames.sample_video at recipe["frames"]["fps"], ["size"]
+              -> I3D features  stages.features.extract_features, window/stride of recipe["features"]
+    (+BAPG)   -> embeddings    stages.encoder.embed with checkpoint["encoder"] (or the raw features when
+                               recipe["bapg"]["use_encoder"] is False)
+              -> S             stages.similarity.similarity_matrix
+              -> change points stages.tsc.change_points for recipe["bapg"]["ms"], ["min_size"]
+              -> B             stages.proposal_features.boundary_aware_features, concatenated after the features
+    -> detections              stages.detection.detect, time grid {fps, window, stride}, clipped to the video's
+                               real (decoded) duration.
+
+The checkpoint is loaded with torch.load(..., weights_only=True) only. A detector trained on imported
+features (ImportFeatures) cannot run on a raw video: its features came from elsewhere and cannot be
+recomputed, so that is refused with a clear error.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+log = logging.getLogger("pipeline")
+
+CHECKPOINT_NAME = "checkpoint.pt"
+SUPPORTED_WEIGHTS = ("i3d-rgb-k400",)
+# The encoder is a small MLP: always embedded on the CPU, as the SimilarityMatrices stage does by default
+# ([SimilarityMatrices] device = cpu). S is stored as float16 and TSC takes exact argmins over it, so a GPU's
+# slightly different rounding could move a change point and make the detector's input differ from the run's.
+ENCODER_DEVICE = "cpu"
+
+
+# --------------------------------------------------------------------------------------------- checkpoint
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint file of a TrainDetector artifact folder (or the file itself)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no {CHECKPOINT_NAME} in the folder {path} (expected a TrainDetector "
+                                    "artifact folder, detector-<hash>/, or its checkpoint.pt)")
+    elif not p.is_file():
+        raise FileNotFoundError(f"{p}: checkpoint not found")
+    return p
+
+
+def _require(mapping: Any, keys: tuple[str, ...], where: str) -> None:
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(mapping).__name__}")
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {missing}")
+
+
+def _load_error(exc: BaseException) -> str:
+    """The informative line of a torch.load error (not its advice to retry with weights_only=False)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # "...WeightsUnpickler error: \n\nUnsupported operand 73\n\nCheck the..."
+        detail = [ln.strip() for ln in text.split("WeightsUnpickler error:", 1)[1].splitlines() if ln.strip()]
+        return (detail[0] if detail else "refused by the weights-only unpickler") + \
+            " (not a checkpoint, or it holds objects other than tensors and plain containers)"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines and "weights_only" not in lines[0] else type(exc).__name__
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A TrainDetector checkpoint {"state", "config", optional "encoder": {"state", "config"}}, validated.
+
+    path: the artifact folder or its checkpoint.pt. Loaded with weights_only=True (no arbitrary pickle).
+    Raises FileNotFoundError / ValueError naming the file.
+    """
+    import pickle
+
+    import torch
+
+    file = checkpoint_file(path)
+    if file.stat().st_size == 0:
+        raise ValueError(f"{file}: checkpoint file is empty (0 bytes)")
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{file}: not a readable torch checkpoint (loaded with weights_only=True): "
+                         f"{_load_error(exc)}") from None
+    where = f"checkpoint {file}"
+    _require(ckpt, ("state", "config"), where)
+    _require(ckpt["config"], ("name", "labels", "use_bapg", "in_channels", "num_classes"), f"{where}: config")
+    if "inputs" not in ckpt["config"]:
+        raise ValueError(f"{where}: config has no 'inputs' (how the detector's input was made from a video); "
+                         "it was written before TrainDetector recorded its inference recipe: retrain it "
+                         "(--TrainDetector-force) to run it on raw videos")
+    check_recipe(ckpt, where)
+    return ckpt
+
+
+def check_recipe(checkpoint: Mapping, where: str = "checkpoint") -> dict:
+    """The recipe (config["inputs"]) of a checkpoint that can run on a raw video; ValueError otherwise."""
+    cfg = checkpoint["config"]
+    recipe = cfg.get("inputs")
+    _require(recipe, ("features",), f"{where}: config['inputs']")
+    feats = recipe["features"]
+    _require(feats, ("window", "stride"), f"{where}: config['inputs']['features']")
+    if feats.get("task") == "ImportFeatures" or "frames" not in recipe:
+        raise ValueError(f"{where}: the detector was trained on imported features ({feats.get('task', 'no frames')}"
+                         "), which cannot be recomputed from a raw video; run it on those features with the "
+                         "pipeline's Detect task instead, or train a detector on ExtractFeatures")
+    _require(recipe["frames"], ("fps", "size"), f"{where}: config['inputs']['frames']")
+    weights = feats.get("weights", "i3d-rgb-k400")
+    if weights not in SUPPORTED_WEIGHTS:
+        raise ValueError(f"{where}: features were made with weights {weights!r}; only {list(SUPPORTED_WEIGHTS)} "
+                         "can be recomputed here")
+    if cfg["use_bapg"]:
+        _require(recipe.get("bapg"), ("use_encoder", "ms", "min_size", "projection_dim"),
+                 f"{where}: config['inputs']['bapg'] (a +BAPG detector)")
+        if recipe["bapg"]["use_encoder"]:
+            _require(checkpoint.get("encoder"), ("state", "config"),
+                     f"{where}: 'encoder' (a +BAPG detector whose similarity used the contrastive encoder)")
+    if len(cfg["labels"]) != int(cfg["num_classes"]):
+        raise ValueError(f"{where}: {len(cfg['labels'])} labels but num_classes = {cfg['num_classes']}")
+    return recipe
+
+
+def checkpoint_info(checkpoint: Mapping, path: str | Path | None = None) -> dict:
+    """What the results JSON records about the checkpoint (external_data)."""
+    cfg = checkpoint["config"]
+    info = {"detector": cfg["name"], "bapg": bool(cfg["use_bapg"]), "labels": list(cfg["labels"]),
+            "seed": cfg.get("seed"), "weights": cfg.get("weights"), "inputs": cfg.get("inputs"),
+            "train_videos": len(cfg.get("train_videos") or [])}
+    if path is not None:
+        info["checkpoint"] = str(Path(path).resolve())
+    return info
+
+
+# --------------------------------------------------------------------------------------------- inference
+
+_I3D: dict[str, Any] = {}
+
+
+def _i3d(device, weights: Path):
+    """One eval-mode I3D per (device, weights file), reused across the videos of one call."""
+    from models.i3d_weights import load_i3d
+
+    key = f"{device}:{weights}"
+    if key not in _I3D:
+        _I3D[key] = load_i3d(device, weights=weights)
+    return _I3D[key]
+
+
+def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tuple[np.ndarray, dict]:
+    """The detector's input for one video's I3D features (T, C): the features, + B for a +BAPG detector.
+
+    Returns (x (T, C') float32, {m: change points} or {}), exactly as SimilarityMatrices -> TSCProposals ->
+    ProposalFeatures and load_feature_dict build it in the pipeline.
+    """
+    from stages.proposal_features import boundary_aware_features
+    from stages.similarity import similarity_matrix
+    from stages.tsc import change_points
+
+    cfg = checkpoint["config"]
+    if not cfg["use_bapg"]:
+        return features, {}
+    bapg = cfg["inputs"]["bapg"]
+    if bapg["use_encoder"]:
+        from stages.encoder import embed
+
+        enc = checkpoint["encoder"]
+        embeddings = embed(enc["state"], enc["config"], features, device=ENCODER_DEVICE)  # (T, D)
+    else:
+        embeddings = features
+    S = similarity_matrix(embeddings)  # (T, T) float16, the same tiles as the stored matrices
+    cps = change_points(S, ms=[int(m) for m in bapg["ms"]], min_size=int(bapg["min_size"]), name=f"video {video!r}")
+    B = boundary_aware_features(features, cps, int(bapg["projection_dim"]), int(bapg.get("projection_seed", 0)))
+    return np.concatenate([features, B], axis=1), cps
+
+
+def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", max_dets: int = 200
+                 ) -> tuple[str, list[dict], dict]:
+    """Detections of one raw video with a loaded checkpoint (load_checkpoint).
+
+    Returns (video_id, detections [{"segment": [s, e], "label", "score"}] best first, info). video_id is the
+    file stem (checked file-name safe). info: duration, frame / feature counts, change points, device, timings.
+    Raises FileNotFoundError / ValueError naming the file for a missing, unreadable or too short video.
+    """
+    from models.i3d_weights import ensure_i3d_weights
+    from stages.detection import detect
+    from stages.features import extract_features, resolve_device
+    from stages.sample_frames import sample_video
+    from storage.paths import check_video_id
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video file not found")
+    video = check_video_id(path.stem, str(path))
+    cfg = checkpoint["config"]
+    recipe = check_recipe(checkpoint)
+    fps, size = float(recipe["frames"]["fps"]), int(recipe["frames"]["size"])
+    window, stride = int(recipe["features"]["window"]), int(recipe["features"]["stride"])
+    timings = {}
+
+    t0 = time.perf_counter()
+    frames, vinfo = sample_video(path, fps, size, video=video)  # (T, size, size, 3) uint8
+    timings["frames_s"] = time.perf_counter() - t0
+    if len(frames) < window:
+        raise ValueError(f"video {video!r}: {path} gives {len(frames)} frames at {fps:g} fps ({vinfo.duration:.2f} s), "
+                         f"fewer than one I3D window of {window} frames ({window / fps:.2f} s): nothing to detect")
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    model = _i3d(dev, ensure_i3d_weights(progress=log.info))
+    features = extract_features(frames, model, window, stride, device=dev, video=video)  # (T', 1024)
+    timings["features_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    x, cps = detector_input(features, checkpoint, video)
+    timings["bapg_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    grid = {"fps": fps, "window": window, "stride": stride}
+    results = detect(cfg["name"], checkpoint["state"], cfg, {video: x}, list(cfg["labels"]), grid,
+                     {video: float(vinfo.duration)}, max_dets=max_dets, device=str(dev))
+    timings["detect_s"] = time.perf_counter() - t0
+    info = {"file": str(path), "duration": float(vinfo.duration), "source_fps": vinfo.source_fps,
+            "frames": int(len(frames)), "feature_steps": int(features.shape[0]), "input_channels": int(x.shape[1]),
+            "change_points": {str(m): c.tolist() for m, c in cps.items()}, "device": str(dev),
+            "timings": {k: round(v, 3) for k, v in timings.items()}}
+    return video, results[video], info
+
+
+# --------------------------------------------------------------------------------------------- plot
+
+def plot_detections(path: str | Path, video: str, detections: list[dict], duration: float, top: int = 10,
+                    title: str = "") -> None:
+    """The top-`top` detections of one video on a time line, one row per detection, opacity = score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dets = sorted(detections, key=lambda d: -float(d["score"]))[:top]
+    labels = sorted({d["label"] for d in dets})
+    colour = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
+    fig, ax = plt.subplots(figsize=(9, 0.35 * max(len(dets), 1) + 1.4))
+    for i, d in enumerate(dets):
+        s, e = d["segment"]
+        score = min(max(float(d["score"]), 0.0), 1.0)
+        ax.barh(i, e - s, left=s, height=0.7, color=colour[d["label"]], alpha=0.15 + 0.85 * score,
+                edgecolor="k", lw=0.3)
+        ax.text(e, i, f" {d['label']} {score:.2f}", va="center", fontsize=6)
+    ax.set_yticks(range(len(dets)), [f"#{i + 1}" for i in range(len(dets))], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(float(duration), 1e-6))
+    ax.set_xlabel("seconds")
+    if labels:
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colour[lab]) for lab in labels]
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        ax.text(0.5, 0.5, "no detections", transform=ax.transAxes, ha="center", va="center")
+    ax.set_title(title or f"{video}: top-{top} detections (opacity = score)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
