@@ -1,10 +1,11 @@
-"""The same stage on every Dask scheduler: a luigi stage beyond SampleFrames (SimilarityMatrices, without the
-encoder so nothing trains) run with the threads scheduler, the processes scheduler (spawned processes: its
-worker function and arguments must pickle) and a distributed LocalCluster on loopback writes identical arrays;
-and threads_per_worker never oversubscribes the machine's cores.
+"""The same stages on every Dask scheduler: the BAPG stages beyond SampleFrames (SimilarityMatrices without the
+encoder, so nothing trains, -> TSCProposals -> ProposalFeatures) run with the threads scheduler, the processes
+scheduler (spawned processes: the worker functions and their arguments must pickle, Numba loads its cache in
+each) and a distributed LocalCluster on loopback write identical arrays; and threads_per_worker never
+oversubscribes the machine's cores.
 
 The upstream stores (frames, I3D features) are computed once with the default threads scheduler and copied
-into each run's workdir, so the schedulers are compared on the stage under test with the same inputs (torch
+into each run's workdir, so the schedulers are compared on the stages under test with the same inputs (torch
 intra-op threads differ between a local run and a distributed worker, which may change the last bits of the
 features, not what this file checks)."""
 from __future__ import annotations
@@ -19,7 +20,9 @@ from stages.parallel import LOCAL_SCHEDULERS, threads_per_worker, worker_count
 from storage.zarr_store import ArtifactStore
 from tests.conftest import dataset_args, run_luigi
 
-STAGE = ["SimilarityMatrices", "--SimilarityMatrices-use-encoder", "False", "--SampleFrames-size", "32"]
+# --SimilarityMatrices-use-encoder False applies to the SimilarityMatrices that TSCProposals requires.
+STAGE = ["ProposalFeatures", "--SimilarityMatrices-use-encoder", "False", "--SampleFrames-size", "32"]
+COMPARED = {"similarity": np.float16, "proposals": np.float64, "bapg_features": np.float32}  # stem -> dtype
 
 
 def _store(workdir, stem):
@@ -34,20 +37,25 @@ def _arrays(path):
     return {v: (store.read(v)[...], dict(store.read(v).attrs)) for v in store.videos()}
 
 
-def _assert_same_store(reference, other):
-    assert reference.name == other.name  # the scheduler does not shape the artifact's path
-    left, right = _arrays(reference), _arrays(other)
-    assert left.keys() == right.keys() and len(left) == 4
-    for video, (array, attrs) in left.items():
-        other_array, other_attrs = right[video]
-        assert array.dtype == other_array.dtype == np.float16 and array.shape == other_array.shape
-        np.testing.assert_array_equal(array, other_array, err_msg=f"video {video}")
-        assert attrs == other_attrs
+def _assert_same_stores(reference_dir, other_dir):
+    """Every compared store: same path, same videos, arrays equal element by element, same attributes."""
+    for stem, dtype in COMPARED.items():
+        reference, other = _store(reference_dir, stem), _store(other_dir, stem)
+        assert reference.name == other.name  # the scheduler does not shape the artifact's path
+        left, right = _arrays(reference), _arrays(other)
+        assert left.keys() == right.keys() and len(left) == 4
+        for video, (array, attrs) in left.items():
+            other_array, other_attrs = right[video]
+            assert array.dtype == other_array.dtype == dtype and array.shape == other_array.shape
+            np.testing.assert_array_equal(array, other_array, err_msg=f"{stem} {video}")
+            assert attrs == other_attrs, f"{stem} {video}"  # includes the change points of every m
+    recall = "recall.csv"
+    assert (_store(reference_dir, "proposals") / recall).read_text() == (_store(other_dir, "proposals") / recall).read_text()
 
 
 @pytest.fixture(scope="module")
 def threads_run(tmp_path_factory, tiny_synthetic):
-    """SampleFrames -> ExtractFeatures -> SimilarityMatrices with the default threads scheduler."""
+    """SampleFrames -> ExtractFeatures -> SimilarityMatrices -> TSCProposals -> ProposalFeatures, threads."""
     root = tmp_path_factory.mktemp("scale")
     workdir = root / "threads"
     result = run_luigi([*STAGE, *dataset_args(tiny_synthetic, workdir)], root)
@@ -65,19 +73,20 @@ def _workdir_with_upstream(threads_run, name):
     return root, workdir
 
 
-def _run_similarity(threads_run, tiny_synthetic, name, scheduler):
+def _run_stages(threads_run, tiny_synthetic, name, scheduler):
     root, workdir = _workdir_with_upstream(threads_run, name)
     result = run_luigi([*STAGE, *dataset_args(tiny_synthetic, workdir), "--dask-scheduler", scheduler], root)
     assert result.returncode == 0, result.stderr[-3000:]
-    # Only the stage under test ran: the copied upstream stores were found complete.
-    assert "similarity: 4 videos, 0 already done, 4 to compute" in result.stderr
-    assert "frames: 4 videos" not in result.stderr and "features: 4 videos" not in result.stderr
+    # Only the stages under test ran: the copied upstream stores were found complete.
+    for stem in COMPARED:
+        assert f"[pipeline] {stem}: 4 videos, 0 already done, 4 to compute" in result.stderr
+    assert "[pipeline] frames:" not in result.stderr and "[pipeline] features:" not in result.stderr
     return workdir
 
 
 def test_processes_scheduler_matches_threads(threads_run, tiny_synthetic):
-    workdir = _run_similarity(threads_run, tiny_synthetic, "processes", "processes")
-    _assert_same_store(_store(threads_run[1], "similarity"), _store(workdir, "similarity"))
+    workdir = _run_stages(threads_run, tiny_synthetic, "processes", "processes")
+    _assert_same_stores(threads_run[1], workdir)
 
 
 def test_distributed_cluster_matches_threads(threads_run, tiny_synthetic):
@@ -87,11 +96,11 @@ def test_distributed_cluster_matches_threads(threads_run, tiny_synthetic):
                       dashboard_address=None) as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tcp://127.0.0.1:")
-        workdir = _run_similarity(threads_run, tiny_synthetic, "cluster", address)
+        workdir = _run_stages(threads_run, tiny_synthetic, "cluster", address)
         # the videos ran on this cluster (run_per_video's tasks are named after _guarded, prefix "guarded")
         assert any("guarded" in prefix for prefix in cluster.scheduler.task_prefixes)
     assert cluster.status.name == "closed"
-    _assert_same_store(_store(threads_run[1], "similarity"), _store(workdir, "similarity"))
+    _assert_same_stores(threads_run[1], workdir)
 
 
 def test_scheduler_option_reaches_the_stage(threads_run, tiny_synthetic):
