@@ -29,7 +29,7 @@ class Evaluate(DetectorTask):
     max_dets = luigi.IntParameter(default=200, description="detections kept per video")
 
     def requires(self):
-        return Detect(detector=self.detector, use_bapg=self.use_bapg, seed=self.seed, max_dets=self.max_dets)
+        return Detect(**self.variant(), max_dets=self.max_dets)
 
     def run(self):
         from stages.evaluation import evaluate_detections, load_predictions
@@ -38,11 +38,12 @@ class Evaluate(DetectorTask):
         predictions = load_predictions(Path(self.input().path) / "detections.json")
         result = evaluate_detections(ann, predictions, thresholds=list(self.tiou_thresholds), mode=self.mode,
                                      max_dets=self.max_dets)
-        result["variant"] = {"detector": self.detector, "bapg": self.use_bapg, "seed": self.seed}
+        result["variant"] = {"detector": self.detector, "bapg": self.use_bapg, "seed": self.seed,
+                             "untrained": self.untrained}
         with self.output().writer() as folder:
             (folder / "evaluation.json").write_text(json.dumps(result, indent=1))
-        log.info("evaluation: %s%s seed %d: average mAP %.4f", self.detector, " + BAPG" if self.use_bapg else "",
-                 self.seed, result["average_mAP"])
+        log.info("evaluation: %s%s%s seed %d: average mAP %.4f", self.detector, " + BAPG" if self.use_bapg else "",
+                 " (untrained)" if self.untrained else "", self.seed, result["average_mAP"])
 
 
 class Report(StageTask):
@@ -60,6 +61,8 @@ class Report(StageTask):
 
     def requires(self):
         evals = {f"{d}|{int(b)}|{s}": Evaluate(detector=d, use_bapg=b, seed=s) for d, b, s in self.variants()}
+        # Sanity rows: each detector with its initial weights (seed 0), which training must beat by far.
+        evals.update({f"{d}|0|0|untrained": Evaluate(detector=d, seed=0, untrained=True) for d in self.detectors})
         detections = {f"{d}|{int(b)}|0": Detect(detector=d, use_bapg=b, seed=0) for d in self.detectors
                       for b in (False, True)}
         return {"evaluations": evals, "detections": detections, "encoder": TrainEncoder(),

@@ -164,7 +164,13 @@ class DetectorTask(StageTask):
     detector = luigi.ChoiceParameter(default="actionformer", choices=["afsd", "actionformer"])
     use_bapg = luigi.BoolParameter(default=False, description="concatenate ProposalFeatures to the video features")
     seed = luigi.IntParameter(default=0)
+    untrained = luigi.BoolParameter(default=False, description="keep the initial weights: the report's sanity "
+                                                               "baseline that training must beat by far")
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+
+    def variant(self) -> dict:
+        """The parameters that name this detector variant, passed on to the tasks it requires."""
+        return {"detector": self.detector, "use_bapg": self.use_bapg, "seed": self.seed, "untrained": self.untrained}
 
     def feature_inputs(self) -> dict:
         from pipeline.bapg_tasks import ProposalFeatures  # the BAPG tasks build on this module
@@ -201,7 +207,7 @@ class TrainDetector(DetectorTask):
 
         ann, features, grids = self.load_features(self.data.train_subset)
         labels = dataset_annotations(self.data).labels
-        config = {"epochs": self.epochs} if self.epochs else {}
+        config = {"epochs": 0} if self.untrained else ({"epochs": self.epochs} if self.epochs else {})
         state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
                                               seed=self.seed, device=self.device)
         cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features),
@@ -246,7 +252,7 @@ class Detect(DetectorTask):
     max_dets = luigi.IntParameter(default=200)
 
     def requires(self):
-        return {"model": TrainDetector(detector=self.detector, use_bapg=self.use_bapg, seed=self.seed),
+        return {"model": TrainDetector(**self.variant()),
                 **self.feature_inputs()}
 
     def run(self):
@@ -260,7 +266,8 @@ class Detect(DetectorTask):
         results = detect(self.detector, ckpt["state"], ckpt["config"], features, ckpt["config"]["labels"], grids,
                          durations, max_dets=self.max_dets, device=self.device)
         payload = {"version": "tal-pipeline", "results": results,
-                   "external_data": {"detector": self.detector, "bapg": self.use_bapg, "seed": self.seed}}
+                   "external_data": {"detector": self.detector, "bapg": self.use_bapg, "seed": self.seed,
+                                     "untrained": self.untrained}}
         with self.output().writer() as folder:
             (folder / "detections.json").write_text(json.dumps(payload))
 

@@ -2,7 +2,7 @@
 positive vs hard-negative similarity, and pictures of a few test videos).
 
 report.json:
-    {"results": [{"detector": str, "bapg": bool, "seeds": [int], "mAP": {"0.3": [mean, std], ...},
+    {"results": [{"detector": str, "bapg": bool, "untrained": bool, "seeds": [int], "mAP": {"0.3": [mean, std], ...},
                   "average_mAP": [mean, std], "per_seed_average_mAP": [float]}, ...],
      "evaluation": {"mode": str, "thresholds": [float], "max_dets": int},
      "proposal_recall": {"<m>": {"n_gt", "proposals_per_video", "recall@0.5", "recall@0.7", "AR@<AN>"...}, "all": ...},
@@ -26,19 +26,20 @@ def _key(t: float) -> str:
 
 
 def aggregate_results(evaluations: list[dict]) -> list[dict]:
-    """Group per-seed evaluations by (detector, bapg): mean and std over seeds, rows sorted detector, bapg."""
-    groups: dict[tuple[str, bool], list[dict]] = {}
+    """Group per-seed evaluations by (detector, bapg, untrained): mean and std over seeds, rows in that order."""
+    groups: dict[tuple[str, bool, bool], list[dict]] = {}
     for ev in evaluations:
         v = ev["variant"]
-        groups.setdefault((v["detector"], bool(v["bapg"])), []).append(ev)
+        groups.setdefault((v["detector"], bool(v["bapg"]), bool(v.get("untrained", False))), []).append(ev)
     rows = []
-    for (detector, bapg), evs in sorted(groups.items()):
+    for (detector, bapg, untrained), evs in sorted(groups.items()):
         evs = sorted(evs, key=lambda e: e["variant"]["seed"])
         thresholds = evs[0]["thresholds"]
         maps = np.array([e["mAP"] for e in evs], dtype=np.float64)  # (seeds, thresholds)
         avg = np.array([e["average_mAP"] for e in evs], dtype=np.float64)  # (seeds,)
         rows.append({
-            "detector": detector, "bapg": bapg, "seeds": [int(e["variant"]["seed"]) for e in evs],
+            "detector": detector, "bapg": bapg, "untrained": untrained,
+            "seeds": [int(e["variant"]["seed"]) for e in evs],
             "mAP": {_key(t): [float(maps[:, i].mean()), float(maps[:, i].std())] for i, t in enumerate(thresholds)},
             "average_mAP": [float(avg.mean()), float(avg.std())],
             "per_seed_average_mAP": avg.tolist(),
@@ -59,7 +60,7 @@ def results_markdown(rows: list[dict]) -> str:
 
     body = ""
     for r in rows:
-        name = r["detector"] + (" + BAPG" if r["bapg"] else "")
+        name = r["detector"] + (" + BAPG" if r["bapg"] else "") + (" (untrained)" if r.get("untrained") else "")
         body += f"| {name} | {len(r['seeds'])} | " + " | ".join(cell(r["mAP"][k]) for k in keys)
         body += f" | **{cell(r['average_mAP'])}** |\n"
     return head + body

@@ -26,8 +26,9 @@ def full_run(tmp_path_factory, tiny_synthetic):
 def test_fullrun_writes_report_with_documented_schema(full_run):
     _, workdir, _, _ = full_run
     report = json.loads((workdir / "report" / "report.json").read_text())
-    rows = {(r["detector"], r["bapg"]) for r in report["results"]}
-    assert rows == {("afsd", False), ("afsd", True), ("actionformer", False), ("actionformer", True)}
+    rows = {(r["detector"], r["bapg"], r["untrained"]) for r in report["results"]}
+    assert rows == {(d, b, False) for d in ("afsd", "actionformer") for b in (False, True)} | \
+        {("afsd", False, True), ("actionformer", False, True)}  # + the untrained sanity rows
     for r in report["results"]:
         assert r["seeds"] == [0]
         assert list(r["mAP"]) == ["0.3", "0.4", "0.5", "0.6", "0.7"]
