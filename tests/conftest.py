@@ -31,6 +31,17 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread inside the test (deterministic; several threads on 2 shared cores thrash), restored after."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def luigi_env(tmp: Path) -> dict:
     """The environment of a luigi subprocess: the project's luigi.cfg; the user's (or CI's) cache,
     so the I3D weights are fetched once, not per test."""

@@ -10,12 +10,7 @@ from models.actionformer.model import ActionFormer
 from models.actionformer.targets import assign_targets, default_regression_ranges
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
 
 
 def test_local_attention_mask():

@@ -14,13 +14,7 @@ from models.afsd.model import AFSD, fuse_scores, refine_segments
 from models.afsd.targets import coarse_targets, offset_targets, refined_targets
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine is shared: several torch threads on 2 busy cores thrash.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
 
 
 def test_eq1_decode():

@@ -14,12 +14,7 @@ from stages.timegrid import seconds_to_feature
 GRID = {"fps": 10.0, "window": 4, "stride": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
 
 
 def test_training_set_uses_timegrid():

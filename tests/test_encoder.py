@@ -16,12 +16,7 @@ UNIT = {"fps": 1.0, "window": 1, "stride": 1}  # step i is centred at i + 0.5 s
 GRID = {"fps": 10.0, "window": 4, "stride": 2}  # step i is centred at 0.2 i + 0.2 s
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
 
 
 def ann(*spans, video="v"):
