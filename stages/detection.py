@@ -33,6 +33,9 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "crop_tries": 10,
     "model": {},
 }
+# Per-detector overrides. ActionFormer: 30 epochs (90 iterations on the default synthetic data) left it
+# undertrained (average mAP 0.41 / 0.17 / 0.45 over seeds 0-2); 80 epochs gave 0.79 / 0.41 / 0.77 at 0.26 s/epoch.
+DETECTOR_TRAIN: dict[str, dict[str, Any]] = {"actionformer": {"epochs": 80}}
 
 
 @dataclass
@@ -182,7 +185,7 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
 
     from models.detector_registry import build_detector
 
-    cfg = {**DEFAULT_TRAIN, **(dict(config) if config else {})}
+    cfg = {**DEFAULT_TRAIN, **DETECTOR_TRAIN.get(name, {}), **(dict(config) if config else {})}
     cfg["model"] = dict(cfg.get("model") or {})
     if not labels:
         raise ValueError("empty class list")
