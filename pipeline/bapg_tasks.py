@@ -52,7 +52,7 @@ class TrainEncoder(StageTask):
                                  description="triplet: [s(a,n) - s(a,p) + margin]_+ (default, DESIGN 3.2); "
                                              "bapg: the paper's eq. 3, [s(a,n) - gamma]_+ - s(a,p)")
     margin = luigi.FloatParameter(default=0.0, description="triplet margin; 0: the stage default")
-    gamma = luigi.FloatParameter(default=1.0, description="gamma of eq. 3 (only with --loss eq3)")
+    gamma = luigi.FloatParameter(default=1.0, description="gamma of eq. 3 (only with --TrainEncoder-loss bapg)")
     epochs = luigi.IntParameter(default=0, description="0: the stage default")
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
 

@@ -217,8 +217,8 @@ class TrainDetector(DetectorTask):
             # Self-contained: single-video inference rebuilds the BAPG features without the run folder.
             from pipeline.bapg_tasks import TrainEncoder
 
-            encoder = torch.load(Path(TrainEncoder().output().path) / "checkpoint.pt", map_location="cpu",
-                                 weights_only=True)
+            encoder_file = Path(TrainEncoder().output().path) / "checkpoint.pt"
+            encoder = torch.load(encoder_file, map_location="cpu", weights_only=True)
             checkpoint["encoder"] = {"state": encoder["state"], "config": encoder["config"]}
         with self.output().writer() as folder:
             torch.save(checkpoint, folder / "checkpoint.pt")
