@@ -237,8 +237,9 @@ class TrainDetector(DetectorTask):
             recipe["frames"] = {"fps": frames.fps, "size": frames.frame_size}
             recipe["features"]["weights"] = "i3d-rgb-k400"
         if self.use_bapg:
-            tsc, pf = TSCProposals(), ProposalFeatures()
-            recipe["bapg"] = {"use_encoder": SimilarityMatrices().use_encoder, "ms": [int(m) for m in tsc.ms],
+            tsc, pf, sim = TSCProposals(), ProposalFeatures(), SimilarityMatrices()
+            # block: the tiling of S can change the last bit of a float16 entry, so inference tiles the same way.
+            recipe["bapg"] = {"use_encoder": sim.use_encoder, "block": sim.block, "ms": [int(m) for m in tsc.ms],
                               "min_size": tsc.min_size, "max_union": tsc.max_union,
                               "projection_dim": pf.projection_dim, "projection_seed": 0}
         return recipe

@@ -174,7 +174,7 @@ def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tup
         embeddings = embed(enc["state"], enc["config"], features, device=ENCODER_DEVICE)  # (T, D)
     else:
         embeddings = features
-    S = similarity_matrix(embeddings)  # (T, T) float16, the same tiles as the stored matrices
+    S = similarity_matrix(embeddings, block=int(bapg.get("block", 1024)))  # (T, T) float16, tiled as the stage did
     cps = change_points(S, ms=[int(m) for m in bapg["ms"]], min_size=int(bapg["min_size"]), name=f"video {video!r}")
     B = boundary_aware_features(features, cps, int(bapg["projection_dim"]), int(bapg.get("projection_seed", 0)))
     return np.concatenate([features, B], axis=1), cps
