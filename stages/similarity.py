@@ -75,20 +75,23 @@ def write_similarity(store_path: str | Path, video: str, embeddings: np.ndarray,
             array[rows, cols] = tile
 
 
-def similarity_matrix_to_store(video: str, *, features_store: str, store_path: str, encoder: str | None,
+def similarity_matrix_to_store(video: str, *, features_store: str, store_path: str, encoder: str | dict | None,
                                block: int = DEFAULT_BLOCK, device: str = "cpu", num_threads: int | None = None) -> None:
     """SimilarityMatrices for one video: features -> encoder embeddings -> S in Zarr.
 
-    encoder: folder of a TrainEncoder checkpoint (checkpoint.pt), or None to use the features themselves
-    (the ablation "no contrastive encoder").
+    encoder: folder of a TrainEncoder checkpoint (checkpoint.pt), or {video: folder} (cross-fitting: each
+    video's own encoder), or None to use the features themselves (the ablation "no contrastive encoder").
     """
     from storage.features import read_features
 
     features, grid = read_features(features_store, video)  # (T, C)
+    if isinstance(encoder, dict):
+        encoder = encoder[video]
     if encoder is None:
         embeddings, source = features, "features"
     else:
-        embeddings, source = embed_with_checkpoint(encoder, features, device=device, num_threads=num_threads), "encoder"
+        embeddings = embed_with_checkpoint(encoder, features, device=device, num_threads=num_threads)
+        source = f"encoder {Path(encoder).name}"
     write_similarity(store_path, video, embeddings, {"fps": grid.fps, "window": grid.window, "stride": grid.stride},
                      block, embedding=source)
 

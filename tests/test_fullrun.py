@@ -56,6 +56,18 @@ def test_fullrun_artifacts_complete_and_consistent(full_run):
         assert stores["bapg_features"].read(video).shape == (T, 2 * 129)
     assert (stores["proposals"].path / "recall.csv").is_file()
     ann = json.loads((workdir.parent / "data" / "annotations.json").read_text())["database"]
+    # Cross-fitting: each training video is embedded by the encoder of the fold that left it out, test videos
+    # by the encoder trained on every training video.
+    encoders = {v: stores["similarity"].read(v).attrs["embedding"] for v in videos}
+    train = sorted(v for v in videos if ann[v]["subset"] == "train")
+    test = [v for v in videos if ann[v]["subset"] == "test"]
+    assert len({encoders[v] for v in test}) == 1 and len({encoders[v] for v in train}) == 2
+    assert not {encoders[v] for v in train} & {encoders[v] for v in test}
+    for video in train:
+        trained_on = json.loads((workdir / encoders[video].split()[-1] / "config.json").read_text())["train_videos"]
+        assert video not in trained_on and trained_on == [v for i, v in enumerate(train) if i % 2 != train.index(video) % 2]
+    full = json.loads((workdir / encoders[test[0]].split()[-1] / "config.json").read_text())["train_videos"]
+    assert full == train
     for folder in workdir.glob("detections-*"):
         results = json.loads((folder / "detections.json").read_text())["results"]
         assert set(results) == {v for v, d in ann.items() if d["subset"] == "test"}
