@@ -47,7 +47,7 @@ class VideoItem:
     labels: np.ndarray
 
 
-def _grid(time_grid: Mapping, video: str) -> tuple[float, int, int]:
+def video_grid(time_grid: Mapping, video: str) -> tuple[float, int, int]:
     """(fps, window, stride) for a video: time_grid is one {"fps","window","stride"} or {video: that}."""
     g = time_grid if "fps" in time_grid else time_grid.get(video)
     if g is None:
@@ -98,7 +98,7 @@ def build_training_set(features: Mapping[str, np.ndarray], annotations, labels: 
             bad = ~(end > start)
             if bad.any():
                 raise ValueError(f"video {video!r}: annotation with end <= start at start={start[bad][0]}s")
-            fps, window, stride = _grid(time_grid, video)
+            fps, window, stride = video_grid(time_grid, video)
             segs = np.stack([seconds_to_feature(start, fps, window, stride),
                              seconds_to_feature(end, fps, window, stride)], axis=1).astype(np.float32)
             labs = np.array([index[x] for x in df["label"]], np.int64)
@@ -323,7 +323,7 @@ def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapp
         if video not in durations:
             raise ValueError(f"video {video!r}: no duration given")
         duration = float(durations[video])
-        fps, window, stride = _grid(time_grid, video)
+        fps, window, stride = video_grid(time_grid, video)
         segs, scores, labs = predict_video(model, dev, feats, max_seq_len, max_dets)
         sec = np.clip(feature_to_seconds(segs, fps, window, stride), 0.0, duration)  # (N, 2)
         keep = sec[:, 1] > sec[:, 0]

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from stages.detection import resolve_device, seed_everything
+from stages.detection import resolve_device, seed_everything, video_grid
 from stages.timegrid import feature_to_seconds
 
 DEFAULT_ENCODER: dict[str, Any] = {
@@ -91,14 +91,6 @@ class SamplePools:
                 "hard_negative_steps": int(sum(p.hard_negative.size for p in self.instances)),
                 "easy_negative_steps": int(sum(e.size for e in self.easy_negative.values())),
                 "hard_negative_seconds": self.hard_negative_seconds}
-
-
-def _grid_of(time_grid: Mapping, video: str) -> tuple[float, int, int]:
-    """(fps, window, stride) of a video: time_grid is one {"fps","window","stride"} or {video: that}."""
-    g = time_grid if "fps" in time_grid else time_grid.get(video)
-    if g is None:
-        raise ValueError(f"video {video!r}: no time grid (fps, window, stride) given for it")
-    return float(g["fps"]), int(g["window"]), int(g["stride"])
 
 
 def _cap_seconds(hard_negative_seconds, start: float, end: float) -> float:
@@ -175,7 +167,7 @@ def build_sample_pools(actions: pd.DataFrame, time_grid: Mapping, num_steps: Map
     instances, easy, skipped = [], {}, []
     for video in sorted(num_steps):
         t = int(num_steps[video])
-        pools, e, s = video_pools(video, by_video.get(video, empty), t, _grid_of(time_grid, video),
+        pools, e, s = video_pools(video, by_video.get(video, empty), t, video_grid(time_grid, video),
                                   hard_negative_seconds)
         instances += pools
         easy[video] = e

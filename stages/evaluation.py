@@ -32,7 +32,6 @@ is a plain-Python per-class loop that follows the same rules, used by tests and 
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import pandas as pd
 
 import stages  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles anything)
 from numba import njit
+from storage.paths import read_json_mapping
 
 MODES = ("anet", "thumos14")
 # (first, last, step): expanded by threshold_preset() on an integer grid, so no float drift
@@ -81,12 +81,7 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prediction file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"prediction file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise ValueError(f"prediction file {path}: expected an object with a 'results' mapping of videos")
+    data = read_json_mapping(path, "prediction file", "results")
     rows = []
     for video, dets in data["results"].items():
         if not isinstance(dets, list):

@@ -17,7 +17,6 @@ never a class. Times are seconds; frame columns are ignored (STATS.md: they assu
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from storage.paths import check_video_id
+from storage.paths import check_video_id, read_json_mapping
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +112,7 @@ def load_annotations(
 # readers: each returns raw (videos, instances) frames in the common schema
 # ---------------------------------------------------------------------------------------------
 def _read_json(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if path.stat().st_size == 0:
-        raise ValueError(f"annotation file {path} is empty (0 bytes), not valid JSON")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"annotation file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
-        raise ValueError(f"annotation file {path}: expected an object with a 'database' mapping of videos")
+    data = read_json_mapping(path, "annotation file", "database")
     if not data["database"]:
         raise ValueError(f"annotation file {path}: 'database' holds no video")
     video_rows, inst_rows = [], []
