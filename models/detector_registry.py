@@ -1,23 +1,72 @@
 """The detectors behind one interface, by name.
 
 forward(features (B, C, T), mask (B, T)) -> outputs; loss(outputs, targets) -> dict with "total";
-predict(outputs) -> per video (segments (N, 2) in feature steps, scores (N,), labels (N,)).
-A BAPG variant changes only in_channels (BAPG features are concatenated channel-wise to the video features).
+predict(outputs) -> per video (segments (N, 2) in feature steps, scores (N,), labels (N,));
+regression_health(outputs, targets) -> {"fg_locations", "positive_share"} (the post-training health check).
+A +BAPG variant is the same detector class wrapped by models.fusion.BAPGFusion: the input holds the video
+features followed by `bapg_channels` boundary-aware channels, and the detector still sees the video width.
 """
 from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping
 
 from torch import nn
 
 from models.actionformer.model import ActionFormer
 from models.afsd.model import AFSD
+from models.fusion import BAPGFusion
 
 DETECTORS: dict[str, type[nn.Module]] = {"afsd": AFSD, "actionformer": ActionFormer}
+# Positional arguments of every detector class, given by the data rather than by a configuration.
+_DATA_ARGS = ("in_channels", "num_classes")
+_FUSION_DATA_ARGS = ("detector", "video_channels", "bapg_channels")
 
 
-def build_detector(name: str, in_channels: int, num_classes: int, **cfg) -> nn.Module:
-    """A fresh detector `name` for `in_channels`-wide features and `num_classes` classes (cfg: its keyword options)."""
+def _resolve(cls, options: Mapping[str, Any] | None, skip: tuple[str, ...], what: str) -> dict[str, Any]:
+    """Every keyword option of `cls` with its value: the given ones over the constructor's defaults.
+
+    A checkpoint records this full mapping, so loading it never depends on the defaults of the day.
+    """
+    params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
+              if k != "self" and k not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise ValueError(f"{what}: unknown option(s) {unknown}; known: {sorted(params)}")
+    resolved = {k: (options[k] if k in options else p.default) for k, p in params.items()}
+    missing = [k for k, v in resolved.items() if v is inspect.Parameter.empty]
+    if missing:
+        raise ValueError(f"{what}: option(s) {missing} have no default and were not given")
+    return resolved
+
+
+def resolve_model_config(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The fully resolved keyword options of detector `name` (given options over its constructor defaults)."""
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; known: {sorted(DETECTORS)}")
-    if in_channels < 1 or num_classes < 1:
-        raise ValueError(f"detector {name!r} needs in_channels >= 1 and num_classes >= 1, got {in_channels}, {num_classes}")
-    return DETECTORS[name](in_channels, num_classes, **cfg)
+    return _resolve(DETECTORS[name], options, _DATA_ARGS, f"detector {name!r}")
+
+
+def resolve_fusion_config(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The fully resolved keyword options of the BAPG fusion (hidden width, channel dropout)."""
+    return _resolve(BAPGFusion, options, _FUSION_DATA_ARGS, "BAPG fusion")
+
+
+def build_detector(name: str, in_channels: int, num_classes: int, bapg_channels: int = 0,
+                   fusion: Mapping[str, Any] | None = None, **cfg) -> nn.Module:
+    """A fresh detector `name` for `in_channels`-wide input and `num_classes` classes (cfg: its keyword options).
+
+    bapg_channels > 0: the last bapg_channels of the input are BAPG channels, fused by BAPGFusion (fusion: its
+    options); the detector is built first, so with the same seed its initial weights equal the baseline's.
+    """
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; known: {sorted(DETECTORS)}")
+    video_channels = in_channels - bapg_channels
+    if video_channels < 1 or num_classes < 1 or bapg_channels < 0:
+        raise ValueError(f"detector {name!r} needs in_channels > bapg_channels >= 0 and num_classes >= 1, got "
+                         f"{in_channels}, {bapg_channels}, {num_classes}")
+    detector = DETECTORS[name](video_channels, num_classes, **resolve_model_config(name, cfg))
+    if not bapg_channels:
+        return detector
+    return BAPGFusion(detector, video_channels, bapg_channels, **resolve_fusion_config(fusion))

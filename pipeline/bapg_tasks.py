@@ -13,6 +13,7 @@ import luigi
 
 from pipeline.base import StageTask
 from pipeline.tasks import DatasetStage, dataset_annotations, features_task, write_csv
+from storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
 
@@ -154,45 +155,76 @@ class SimilarityMatrices(DatasetStage):
                         device=self.device, num_threads=threads_per_worker(scheduler, workers))
 
 
-class TSCProposals(DatasetStage):
-    """Temporal Similarity Clustering change points for every m, and the proposals, cached per video.
+# Change points per minute of video, one scale each (see README "Method decisions": counts that scale with the
+# video's length; chosen on training videos' proposal recall, never on the test split).
+DEFAULT_RATES = [8.0, 16.0, 32.0]
+BOUNDARY_SOURCES = ["tsc", "raw", "random", "oracle"]
 
-    Before the store is flagged complete its folder gets recall.csv / recall.json: proposal recall per m on the
-    test subset (AR@AN at tIoU 0.5:0.05:0.95, recall at tIoU 0.5 and 0.7).
+
+class TSCProposals(DatasetStage):
+    """Temporal Similarity Clustering change points at every scale, and the proposals, cached per video.
+
+    Scales: fixed counts `ms`, then `rates` (change points per minute of video: longer videos get more), then
+    the KTS penalised choice when `penalty` > 0; one DP pass per video gives them all. `source` selects where
+    the boundaries come from: tsc (the method), raw (TSC on the raw features' similarity, no encoder), random
+    (as many random change points as tsc finds per scale) or oracle (ground-truth action boundaries).
+    Before the store is flagged complete its folder gets recall.csv / recall.json: proposal recall per scale on
+    the test subset and on the training subset (AR@AN at tIoU 0.5:0.05:0.95, recall at tIoU 0.5 and 0.7).
     """
 
     artifact = "proposals"
-    ms = luigi.ListParameter(default=[10, 15, 20], description="numbers of change points m")
+    ms = luigi.ListParameter(default=[], description="fixed numbers of change points m, one scale each")
+    rates = luigi.ListParameter(default=DEFAULT_RATES, description="change points per minute of video, one scale each")
+    penalty = luigi.FloatParameter(default=0.0, description="> 0: one more scale, the KTS penalised number of "
+                                                            "change points with this penalty weight")
     min_size = luigi.IntParameter(default=1, description="minimum segment length in feature steps")
     max_union = luigi.IntParameter(default=3, description="proposals also join up to this many consecutive segments")
+    source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
+                                   description="tsc | raw (no encoder) | random (same counts) | oracle (ground truth)")
+
+    def scale_params(self) -> dict:
+        return {"ms": [int(m) for m in self.ms], "rates": [float(r) for r in self.rates], "penalty": self.penalty,
+                "min_size": self.min_size}
 
     def requires(self):
-        return SimilarityMatrices()
+        if self.source in ("tsc", "raw"):
+            return {"similarity": SimilarityMatrices(use_encoder=self.source == "tsc")}
+        if self.source == "random":
+            return {"tsc": TSCProposals(**self.scale_params(), max_union=self.max_union, source="tsc")}
+        return {"features": features_task()}
 
     def run(self):
         from stages.proposals import tsc_proposals_to_store
 
-        similarity = self.input().store
+        inputs = {k: t.path for k, t in self.input().items()}
         ann = dataset_annotations(self.data)
         durations = dict(zip(ann.videos["video"], ann.videos["duration"].astype(float)))
+        videos = ArtifactStore(next(iter(inputs.values()))).videos()
         # The DP kernel is single-threaded Numba with nogil=True: Dask threads run videos side by side.
-        self.run_videos(tsc_proposals_to_store, similarity.videos(), self.skip_bad_videos,
-                        before_complete=self.write_recall, similarity_store=str(similarity.path),
-                        ms=[int(m) for m in self.ms], min_size=self.min_size, max_union=self.max_union,
-                        durations=durations)
+        self.run_videos(tsc_proposals_to_store, videos, self.skip_bad_videos,
+                        before_complete=self.write_recall, source=self.source,
+                        similarity_store=inputs.get("similarity"), tsc_store=inputs.get("tsc"),
+                        features_store=inputs.get("features"), max_union=self.max_union, durations=durations,
+                        gt_seconds=gt_segments(ann) if self.source == "oracle" else None, **self.scale_params())
 
     def write_recall(self, store, done_videos: list[str]) -> None:
+        import pandas as pd
+
         from stages.proposals import recall_table_from_store
 
-        test = dataset_annotations(self.data).subset(self.data.test_subset)
-        gt = {v: g for v, g in gt_segments(test).items() if v in set(done_videos) and len(g)}
-        if not gt:
-            log.warning("proposals: no test video with ground truth; no recall table")
+        ann = dataset_annotations(self.data)
+        tables = []
+        for subset in (self.data.test_subset, self.data.train_subset):
+            gt = {v: g for v, g in gt_segments(ann.subset(subset)).items() if v in set(done_videos) and len(g)}
+            if gt:
+                tables.append(recall_table_from_store(str(store.path), gt).assign(subset=subset))
+        if not tables:
+            log.warning("proposals: no video with ground truth; no recall table")
             return
-        table = recall_table_from_store(str(store.path), gt)
+        table = pd.concat(tables, ignore_index=True)
         table.to_csv(store.path / "recall.csv", index=False)
         (store.path / "recall.json").write_text(table.to_json(orient="records", indent=1))
-        log.info("proposals: recall on %d test videos\n%s", len(gt), table.to_string(index=False))
+        log.info("proposals (%s): recall per scale\n%s", self.source, table.to_string(index=False))
 
 
 class ProposalFeatures(DatasetStage):
@@ -204,8 +236,11 @@ class ProposalFeatures(DatasetStage):
     projection_dim = luigi.IntParameter(default=128, description="fixed random orthogonal projection of Fv before "
                                                                  "pooling (0: none, pool the full features)")
 
+    source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
+                                   description="where the boundaries come from (TSCProposals --source)")
+
     def requires(self):
-        return {"features": features_task(), "proposals": TSCProposals()}
+        return {"features": features_task(), "proposals": TSCProposals(source=self.source)}
 
     def run(self):
         from stages.proposal_features import proposal_features_to_store

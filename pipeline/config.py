@@ -29,3 +29,34 @@ class synthetic(luigi.Config):  # noqa: N801
 class dask(luigi.Config):  # noqa: N801
     scheduler = luigi.Parameter(default="threads", description="threads | processes | synchronous | tcp://host:port")
     workers = luigi.IntParameter(default=0, description="videos processed at once (0: one per core)")
+
+
+class _DetectorSettings(luigi.Config):
+    """One detector's settings: JSON objects over its defaults, part of every TrainDetector artifact hash."""
+
+    model = luigi.DictParameter(default={}, description="constructor options of the detector (models/<detector>)")
+    train = luigi.DictParameter(default={}, description="training settings (stages.detection.DEFAULT_TRAIN keys)")
+    fusion = luigi.DictParameter(default={}, description="BAPG fusion options (models.fusion.BAPGFusion)")
+
+
+class afsd(_DetectorSettings):  # noqa: N801 - [afsd] model = {...}, or --afsd-model '{...}'
+    pass
+
+
+class actionformer(_DetectorSettings):  # noqa: N801 - [actionformer] train = {"epochs": 40}, --actionformer-train
+    pass
+
+
+def detector_settings(name: str) -> dict:
+    """{"model": {...}, "train": {...}, "fusion": {...}} of detector `name` from luigi.cfg / the command line."""
+    section = {"afsd": afsd, "actionformer": actionformer}[name]()
+    return {"model": _plain(section.model), "train": _plain(section.train), "fusion": _plain(section.fusion)}
+
+
+def _plain(value):
+    """luigi's frozen JSON containers -> plain dicts and lists (for hashing and torch.save)."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -38,11 +38,14 @@ class Evaluate(DetectorTask):
         predictions = load_predictions(Path(self.input().path) / "detections.json")
         result = evaluate_detections(ann, predictions, thresholds=list(self.tiou_thresholds), mode=self.mode,
                                      max_dets=self.max_dets)
-        result["variant"] = {"detector": self.detector, "bapg": self.use_bapg, "seed": self.seed,
-                             "untrained": self.untrained}
+        result["variant"] = self.variant_record()
+        # The training run's health check travels with its result: the report flags, never drops, a sick run.
+        result["health"] = json.loads((Path(self.input().path) / "detections.json").read_text()
+                                      )["external_data"].get("health")
         with self.output().writer() as folder:
             (folder / "evaluation.json").write_text(json.dumps(result, indent=1))
-        log.info("evaluation: %s%s%s seed %d: average mAP %.4f", self.detector, " + BAPG" if self.use_bapg else "",
+        log.info("evaluation: %s%s%s seed %d: average mAP %.4f", self.detector,
+                 f" + BAPG ({self.bapg_source})" if self.use_bapg else "",
                  " (untrained)" if self.untrained else "", self.seed, result["average_mAP"])
 
 
@@ -55,12 +58,19 @@ class Report(StageTask):
     detectors = luigi.ListParameter(default=["afsd", "actionformer"])
     seeds = luigi.IntParameter(default=3, description="seeds 0..N-1 per detector variant (mean +- std)")
     examples = luigi.IntParameter(default=3, description="test videos drawn in the plots")
+    ablations = luigi.ListParameter(default=[], description="+BAPG rows with other boundaries: raw (no encoder), "
+                                                            "random (same counts), oracle (ground truth)")
+    ablation_seeds = luigi.IntParameter(default=0, description="seeds of the ablation rows (0: as many as --seeds)")
 
-    def variants(self) -> list[tuple[str, bool, int]]:
-        return [(d, b, s) for d in self.detectors for b in (False, True) for s in range(self.seeds)]
+    def variants(self) -> list[tuple[str, bool, str, int]]:
+        main = [(d, b, "tsc", s) for d in self.detectors for b in (False, True) for s in range(self.seeds)]
+        extra = [(d, True, a, s) for d in self.detectors for a in self.ablations
+                 for s in range(self.ablation_seeds or self.seeds)]
+        return main + extra
 
     def requires(self):
-        evals = {f"{d}|{int(b)}|{s}": Evaluate(detector=d, use_bapg=b, seed=s) for d, b, s in self.variants()}
+        evals = {f"{d}|{int(b)}|{src}|{s}": Evaluate(detector=d, use_bapg=b, bapg_source=src, seed=s)
+                 for d, b, src, s in self.variants()}
         # Sanity rows: each detector with its initial weights (seed 0), which training must beat by far.
         evals.update({f"{d}|0|0|untrained": Evaluate(detector=d, seed=0, untrained=True) for d in self.detectors})
         detections = {f"{d}|{int(b)}|0": Detect(detector=d, use_bapg=b, seed=0) for d in self.detectors
@@ -78,6 +88,8 @@ class Report(StageTask):
                       for key, t in inputs["detections"].items()}
         recall_file = Path(inputs["proposals"].path) / "recall.json"
         recall = json.loads(recall_file.read_text()) if recall_file.is_file() else []
+        recall = [{k: v for k, v in r.items() if k != "subset"} for r in recall
+                  if r.get("subset", self.data.test_subset) == self.data.test_subset]  # the report's table: test
         encoder = json.loads((Path(inputs["encoder"].path) / "separation.json").read_text())
         test = dataset_annotations(self.data).subset(self.data.test_subset)
         examples = ExampleInputs(test, similarity_store=inputs["similarity"].path,

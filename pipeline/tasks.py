@@ -159,10 +159,14 @@ class ImportFeatures(DatasetStage):
 
 
 class DetectorTask(StageTask):
-    """Shared parameters of a detector variant: which detector, with or without BAPG, which seed."""
+    """Shared parameters of a detector variant: which detector, with or without BAPG (and from which boundaries),
+    which seed, and the detector's model / training / fusion settings (JSON, all part of the artifact hash)."""
 
     detector = luigi.ChoiceParameter(default="actionformer", choices=["afsd", "actionformer"])
-    use_bapg = luigi.BoolParameter(default=False, description="concatenate ProposalFeatures to the video features")
+    use_bapg = luigi.BoolParameter(default=False, description="fuse ProposalFeatures into the video features")
+    bapg_source = luigi.ChoiceParameter(default="tsc", choices=["tsc", "raw", "random", "oracle"],
+                                        description="with --use-bapg: boundaries from tsc (the method), raw (TSC "
+                                                    "without encoder), random (same counts) or oracle (ground truth)")
     seed = luigi.IntParameter(default=0)
     untrained = luigi.BoolParameter(default=False, description="keep the initial weights: the report's sanity "
                                                                "baseline that training must beat by far")
@@ -170,14 +174,26 @@ class DetectorTask(StageTask):
 
     def variant(self) -> dict:
         """The parameters that name this detector variant, passed on to the tasks it requires."""
-        return {"detector": self.detector, "use_bapg": self.use_bapg, "seed": self.seed, "untrained": self.untrained}
+        return {"detector": self.detector, "use_bapg": self.use_bapg, "bapg_source": self.bapg_source,
+                "seed": self.seed, "untrained": self.untrained}
+
+    def variant_record(self) -> dict:
+        """The variant as written into detections and evaluations (what the report groups by)."""
+        return {"detector": self.detector, "bapg": self.use_bapg, "bapg_source": self.bapg_source if self.use_bapg
+                else None, "seed": self.seed, "untrained": self.untrained}
+
+    def shaping_params(self) -> dict:
+        params = super().shaping_params()
+        if not self.use_bapg:  # the boundary source does not shape a baseline
+            params["params"] = {k: v for k, v in params["params"].items() if k != "bapg_source"}
+        return params
 
     def feature_inputs(self) -> dict:
         from pipeline.bapg_tasks import ProposalFeatures  # the BAPG tasks build on this module
 
         inputs = {"features": features_task()}
         if self.use_bapg:
-            inputs["bapg"] = ProposalFeatures()
+            inputs["bapg"] = ProposalFeatures(source=self.bapg_source)
         return inputs
 
     def load_features(self, subset: str):
@@ -188,14 +204,39 @@ class DetectorTask(StageTask):
         features, grids = load_feature_dict(self.input()["features"].path, ann.videos["video"].tolist(), bapg)
         return ann, features, grids
 
+    def bapg_channels(self) -> int:
+        from storage.zarr_store import ArtifactStore
+
+        if not self.use_bapg:
+            return 0
+        store = ArtifactStore(self.input()["bapg"].path)
+        return int(store.read(store.videos()[0]).shape[1])
+
 
 class TrainDetector(DetectorTask):
-    """Train one detector variant on the training subset; checkpoint = EMA weights after the last epoch."""
+    """Train one detector variant on the training subset; checkpoint = EMA weights after the last epoch, the
+    fully resolved model / training / fusion settings, the health check and the inference recipe."""
 
     artifact = "detector"
     suffix = ""
     resources = {"gpu": 1}
-    epochs = luigi.IntParameter(default=0, description="0: the detector's default for this data size")
+    epochs = luigi.IntParameter(default=0, description="0: the detector's recipe (or [<detector>] train epochs)")
+
+    def settings(self) -> dict:
+        """Model, training and fusion settings of this detector ([afsd] / [actionformer] in luigi.cfg)."""
+        from pipeline.config import detector_settings
+
+        settings = detector_settings(self.detector)
+        if self.epochs:
+            settings["train"]["epochs"] = self.epochs
+        if self.untrained:
+            settings["train"]["epochs"] = 0
+        if not self.use_bapg:
+            settings.pop("fusion")
+        return settings
+
+    def shaping_params(self) -> dict:
+        return {**super().shaping_params(), "settings": self.settings()}
 
     def requires(self):
         return self.feature_inputs()
@@ -207,11 +248,22 @@ class TrainDetector(DetectorTask):
 
         ann, features, grids = self.load_features(self.data.train_subset)
         labels = dataset_annotations(self.data).labels
-        config = {"epochs": 0} if self.untrained else ({"epochs": self.epochs} if self.epochs else {})
+        settings = self.settings()
+        config = {**settings["train"], "model": settings["model"], "fusion": settings.get("fusion", {})}
+
+        def on_epoch(done: int, total: int) -> None:
+            self.set_progress_percentage(round(100 * done / max(total, 1)))
+            self.set_status_message(f"epoch {done}/{total}")
+
         state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
-                                              seed=self.seed, device=self.device)
+                                              seed=self.seed, device=self.device,
+                                              bapg_channels=self.bapg_channels(), on_epoch=on_epoch)
         cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features),
                "inputs": self.inference_recipe()}
+        health = cfg["health"]
+        if not self.untrained and not health["healthy"]:
+            log.warning("detector %s seed %d: UNHEALTHY training run: %s", self.detector + (" + BAPG" if self.use_bapg
+                        else ""), self.seed, "; ".join(health["problems"]))
         checkpoint = {"state": state, "config": cfg}
         if self.use_bapg and cfg["inputs"]["bapg"]["use_encoder"]:
             # Self-contained: single-video inference rebuilds the BAPG features without the run folder.
@@ -223,8 +275,8 @@ class TrainDetector(DetectorTask):
         with self.output().writer() as folder:
             torch.save(checkpoint, folder / "checkpoint.pt")
             (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
+            (folder / "health.json").write_text(json.dumps(health, indent=1))
             write_csv(folder / "train_log.csv", log_rows)
-
 
     def inference_recipe(self) -> dict:
         """How this detector's input was made from a raw video (frames, features, BAPG), for `tal-pipeline detect`."""
@@ -237,10 +289,12 @@ class TrainDetector(DetectorTask):
             recipe["frames"] = {"fps": frames.fps, "size": frames.frame_size}
             recipe["features"]["weights"] = "i3d-rgb-k400"
         if self.use_bapg:
-            tsc, pf, sim = TSCProposals(), ProposalFeatures(), SimilarityMatrices()
+            tsc, pf = TSCProposals(source=self.bapg_source), ProposalFeatures(source=self.bapg_source)
+            sim = SimilarityMatrices(use_encoder=self.bapg_source != "raw")
             # block: the tiling of S can change the last bit of a float16 entry, so inference tiles the same way.
-            recipe["bapg"] = {"use_encoder": sim.use_encoder, "block": sim.block, "ms": [int(m) for m in tsc.ms],
-                              "min_size": tsc.min_size, "max_union": tsc.max_union,
+            recipe["bapg"] = {"source": self.bapg_source, "use_encoder": sim.use_encoder, "block": sim.block,
+                              "ms": [int(m) for m in tsc.ms], "rates": [float(r) for r in tsc.rates],
+                              "penalty": float(tsc.penalty), "min_size": tsc.min_size, "max_union": tsc.max_union,
                               "projection_dim": pf.projection_dim, "projection_seed": 0}
         return recipe
 
@@ -257,18 +311,16 @@ class Detect(DetectorTask):
                 **self.feature_inputs()}
 
     def run(self):
-        import torch
-
         from stages.detection import detect
+        from stages.inference import checkpoint_file, load_checkpoint_file
 
-        ckpt = torch.load(Path(self.input()["model"].path) / "checkpoint.pt", map_location="cpu", weights_only=True)
+        ckpt = load_checkpoint_file(checkpoint_file(self.input()["model"].path))
         ann, features, grids = self.load_features(self.data.test_subset)
         durations = {v: ann.duration(v) for v in features}
         results = detect(self.detector, ckpt["state"], ckpt["config"], features, ckpt["config"]["labels"], grids,
                          durations, max_dets=self.max_dets, device=self.device)
         payload = {"version": "tal-pipeline", "results": results,
-                   "external_data": {"detector": self.detector, "bapg": self.use_bapg, "seed": self.seed,
-                                     "untrained": self.untrained}}
+                   "external_data": {**self.variant_record(), "health": ckpt["config"].get("health")}}
         with self.output().writer() as folder:
             (folder / "detections.json").write_text(json.dumps(payload))
 

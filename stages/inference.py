@@ -9,7 +9,8 @@ TrainDetector.inference_recipe):
     (+BAPG)   -> embeddings    stages.encoder.embed with checkpoint["encoder"] (or the raw features when
                                recipe["bapg"]["use_encoder"] is False)
               -> S             stages.similarity.similarity_matrix
-              -> change points stages.tsc.change_points for recipe["bapg"]["ms"], ["min_size"]
+              -> change points stages.proposals.tsc_scales for recipe["bapg"]["ms"], ["rates"], ["penalty"],
+                               ["min_size"] (one scale each, counts from the video's feature span)
               -> B             stages.proposal_features.boundary_aware_features, concatenated after the features
     -> detections              stages.detection.detect, time grid {fps, window, stride}, clipped to the video's
                                real (decoded) duration.
@@ -71,17 +72,16 @@ def _load_error(exc: BaseException) -> str:
     return lines[0] if lines and "weights_only" not in lines[0] else type(exc).__name__
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """A TrainDetector checkpoint {"state", "config", optional "encoder": {"state", "config"}}, validated.
+def load_checkpoint_file(file: str | Path) -> dict:
+    """A TrainDetector checkpoint file {"state", "config", ...}, loaded with weights_only=True and validated.
 
-    path: the artifact folder or its checkpoint.pt. Loaded with weights_only=True (no arbitrary pickle).
-    Raises FileNotFoundError / ValueError naming the file.
+    The one loader for checkpoints (Detect and `tal-pipeline detect`). Raises ValueError naming the file.
     """
     import pickle
 
     import torch
 
-    file = checkpoint_file(path)
+    file = Path(file)
     if file.stat().st_size == 0:
         raise ValueError(f"{file}: checkpoint file is empty (0 bytes)")
     try:
@@ -91,7 +91,20 @@ def load_checkpoint(path: str | Path) -> dict:
                          f"{_load_error(exc)}") from None
     where = f"checkpoint {file}"
     _require(ckpt, ("state", "config"), where)
-    _require(ckpt["config"], ("name", "labels", "use_bapg", "in_channels", "num_classes"), f"{where}: config")
+    _require(ckpt["config"], ("name", "labels", "use_bapg", "in_channels", "num_classes", "model"), f"{where}: config")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A TrainDetector checkpoint {"state", "config", optional "encoder": {"state", "config"}} that can run on a
+    raw video (its inference recipe checked).
+
+    path: the artifact folder or its checkpoint.pt. Loaded with weights_only=True (no arbitrary pickle).
+    Raises FileNotFoundError / ValueError naming the file.
+    """
+    file = checkpoint_file(path)
+    ckpt = load_checkpoint_file(file)
+    where = f"checkpoint {file}"
     if "inputs" not in ckpt["config"]:
         raise ValueError(f"{where}: config has no 'inputs' (how the detector's input was made from a video); "
                          "it was written before TrainDetector recorded its inference recipe: retrain it "
@@ -119,6 +132,10 @@ def check_recipe(checkpoint: Mapping, where: str = "checkpoint") -> dict:
     if cfg["use_bapg"]:
         _require(recipe.get("bapg"), ("use_encoder", "ms", "min_size", "projection_dim"),
                  f"{where}: config['inputs']['bapg'] (a +BAPG detector)")
+        source = recipe["bapg"].get("source", "tsc")
+        if source not in ("tsc", "raw"):
+            raise ValueError(f"{where}: a +BAPG ablation detector (boundaries from {source!r}) cannot run on a raw "
+                             "video: its boundaries are not computed from the video")
         if recipe["bapg"]["use_encoder"]:
             _require(checkpoint.get("encoder"), ("state", "config"),
                      f"{where}: 'encoder' (a +BAPG detector whose similarity used the contrastive encoder)")
@@ -156,12 +173,12 @@ def _i3d(device, weights: Path):
 def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tuple[np.ndarray, dict]:
     """The detector's input for one video's I3D features (T, C): the features, + B for a +BAPG detector.
 
-    Returns (x (T, C') float32, {m: change points} or {}), exactly as SimilarityMatrices -> TSCProposals ->
-    ProposalFeatures and load_feature_dict build it in the pipeline.
+    Returns (x (T, C') float32, {scale name: change points} or {}), exactly as SimilarityMatrices ->
+    TSCProposals -> ProposalFeatures and load_feature_dict build it in the pipeline.
     """
     from stages.proposal_features import boundary_aware_features
+    from stages.proposals import tsc_scales
     from stages.similarity import similarity_matrix
-    from stages.tsc import change_points
 
     cfg = checkpoint["config"]
     if not cfg["use_bapg"]:
@@ -175,9 +192,13 @@ def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tup
     else:
         embeddings = features
     S = similarity_matrix(embeddings, block=int(bapg.get("block", 1024)))  # (T, T) float16, tiled as the stage did
-    cps = change_points(S, ms=[int(m) for m in bapg["ms"]], min_size=int(bapg["min_size"]), name=f"video {video!r}")
-    B = boundary_aware_features(features, cps, int(bapg["projection_dim"]), int(bapg.get("projection_seed", 0)))
-    return np.concatenate([features, B], axis=1), cps
+    window, stride = int(cfg["inputs"]["features"]["window"]), int(cfg["inputs"]["features"]["stride"])
+    fps = float(cfg["inputs"]["frames"]["fps"])
+    seconds = features.shape[0] * stride / fps  # the feature grid's span, as TSCProposals counts it
+    scales = tsc_scales(S, seconds, [int(m) for m in bapg["ms"]], [float(r) for r in bapg.get("rates", [])],
+                        float(bapg.get("penalty", 0.0)), int(bapg["min_size"]), name=f"video {video!r}")
+    B = boundary_aware_features(features, scales, int(bapg["projection_dim"]), int(bapg.get("projection_seed", 0)))
+    return np.concatenate([features, B], axis=1), dict(scales)
 
 
 def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", max_dets: int = 200

@@ -46,35 +46,77 @@ def projection_matrix(in_dim: int, out_dim: int, seed: int = 0) -> np.ndarray:
     return q.astype(np.float32)
 
 
-def boundary_aware_features(features: np.ndarray, change_points: dict[int, np.ndarray],
-                            projection_dim: int = 0, seed: int = 0) -> np.ndarray:
-    """B of one video: (T, C) features and {m: change points} -> (T, len(ms) * (C' + 1)) float32, m ascending.
+BOUNDARY_CHANNELS = ("relative position", "log(1 + steps since segment start)", "log(1 + steps to segment end)",
+                     "signed steps to the nearest change point (clipped to +-8)")
+NEAREST_CLIP = 8.0
 
+
+def boundary_channels(change_points: np.ndarray, num_steps: int) -> np.ndarray:
+    """Per-step channels that say where the boundaries are: (T, 4) float32, see BOUNDARY_CHANNELS.
+
+    For step t in segment [a, b): relative position (t - a + 0.5) / (b - a); log1p(t - a) and log1p(b - 1 - t)
+    (how far the segment's start and end are, on a scale where nearby differences matter most); the signed
+    distance to the nearest change point, negative before it and positive after, clipped to +-NEAREST_CLIP
+    (video ends are not change points: +-NEAREST_CLIP when no change point is near).
+    """
+    bounds = segment_bounds(change_points, num_steps)  # (K + 1,)
+    lengths = np.diff(bounds)  # (K,)
+    if np.any(lengths <= 0):
+        raise ValueError(f"change points {np.asarray(change_points).tolist()} are not ascending in (0, {num_steps})")
+    seg = np.repeat(np.arange(len(lengths)), lengths)  # (T,)
+    t = np.arange(num_steps)
+    since, until = t - bounds[seg], bounds[seg + 1] - 1 - t  # (T,), (T,) steps
+    cps = np.asarray(change_points, dtype=np.int64)
+    if cps.size:
+        # boundary at c - 0.5: a step after it (t >= c) is at +(t - c + 0.5), one before at -(c - 0.5 - t)
+        j = np.clip(np.searchsorted(cps, t + 0.5), 1, cps.size) - 1  # (T,) last change point <= t (or the first)
+        after = t - cps[j] + 0.5
+        nxt = np.minimum(j + 1, cps.size - 1)
+        before = t - cps[nxt] + 0.5
+        nearest = np.where(np.abs(after) <= np.abs(before), after, before)
+        nearest = np.clip(nearest, -NEAREST_CLIP, NEAREST_CLIP)
+    else:
+        nearest = np.full(num_steps, NEAREST_CLIP)
+    position = (since + 0.5) / lengths[seg]
+    return np.stack([position, np.log1p(since), np.log1p(until), nearest], axis=1).astype(np.float32)
+
+
+def boundary_aware_features(features: np.ndarray, change_points, projection_dim: int = 0,
+                            seed: int = 0) -> np.ndarray:
+    """B of one video: (T, C) features and its scales -> (T, n_scales * (C' + 4)) float32.
+
+    change_points: [(scale name, (m,) change points)] in feature order, or {m: change points} (m ascending).
+    Per scale: the segment mean of the (projected) features, then the 4 boundary channels (BOUNDARY_CHANNELS).
     C' = projection_dim if > 0, else C.
     """
     x = np.asarray(features, dtype=np.float32)  # (T, C)
     if projection_dim:
         x = x @ projection_matrix(x.shape[1], int(projection_dim), seed)  # (T, C')
+    scales = [c for _, c in change_points] if isinstance(change_points, list) else \
+        [change_points[m] for m in sorted(change_points)]
     parts = []
-    for m in sorted(change_points):
-        pooled, position = segment_pooling(x, change_points[m])  # (T, C'), (T,)
-        parts += [pooled, position[:, None]]
+    for cps in scales:
+        pooled, _ = segment_pooling(x, cps)  # (T, C')
+        parts += [pooled, boundary_channels(cps, x.shape[0])]  # (T, C'), (T, 4)
     return np.concatenate(parts, axis=1)
 
 
 def proposal_features_to_store(video: str, *, features_store: str, proposals_store: str, store_path: str,
                                projection_dim: int = 0, seed: int = 0) -> None:
-    """ProposalFeatures for one video: B from the cached change points, in the feature-store layout."""
-    from stages.proposals import read_change_points
+    """ProposalFeatures for one video: B from the cached change points of every scale, in the feature-store layout."""
+    from stages.proposals import read_change_points, read_scales
     from storage.features import read_features, write_features
 
     features, grid = read_features(features_store, video)  # (T, C)
-    cps, attrs = read_change_points(proposals_store, video)
+    _, attrs = read_change_points(proposals_store, video)
     if int(attrs["num_steps"]) != features.shape[0]:
         raise ValueError(f"video {video!r}: proposals were computed on {attrs['num_steps']} steps, "
                          f"the features have {features.shape[0]}")
-    out = boundary_aware_features(features, cps, projection_dim, seed)
-    width = out.shape[1] // len(cps)
-    write_features(store_path, video, out, grid, ms=sorted(cps), layout=f"per m ascending: {width - 1} pooled "
-                   "feature channels (segment mean of Fv) then 1 relative position in the segment",
+    scales = read_scales(proposals_store, video)
+    out = boundary_aware_features(features, scales, projection_dim, seed)
+    width = out.shape[1] // len(scales)
+    write_features(store_path, video, out, grid, scales=[n for n, _ in scales],
+                   change_points_per_scale=[int(len(c)) for _, c in scales],
+                   layout=f"per scale: {width - len(BOUNDARY_CHANNELS)} pooled feature channels (segment mean of Fv) "
+                          f"then {len(BOUNDARY_CHANNELS)} boundary channels: {', '.join(BOUNDARY_CHANNELS)}",
                    projection_dim=int(projection_dim))

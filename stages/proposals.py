@@ -151,29 +151,119 @@ def recall_by_m(tables_by_video: dict[str, pd.DataFrame], gt_by_video: dict[str,
     return pd.DataFrame(rows)
 
 
+# -- scales: how many change points each video gets ----------------------------------------------------------
+
+SOURCES = ("tsc", "raw", "random", "oracle")  # raw: TSC on a similarity matrix of the raw features
+
+
+def scale_names(ms=(), rates=(), penalty: float = 0.0) -> list[str]:
+    """Names of the scales in feature order: fixed counts, then rates (per minute), then the penalised choice."""
+    return ([f"m={int(m)}" for m in ms] + [f"{float(r):g}/min" for r in rates]
+            + ([f"penalty {float(penalty):g}"] if penalty else []))
+
+
+def scale_counts(num_steps: int, seconds: float, ms=(), rates=(), min_size: int = 1) -> list[int]:
+    """Change-point counts of the fixed-count and rate scales of one video (the penalised one needs the DP)."""
+    from stages.tsc import counts_from_rates
+
+    fit = max(num_steps // min_size - 1, 0)
+    counts = [min(int(m), fit) for m in ms]
+    return counts + (counts_from_rates(num_steps, seconds, list(rates), min_size=min_size) if len(rates) else [])
+
+
+def tsc_scales(similarity, seconds: float, ms=(), rates=(), penalty: float = 0.0, min_size: int = 1,
+               name: str = "similarity") -> list[tuple[str, np.ndarray]]:
+    """[(scale name, change points (m,) int64)] of one video from one DP pass over its similarity matrix.
+
+    The largest count bounds the pass; the penalised scale (KTS model selection, stages.tsc.penalised_count)
+    searches m up to that count (or one change point per second of video when it is the only scale).
+    """
+    from stages.tsc import penalised_count, segment
+
+    T = int(similarity.shape[0])
+    counts = scale_counts(T, seconds, ms, rates, min_size)
+    if not counts and not penalty:
+        raise ValueError(f"{name}: no scale given (ms, rates or penalty)")
+    top = max(counts) if counts else max(1, int(round(seconds)))
+    seg = segment(similarity, top, min_size=min_size, name=name)
+    counts = [min(c, seg.max_change_points) for c in counts]
+    if penalty:
+        counts.append(penalised_count(seg, penalty))
+    return [(label, seg.change_points(m)) for label, m in zip(scale_names(ms, rates, penalty), counts)]
+
+
+def random_change_points(num_steps: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """m distinct change points drawn uniformly from 1..num_steps-1 (the random-boundary ablation): (m,) int64."""
+    m = min(int(m), num_steps - 1)
+    return np.sort(rng.choice(np.arange(1, num_steps), size=m, replace=False)).astype(np.int64)
+
+
+def oracle_change_points(gt_seconds: np.ndarray, num_steps: int, fps: float, window: int, stride: int
+                         ) -> np.ndarray:
+    """The steps at which ground-truth actions start or end (the boundary upper bound): (m,) int64 ascending.
+
+    A boundary at time s lies at the continuous step x = seconds_to_feature(s); the step boundary nearest to
+    it, between steps i-1 and i (at i - 0.5), is the change point i = round(x + 0.5).
+    """
+    from stages.timegrid import seconds_to_feature
+
+    x = seconds_to_feature(np.asarray(gt_seconds, dtype=np.float64).reshape(-1), fps, window, stride)
+    cps = np.unique(np.round(x + 0.5).astype(np.int64))
+    return cps[(cps > 0) & (cps < num_steps)]
+
+
+def _video_seed(video: str, seed: int) -> int:
+    import zlib
+
+    return zlib.crc32(f"{seed}:{video}".encode()) & 0x7FFFFFFF
+
+
 # -- the TSCProposals stage: change points and proposals cached per video -----------------------------------
 
-def tsc_proposals_to_store(video: str, *, similarity_store: str, store_path: str, ms: list[int], min_size: int = 1,
-                           max_union: int = 3, durations: dict[str, float] | None = None) -> None:
-    """TSC on one video's similarity matrix (read from Zarr in row blocks), then its proposal table in Zarr.
+def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", similarity_store: str | None = None,
+                           tsc_store: str | None = None, features_store: str | None = None, ms=(), rates=(),
+                           penalty: float = 0.0, min_size: int = 1, max_union: int = 3,
+                           durations: dict[str, float] | None = None, gt_seconds: dict | None = None,
+                           seed: int = 0) -> None:
+    """Change points of one video at every scale, then its proposal table in Zarr.
 
+    source "tsc": TSC on the video's similarity matrix (similarity_store, read in row blocks); "random": as many
+    random change points per scale as the TSC store (tsc_store) has (the random-boundary ablation); "oracle":
+    the ground-truth action boundaries (gt_seconds {video: (G, 2)}; features_store gives the time grid), the
+    same segmentation at every scale (the upper bound of what boundaries can give).
     The video's array is the deduplicated proposal table as float64 (N, 6) with columns COLUMNS; its attributes
-    hold the change points for every m ({"10": [...], ...}), the number of steps and the time grid, so the
-    proposals (and per-m tables for recall) are rebuilt from the store alone. durations: {video: seconds}
-    (proposal ends are clipped to the video's duration when it is known).
+    hold the change points per count m ({"10": [...], ...}), the scales in feature order ([{"name", "m"}]), the
+    number of steps and the time grid. durations: {video: seconds} (proposal ends are clipped to it).
     """
-    from stages.tsc import change_points
     from storage.zarr_store import ArtifactStore
 
-    similarity = ArtifactStore(similarity_store).read(video)  # (T, T) float16, read block-wise by the DP
-    a = similarity.attrs
+    if source not in SOURCES:
+        raise ValueError(f"unknown boundary source {source!r}; known: {SOURCES}")
+    if source in ("tsc", "raw"):
+        similarity = ArtifactStore(similarity_store).read(video)  # (T, T) float16, read block-wise by the DP
+        a = similarity.attrs
+        T = int(similarity.shape[0])
+    else:
+        a = ArtifactStore(features_store if source == "oracle" else tsc_store).read(video).attrs
+        T = int(a["num_steps"]) if source == "random" else int(ArtifactStore(features_store).read(video).shape[0])
     fps, window, stride = float(a["fps"]), int(a["window"]), int(a["stride"])
-    cps = change_points(similarity, ms=ms, min_size=min_size, name=f"video {video!r}")
-    T = int(similarity.shape[0])
+    seconds = T * stride / fps  # the span of the feature grid: what the rates count per minute of
+    if source in ("tsc", "raw"):
+        scales = tsc_scales(similarity, seconds, ms, rates, penalty, min_size, name=f"video {video!r}")
+    elif source == "random":
+        _, ref = read_change_points(tsc_store, video)
+        rng = np.random.default_rng(_video_seed(video, seed))
+        scales = [(s["name"], random_change_points(T, int(s["m"]), rng)) for s in ref["scales"]]
+    else:
+        gt = np.asarray((gt_seconds or {}).get(video, np.zeros((0, 2))), dtype=np.float64)
+        cps = oracle_change_points(gt, T, fps, window, stride)
+        scales = [(label, cps) for label in scale_names(ms, rates, penalty)]
+    cps_by_m = {len(c): c for _, c in scales}
     duration = (durations or {}).get(video)
     duration = None if duration is None or not np.isfinite(duration) else float(duration)
-    table = proposals_from_change_points(cps, T, fps, window, stride, duration=duration, max_union=max_union)
-    meta = {"columns": COLUMNS, "change_points": {str(m): c.tolist() for m, c in cps.items()}, "num_steps": T,
+    table = proposals_from_change_points(cps_by_m, T, fps, window, stride, duration=duration, max_union=max_union)
+    meta = {"columns": COLUMNS, "change_points": {str(m): c.tolist() for m, c in cps_by_m.items()},
+            "scales": [{"name": label, "m": int(len(c))} for label, c in scales], "source": source, "num_steps": T,
             "fps": fps, "window": window, "stride": stride, "duration": duration, "max_union": int(max_union),
             "min_size": int(min_size), "rank": "m ascending, then n_segments, then start (TSC proposals have no score)"}
     ArtifactStore(store_path).write_video(video, table.to_numpy(dtype=np.float64), 4096, ["proposal", "column"], meta)
@@ -185,6 +275,13 @@ def read_change_points(store_path: str, video: str) -> tuple[dict[int, np.ndarra
 
     attrs = dict(ArtifactStore(store_path).read(video).attrs)
     return {int(m): np.asarray(c, dtype=np.int64) for m, c in attrs["change_points"].items()}, attrs
+
+
+def read_scales(store_path: str, video: str) -> list[tuple[str, np.ndarray]]:
+    """[(scale name, change points)] of one video in feature order (stores without scales: m ascending)."""
+    cps, attrs = read_change_points(store_path, video)
+    scales = attrs.get("scales") or [{"name": f"m={m}", "m": m} for m in sorted(cps)]
+    return [(s["name"], cps[int(s["m"])]) for s in scales]
 
 
 def read_proposals(store_path: str, video: str) -> pd.DataFrame:
@@ -199,11 +296,23 @@ def read_proposals(store_path: str, video: str) -> pd.DataFrame:
 
 
 def recall_table_from_store(store_path: str, gt_by_video: dict[str, np.ndarray]) -> pd.DataFrame:
-    """recall_by_m over the videos of gt_by_video, from the change points cached in a TSCProposals store."""
-    tables = {}
+    """Proposal recall of each scale alone and of all scales together ("all"), from the change points cached in
+    a TSCProposals store, over the videos of gt_by_video. Column "m" holds the scale's name (e.g. "8/min": the
+    count differs per video); "change_points_per_video" is the mean count of that scale."""
+    tables, counts = {}, {}
+    names: list[str] = []
     for video in gt_by_video:
-        cps, a = read_change_points(store_path, video)
-        tables[video] = proposals_from_change_points(cps, int(a["num_steps"]), a["fps"], a["window"], a["stride"],
-                                                     duration=a.get("duration"), max_union=int(a["max_union"]),
-                                                     dedup=False)
-    return recall_by_m(tables, gt_by_video)
+        scales = read_scales(store_path, video)
+        _, a = read_change_points(store_path, video)
+        names = [n for n, _ in scales]
+        for i, (_, c) in enumerate(scales):
+            counts.setdefault(i, []).append(len(c))
+        # keyed by scale index, so scales with equal counts (or per-video counts) stay apart
+        tables[video] = proposals_from_change_points({i: c for i, (_, c) in enumerate(scales)}, int(a["num_steps"]),
+                                                     a["fps"], a["window"], a["stride"], duration=a.get("duration"),
+                                                     max_union=int(a["max_union"]), dedup=False)
+    table = recall_by_m(tables, gt_by_video)
+    table.insert(1, "change_points_per_video",
+                 [float(np.mean(counts[m])) if m != "all" else float("nan") for m in table["m"]])
+    table["m"] = [names[m] if m != "all" else "all" for m in table["m"]]
+    return table

@@ -74,7 +74,7 @@ def test_tsc_proposals_store_roundtrip_and_recall(tmp_path):
     # A ground truth equal to the first segment of m=2 is recalled at every tIoU.
     first = ref[(ref["m"] == 2) & (ref["n_segments"] == 1)].iloc[0]
     recall = recall_table_from_store(str(props), {"v1": np.array([[first["start"], first["end"]]])})
-    row = recall.set_index("m").loc[2]
+    row = recall.set_index("m").loc["m=2"]
     assert row["recall@0.7"] == 1.0 and row["AR@100"] == 1.0
 
 
@@ -92,14 +92,16 @@ def test_boundary_aware_features_layout_and_projection():
     f = rng.normal(size=(12, 8)).astype(np.float32)
     cps = {3: np.array([2, 5, 9]), 1: np.array([6])}
     B = boundary_aware_features(f, cps)
-    assert B.shape == (12, 2 * (8 + 1))
+    assert B.shape == (12, 2 * (8 + 4))
     # m ascending: m=1 first; its pooled part over [0, 6) equals the mean of the first 6 steps
     np.testing.assert_allclose(B[0, :8], f[:6].mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(B[:, 8], (np.r_[np.arange(6), np.arange(6)] + 0.5) / 6)
+    # the scales may also come as an ordered list [(name, change points)]: same layout, in list order
+    np.testing.assert_array_equal(boundary_aware_features(f, [("a", cps[1]), ("b", cps[3])]), B)
     P = projection_matrix(8, 3, seed=1)
     np.testing.assert_allclose(P.T @ P, np.eye(3), atol=1e-5)  # orthonormal columns
     Bp = boundary_aware_features(f, cps, projection_dim=3, seed=1)
-    assert Bp.shape == (12, 2 * 4)
+    assert Bp.shape == (12, 2 * (3 + 4))
     np.testing.assert_allclose(Bp[0, :3], (f @ P)[:6].mean(axis=0), rtol=1e-4, atol=1e-6)
 
 

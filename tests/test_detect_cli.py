@@ -17,7 +17,7 @@ import pytest
 from pipeline.cli import main
 from tests.conftest import dataset_args, run_luigi
 
-SMALL = ["--TrainDetector-epochs", "2", "--TrainEncoder-epochs", "2", "--TSCProposals-ms", "[2,4]",
+SMALL = ["--TrainDetector-epochs", "2", "--TrainEncoder-epochs", "2", "--TSCProposals-ms", "[2,4]", "--TSCProposals-rates", "[]",
          "--SampleFrames-size", "32"]
 TEST_VIDEO = "synth_0002"  # test subset of generate(videos=4, seed=3, test_fraction=0.5)
 

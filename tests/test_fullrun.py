@@ -8,7 +8,7 @@ from storage.zarr_store import ArtifactStore
 from tests.conftest import dataset_args, run_luigi
 
 SMALL = ["--SampleFrames-size", "32", "--Report-seeds", "1", "--TrainDetector-epochs", "2",
-         "--TrainEncoder-epochs", "2", "--TSCProposals-ms", "[2,4]"]
+         "--TrainEncoder-epochs", "2", "--TSCProposals-ms", "[2,4]", "--TSCProposals-rates", "[]"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_fullrun_writes_report_with_documented_schema(full_run):
         assert list(r["mAP"]) == ["0.3", "0.4", "0.5", "0.6", "0.7"]
         assert all(len(v) == 2 and 0.0 <= v[0] <= 1.0 and v[1] == 0.0 for v in r["mAP"].values())
         assert r["average_mAP"][0] == pytest.approx(sum(v[0] for v in r["mAP"].values()) / 5)
-    assert set(report["proposal_recall"]) == {"2", "4", "all"}
+    assert set(report["proposal_recall"]) == {"m=2", "m=4", "all"}
     assert {"before", "after", "features"} <= set(report["encoder"])
     assert report["plots"] and all((workdir / "report" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
                                    for p in report["plots"])
@@ -52,8 +52,8 @@ def test_fullrun_artifacts_complete_and_consistent(full_run):
     for video in videos:
         T = stores["features"].read(video).shape[0]
         assert stores["similarity"].read(video).shape == (T, T)
-        # +BAPG input = (m = 2, 4) x (128 projected pooled channels + 1 relative position)
-        assert stores["bapg_features"].read(video).shape == (T, 2 * 129)
+        # +BAPG input = (m = 2, 4) x (128 projected pooled channels + 4 boundary channels)
+        assert stores["bapg_features"].read(video).shape == (T, 2 * 132)
     assert (stores["proposals"].path / "recall.csv").is_file()
     ann = json.loads((workdir.parent / "data" / "annotations.json").read_text())["database"]
     # Cross-fitting: each training video is embedded by the encoder of the fold that left it out, test videos

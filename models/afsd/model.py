@@ -153,6 +153,23 @@ class AFSD(nn.Module):
         return 0.5 * (boundary_triplet_loss(a1_e, a2_s, bg_s, self.trip_margin)
                       + boundary_triplet_loss(a1_e, a2_s, bg_e, self.trip_margin))
 
+    @torch.no_grad()
+    def regression_health(self, outputs: dict, targets: list[dict]) -> dict:
+        """Share of foreground locations (eq. 1 positives) whose coarse start and end distances are both > 1e-3 steps.
+
+        A run whose distance outputs collapsed to 0 on the foreground has stopped learning where actions end.
+        """
+        pos = outputs["positions"]  # (K,)
+        fg_count, positive = 0, 0
+        for b, tgt in enumerate(targets):
+            y_c, _ = coarse_targets(pos, tgt["segments"].to(pos.device, pos.dtype), tgt["labels"].to(pos.device).long())
+            fg = outputs["valid"][b] & (y_c > 0)  # (K,)
+            coarse = outputs["coarse"][b][fg]  # (N, 2) start, end in steps
+            d = torch.stack([pos[fg] - coarse[:, 0], coarse[:, 1] - pos[fg]], dim=1)  # (N, 2) distances
+            fg_count += int(fg.sum())
+            positive += int((d > 1e-3).all(dim=1).sum())
+        return {"fg_locations": fg_count, "positive_share": positive / fg_count if fg_count else None}
+
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def predict(self, outputs: dict, score_thresh: float | None = None, max_dets: int | None = None,

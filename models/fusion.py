@@ -1,0 +1,81 @@
+"""BAPG fusion that cannot hurt at initialisation: any registered detector, plus boundary-aware channels.
+
+The input (B, C + K, T) holds the video features Fv (C channels) followed by K BAPG channels (boundary-aware
+features, DESIGN 3.4). The wrapped detector sees C channels, as the baseline does:
+
+    Fv' = Fv + W2 relu(W1 z(B))        z(B) = (B - mean) / std, training-split statistics (buffers)
+
+with W2 zero-initialised, so at initialisation Fv' = Fv and the detector's outputs equal the baseline's
+(same seed: the detector is built before the fusion layers). Training then learns how much to use the
+boundaries. Optional channel dropout on z(B) during training keeps the detector from leaning on one channel.
+The detector class does not change: this is the plug-and-play claim of BAPG, implemented as a wrapper.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BAPGFusion(nn.Module):
+    """detector(Fv + zero-initialised projection of standardised BAPG channels): same interface as the detector."""
+
+    def __init__(self, detector: nn.Module, video_channels: int, bapg_channels: int, hidden: int = 128,
+                 channel_dropout: float = 0.1):
+        super().__init__()
+        if video_channels < 1 or bapg_channels < 1:
+            raise ValueError(f"fusion needs video and BAPG channels >= 1, got {video_channels}, {bapg_channels}")
+        self.detector = detector
+        self.video_channels, self.bapg_channels = int(video_channels), int(bapg_channels)
+        # Identity standardisation until set_bapg_statistics() is called with the training split's statistics.
+        self.register_buffer("bapg_mean", torch.zeros(bapg_channels))
+        self.register_buffer("bapg_std", torch.ones(bapg_channels))
+        self.dropout = nn.Dropout1d(channel_dropout) if channel_dropout > 0 else nn.Identity()
+        self.inner = nn.Conv1d(bapg_channels, hidden, 1)
+        self.outer = nn.Conv1d(hidden, video_channels, 1)
+        nn.init.zeros_(self.outer.weight)  # Fv' = Fv at initialisation: the baseline
+        nn.init.zeros_(self.outer.bias)
+
+    @torch.no_grad()
+    def set_bapg_statistics(self, mean, std) -> None:
+        """Per-channel mean and std of the BAPG channels over the training split (std floored to avoid 1/0)."""
+        mean = torch.as_tensor(mean, dtype=self.bapg_mean.dtype)
+        std = torch.as_tensor(std, dtype=self.bapg_std.dtype)
+        if mean.shape != self.bapg_mean.shape or std.shape != self.bapg_std.shape:
+            raise ValueError(f"BAPG statistics must have {self.bapg_channels} channels, got {tuple(mean.shape)}, "
+                             f"{tuple(std.shape)}")
+        self.bapg_mean.copy_(mean)
+        self.bapg_std.copy_(std.clamp(min=1e-6))
+
+    def fuse(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C + K, T), (B, T) -> fused Fv' (B, C, T) and the plain Fv (B, C, T)."""
+        if features.shape[1] != self.video_channels + self.bapg_channels:
+            raise ValueError(f"fusion expects {self.video_channels} + {self.bapg_channels} channels, got "
+                             f"{features.shape[1]}")
+        fv, b = features[:, :self.video_channels], features[:, self.video_channels:]  # (B, C, T), (B, K, T)
+        z = (b - self.bapg_mean[None, :, None]) / self.bapg_std[None, :, None]  # (B, K, T) standardised
+        m = mask[:, None, :].to(features.dtype)  # (B, 1, T): padded steps add nothing
+        delta = self.outer(torch.relu(self.inner(self.dropout(z) * m)))  # (B, C, T)
+        return fv + delta * m, fv
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> dict:
+        fused, fv = self.fuse(features, mask)
+        outputs = self.detector(fused, mask)
+        if "features" in outputs:
+            # Auxiliary losses that splice clips (AFSD's boundary contrastive learning) get Fv without BAPG:
+            # spliced BAPG channels would still describe the original clip's boundaries (a shortcut).
+            pad = outputs["features"].shape[-1] - fv.shape[-1]
+            outputs["features"] = nn.functional.pad(fv, (0, pad))  # (B, C, T')
+        return outputs
+
+    def loss(self, outputs: dict, targets: list[dict]) -> dict:
+        return self.detector.loss(outputs, targets)
+
+    def predict(self, outputs: dict, **kwargs):
+        return self.detector.predict(outputs, **kwargs)
+
+    def regression_health(self, outputs: dict, targets: list[dict]) -> dict:
+        return self.detector.regression_health(outputs, targets)
+
+    def fusion_norm(self) -> float:
+        """Frobenius norm of the output projection: 0 means the detector still ignores the BAPG channels."""
+        return float(self.outer.weight.detach().norm())

@@ -1,0 +1,159 @@
+"""BAPG fusion (a wrapper that starts as the baseline), detector settings recorded in checkpoints, the training
+health check, and the boundary ablations (random and ground-truth change points)."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+from models.actionformer.model import ActionFormer
+from models.detector_registry import DETECTORS, build_detector, resolve_model_config
+from models.fusion import BAPGFusion
+from stages.detection import detect, load_detector, synthetic_feature_dataset, train_detector
+
+SMALL_MODEL = {"afsd": {"width": 16, "levels": 3}, "actionformer": {"width": 16, "levels": 3, "window": 5}}
+
+
+def _outputs(model, x, mask):
+    model.eval()
+    with torch.no_grad():
+        out = model(x, mask)
+    return {k: v for k, v in out.items() if torch.is_tensor(v) and k != "features"}
+
+
+@pytest.mark.parametrize("name", ["afsd", "actionformer"])
+def test_fusion_at_initialisation_is_exactly_the_baseline(name, torch_one_thread):
+    C, K, T = 12, 7, 24
+    torch.manual_seed(0)
+    base = build_detector(name, C, 3, **SMALL_MODEL[name])
+    torch.manual_seed(0)
+    fused = build_detector(name, C + K, 3, bapg_channels=K, **SMALL_MODEL[name])
+    assert isinstance(fused, BAPGFusion) and fused.fusion_norm() == 0.0
+    fused.set_bapg_statistics(np.full(K, 2.0), np.full(K, 3.0))
+    x = torch.randn(2, C, T)
+    b = torch.randn(2, K, T) * 5 + 1  # BAPG channels that would change the result if they leaked through
+    mask = torch.ones(2, T, dtype=torch.bool)
+    mask[1, 17:] = False
+    ref, got = _outputs(base, x, mask), _outputs(fused, torch.cat([x, b], 1), mask)
+    assert set(ref) == set(got)
+    for key in ref:
+        assert torch.equal(ref[key], got[key]), key
+    # ... and the fusion is alive: the zero-initialised projection gets a gradient from the first step
+    fused.train()
+    segs = [{"segments": torch.tensor([[3.0, 9.0]]), "labels": torch.tensor([1])}] * 2
+    fused.loss(fused(torch.cat([x, b], 1), mask), segs)["total"].backward()
+    assert fused.outer.weight.grad.abs().sum() > 0
+
+
+def test_fusion_standardises_and_masks_the_bapg_channels():
+    torch.manual_seed(0)
+    fused = build_detector("actionformer", 4 + 2, 2, bapg_channels=2, fusion={"channel_dropout": 0.0},
+                           **SMALL_MODEL["actionformer"])
+    with torch.no_grad():
+        fused.outer.weight.fill_(0.1)
+    fused.set_bapg_statistics([10.0, -5.0], [2.0, 4.0])
+    x = torch.zeros(1, 6, 8)
+    x[:, 4], x[:, 5] = 10.0, -5.0  # exactly the training means: standardised to 0
+    mask = torch.ones(1, 8, dtype=torch.bool)
+    mask[0, 6:] = False
+    fused.eval()
+    fv2, fv = fused.fuse(x, mask)
+    bias = fused.outer(torch.relu(fused.inner(torch.zeros(1, 2, 1))))  # the projection of z = 0
+    torch.testing.assert_close(fv2[..., :6], bias.expand(1, 4, 6))
+    assert torch.equal(fv2[..., 6:], torch.zeros(1, 4, 2))  # padded steps get nothing added
+    with pytest.raises(ValueError, match="channels"):
+        fused.fuse(torch.zeros(1, 5, 8), mask)
+
+
+def _data(num_videos=6, channels=10):
+    return synthetic_feature_dataset(num_videos=num_videos, channels=channels, num_classes=2, seed=3, min_len=40,
+                                     max_len=60, noise=0.3, signal=2.0)
+
+
+def test_training_standardises_bapg_with_training_statistics(torch_one_thread):
+    feats, ann, labels, grid, _ = _data()
+    rng = np.random.default_rng(0)
+    extra = {v: rng.normal(3.0, 2.0, size=(len(x), 3)).astype(np.float32) for v, x in feats.items()}
+    both = {v: np.concatenate([x, extra[v]], 1) for v, x in feats.items()}
+    state, cfg, _ = train_detector("actionformer", both, ann, labels, grid,
+                                   {"epochs": 1, "model": SMALL_MODEL["actionformer"]}, bapg_channels=3,
+                                   progress=False)
+    allb = np.concatenate(list(extra.values()))
+    np.testing.assert_allclose(state["bapg_mean"].numpy(), allb.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(state["bapg_std"].numpy(), allb.std(0), rtol=1e-4)
+    assert cfg["bapg_channels"] == 3 and cfg["in_channels"] == 13 and cfg["fusion"]["hidden"] == 128
+
+
+def test_health_check_flags_a_broken_run_and_passes_a_good_one(torch_one_thread):
+    feats, ann, labels, grid, _ = _data()
+    model = SMALL_MODEL["actionformer"]
+    _, good, _ = train_detector("actionformer", feats, ann, labels, grid,
+                                {"epochs": 30, "lr": 1e-3, "warmup_epochs": 2, "model": model}, progress=False)
+    assert good["health"]["healthy"], good["health"]
+    assert good["health"]["positive_share"] >= 0.9 and good["health"]["loss_ratio"] < 0.7
+    # A learning rate of 0 trains nothing: the loss cannot fall, and the check says so.
+    _, frozen, _ = train_detector("actionformer", feats, ann, labels, grid,
+                                  {"epochs": 4, "lr": 0.0, "model": model}, progress=False)
+    assert not frozen["health"]["healthy"]
+    assert any("loss did not fall" in p for p in frozen["health"]["problems"])
+    # A huge learning rate wrecks the run: flagged (or refused outright when the loss becomes non-finite).
+    try:
+        _, wild, _ = train_detector("actionformer", feats, ann, labels, grid,
+                                    {"epochs": 6, "lr": 50.0, "grad_clip": 0.0, "warmup_epochs": 0, "model": model},
+                                    progress=False)
+    except FloatingPointError:
+        return
+    assert not wild["health"]["healthy"], wild["health"]
+
+
+def test_checkpoint_loads_with_its_recorded_settings_after_defaults_change(monkeypatch, torch_one_thread):
+    feats, ann, labels, grid, durations = _data(num_videos=3)
+    state, cfg, _ = train_detector("actionformer", feats, ann, labels, grid, {"epochs": 1}, progress=False)
+    assert cfg["model"] == resolve_model_config("actionformer")  # every option recorded, not only the given ones
+    before = detect("actionformer", state, cfg, feats, labels, grid, durations)
+
+    new = {"width": 32, "window": 5, "score_thresh": 0.5}  # tomorrow's code: other defaults
+
+    class NewDefaults(ActionFormer):
+        def __init__(self, in_channels, num_classes, **kw):
+            super().__init__(in_channels, num_classes, **{**new, **kw})
+
+    sig = inspect.signature(ActionFormer.__init__)
+    NewDefaults.__init__.__signature__ = sig.replace(parameters=[
+        p.replace(default=new[p.name]) if p.name in new else p for p in sig.parameters.values()])
+
+    monkeypatch.setitem(DETECTORS, "actionformer", NewDefaults)
+    with pytest.raises(RuntimeError):  # built from today's defaults the weights would not even fit
+        build_detector("actionformer", cfg["in_channels"], cfg["num_classes"]).load_state_dict(state)
+    model, _ = load_detector(state, cfg, "cpu")
+    assert model.score_thresh == cfg["model"]["score_thresh"]
+    assert detect("actionformer", state, cfg, feats, labels, grid, durations) == before
+
+
+def test_unknown_settings_are_refused():
+    feats, ann, labels, grid, _ = _data(num_videos=2)
+    with pytest.raises(ValueError, match="unknown training setting"):
+        train_detector("afsd", feats, ann, labels, grid, {"epoch": 3}, progress=False)
+    with pytest.raises(ValueError, match="unknown option"):
+        train_detector("afsd", feats, ann, labels, grid, {"model": {"widht": 8}}, progress=False)
+
+
+def test_detector_settings_from_the_command_line_shape_the_artifact_path(tmp_path):
+    from luigi.cmdline_parser import CmdlineParser
+
+    from pipeline.tasks import Detect, TrainDetector
+
+    common = ["--paths-workdir", str(tmp_path), "--no-lock"]
+    with CmdlineParser.global_instance(["TrainDetector", *common]):
+        plain = TrainDetector(detector="actionformer").output().path
+        assert TrainDetector(detector="actionformer").settings()["train"] == {}
+    with CmdlineParser.global_instance(["TrainDetector", *common, "--actionformer-train", '{"epochs": 7}',
+                                        "--actionformer-model", '{"width": 32}']):
+        task = TrainDetector(detector="actionformer")
+        assert task.settings()["train"] == {"epochs": 7} and task.settings()["model"] == {"width": 32}
+        assert task.output().path != plain
+        # Detect passes only the variant on: the settings reach its TrainDetector through the configuration
+        assert Detect(detector="actionformer").requires()["model"].output().path == task.output().path
+        assert TrainDetector(detector="afsd").settings()["train"] == {}  # per detector
