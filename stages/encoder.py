@@ -19,6 +19,7 @@ Checkpoint = (state: dict[str, Tensor] on CPU, config_dict: JSON-able); load wit
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -294,7 +295,9 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, tim
     per_epoch = int(cfg["iterations_per_epoch"] or max(1, math.ceil(n_pos / cfg["batch_size"])))
     log_rows: list[dict] = []
     step = 0
-    bar = tqdm(total=per_epoch * cfg["epochs"], desc="train encoder", disable=not progress, leave=False)
+    # A bar only on a terminal: in a log file every refresh would be one more line.
+    bar = tqdm(total=per_epoch * cfg["epochs"], desc="train encoder", disable=not (progress and sys.stderr.isatty()),
+               leave=False)
     for epoch in range(cfg["epochs"]):
         lr = multistep_lr(epoch, cfg["epochs"], cfg["lr"], cfg["lr_milestones"], cfg["lr_decay"])
         for group in opt.param_groups:

@@ -91,7 +91,10 @@ def load_checkpoint_file(file: str | Path) -> dict:
                          f"{_load_error(exc)}") from None
     where = f"checkpoint {file}"
     _require(ckpt, ("state", "config"), where)
-    _require(ckpt["config"], ("name", "labels", "use_bapg", "in_channels", "num_classes", "model"), f"{where}: config")
+    _require(ckpt["config"], ("name", "labels", "use_bapg", "in_channels", "num_classes"), f"{where}: config")
+    if not isinstance(ckpt["config"].get("model"), Mapping):
+        raise ValueError(f"{where}: config has no recorded detector options ('model'); it was written before "
+                         "checkpoints recorded their settings: retrain it (--TrainDetector-force)")
     return ckpt
 
 

@@ -1,14 +1,33 @@
 """The results report: report.md, report.json and PNG plots (the BAPG paper's Tables I and IV, the encoder's
 positive vs hard-negative similarity, and pictures of a few test videos).
 
+Input: one evaluation dict per detector run (its evaluation.json): "thresholds", "mAP" (one per threshold),
+"average_mAP", "report" {"mode", "max_dets", ...}, "variant" {"detector", "bapg", "seed", "untrained",
+"bapg_source"} and "health" {"healthy", "problems", "loss_first_epoch", "loss_last_epoch", "positive_share", ...}.
+Optional, for evaluations written before they existed: "untrained" (default false), "bapg_source" (default "tsc";
+only read when bapg is true: "tsc" TSC on the trained encoder's similarity, "raw" TSC on the raw features' cosine
+similarity, "random" random change points with the same counts, "oracle" ground-truth boundaries) and "health"
+(absent: unknown, shown as "?"). Health never removes a run from the aggregates; it is reported next to them.
+
 report.json:
-    {"results": [{"detector": str, "bapg": bool, "untrained": bool, "seeds": [int], "mAP": {"0.3": [mean, std], ...},
-                  "average_mAP": [mean, std], "per_seed_average_mAP": [float]}, ...],
+    {"results": [{"detector": str, "bapg": bool, "untrained": bool, "bapg_source": str | null (null when bapg is
+                  false), "name": row name, "seeds": [int], "mAP": {"0.3": [mean, std], ...},
+                  "average_mAP": [mean, std], "per_seed_average_mAP": [float], "per_seed_mAP": {"0.3": [float]},
+                  "health": {"healthy_runs": int, "unhealthy_runs": int, "unknown": int,
+                             "per_seed": [{"seed": int, "healthy": bool | null, "problems": [str]}]}}, ...],
+     "paired_differences": [{"detector": str, "variant": row name, "bapg_source": str, "seeds": [int],
+                             "mAP": {"0.3": D, ...}, "average_mAP": D}, ...],
+     "health": {"runs": int, "healthy": int, "unhealthy": int, "unknown": int,
+                "unhealthy_runs": [{"detector", "variant": row name, "seed", "problems"}]},
      "evaluation": {"mode": str, "thresholds": [float], "max_dets": int},
      "proposal_recall": {"<m>": {"n_gt", "proposals_per_video", "recall@0.5", "recall@0.7", "AR@<AN>"...}, "all": ...},
      "encoder": {"before": {...}, "after": {...}, ...},
      "plots": [file names], "artifacts": {input name: artifact folder}}
-mAP values are fractions in [0, 1]; std is the population std over seeds (0 for one seed).
+with D = {"mean", "std", "improved": seeds with a difference > 0, "n": seeds paired, "per_seed": [diff per seed]}
+(mean and std null when no seed is paired). Rows are ordered per detector (by name): the baseline, + BAPG (TSC
+on the trained encoder), the ablations (raw, random, oracle, then any other source), then the untrained rows.
+Paired differences: each + BAPG row (not untrained) minus the same detector's baseline row, on the seeds both have.
+mAP values (and their differences) are fractions in [0, 1]; std is the population std over seeds (0 for one seed).
 """
 from __future__ import annotations
 
@@ -25,45 +44,193 @@ def _key(t: float) -> str:
     return f"{round(float(t), 2):g}"
 
 
+# Where the BAPG boundaries came from -> the row name's suffix; the dict order is the row order.
+BAPG_SOURCES = {"tsc": "", "raw": " (raw features, no encoder)", "random": " (random change points)",
+                "oracle": " (ground-truth boundaries, oracle)"}
+
+# The training health check's criteria in one line (the check itself belongs to the training stage).
+HEALTH_CRITERIA = ("finite losses; on the training videos the trained weights' loss <= 0.7 x the initial weights' "
+                   "and predicted start and end distances positive at >= 90 % of foreground locations")
+
+
+def bapg_source(variant: Mapping) -> str | None:
+    """The variant's boundary source: None without BAPG, "tsc" when an older evaluation does not say."""
+    if not variant.get("bapg"):
+        return None
+    return str(variant.get("bapg_source") or "tsc")
+
+
+def row_name(detector: str, bapg: bool, source: str | None = None, untrained: bool = False) -> str:
+    """"afsd", "afsd + BAPG", "afsd + BAPG (random change points)", ..., "afsd (untrained)"."""
+    name = detector
+    if bapg:
+        source = source or "tsc"
+        name += " + BAPG" + BAPG_SOURCES.get(source, f" ({source})")
+    return name + (" (untrained)" if untrained else "")
+
+
+def _row_order(key: tuple[str, bool, str | None, bool]) -> tuple:
+    detector, bapg, source, untrained = key
+    sources = list(BAPG_SOURCES)
+    rank = sources.index(source) if source in sources else len(sources)
+    return detector, untrained, bapg, rank, source or ""
+
+
+def run_health(evaluation: Mapping) -> tuple[bool | None, list[str]]:
+    """(healthy, problems) of one run: (None, []) when its evaluation has no health record."""
+    health = evaluation.get("health")
+    if not isinstance(health, Mapping) or health.get("healthy") is None:
+        return None, []
+    return bool(health["healthy"]), [str(p) for p in health.get("problems") or []]
+
+
 def aggregate_results(evaluations: list[dict]) -> list[dict]:
-    """Group per-seed evaluations by (detector, bapg, untrained): mean and std over seeds, rows in that order."""
-    groups: dict[tuple[str, bool, bool], list[dict]] = {}
+    """Group per-seed evaluations by (detector, bapg, bapg_source, untrained): mean and std over seeds, the
+    per-seed values and the runs' health; rows per detector: baseline, + BAPG, ablations, untrained."""
+    groups: dict[tuple[str, bool, str | None, bool], list[dict]] = {}
     for ev in evaluations:
         v = ev["variant"]
-        groups.setdefault((v["detector"], bool(v["bapg"]), bool(v.get("untrained", False))), []).append(ev)
+        key = (v["detector"], bool(v["bapg"]), bapg_source(v), bool(v.get("untrained", False)))
+        groups.setdefault(key, []).append(ev)
     rows = []
-    for (detector, bapg, untrained), evs in sorted(groups.items()):
-        evs = sorted(evs, key=lambda e: e["variant"]["seed"])
+    for key in sorted(groups, key=_row_order):
+        detector, bapg, source, untrained = key
+        evs = sorted(groups[key], key=lambda e: e["variant"]["seed"])
         thresholds = evs[0]["thresholds"]
         maps = np.array([e["mAP"] for e in evs], dtype=np.float64)  # (seeds, thresholds)
         avg = np.array([e["average_mAP"] for e in evs], dtype=np.float64)  # (seeds,)
+        per_seed = []
+        for e in evs:
+            healthy, problems = run_health(e)
+            per_seed.append({"seed": int(e["variant"]["seed"]), "healthy": healthy, "problems": problems})
         rows.append({
-            "detector": detector, "bapg": bapg, "untrained": untrained,
+            "detector": detector, "bapg": bapg, "untrained": untrained, "bapg_source": source,
+            "name": row_name(detector, bapg, source, untrained),
             "seeds": [int(e["variant"]["seed"]) for e in evs],
             "mAP": {_key(t): [float(maps[:, i].mean()), float(maps[:, i].std())] for i, t in enumerate(thresholds)},
             "average_mAP": [float(avg.mean()), float(avg.std())],
             "per_seed_average_mAP": avg.tolist(),
+            "per_seed_mAP": {_key(t): maps[:, i].tolist() for i, t in enumerate(thresholds)},
+            "health": {"healthy_runs": sum(p["healthy"] is True for p in per_seed),
+                       "unhealthy_runs": sum(p["healthy"] is False for p in per_seed),
+                       "unknown": sum(p["healthy"] is None for p in per_seed),
+                       "per_seed": per_seed},
         })
     return rows
 
 
+def _difference(diffs: list[float]) -> dict:
+    """Mean, population std, seeds improved (> 0) of paired differences; mean/std None for no pairs."""
+    d = np.asarray(diffs, dtype=np.float64)
+    return {"mean": float(d.mean()) if d.size else None, "std": float(d.std()) if d.size else None,
+            "improved": int((d > 0).sum()), "n": int(d.size), "per_seed": d.tolist()}
+
+
+def paired_differences(rows: list[dict]) -> list[dict]:
+    """Each + BAPG row (not untrained) minus its detector's baseline row, seed by seed on the seeds both have:
+    per tIoU and for the average mAP. Rows without a baseline row are left out."""
+    baselines = {r["detector"]: r for r in rows if not r["bapg"] and not r["untrained"]}
+    out = []
+    for r in rows:
+        base = baselines.get(r["detector"])
+        if not r["bapg"] or r["untrained"] or base is None:
+            continue
+        mine = {s: i for i, s in enumerate(r["seeds"])}
+        theirs = {s: i for i, s in enumerate(base["seeds"])}
+        seeds = sorted(set(mine) & set(theirs))
+
+        def diffs(values, base_values):
+            return [values[mine[s]] - base_values[theirs[s]] for s in seeds]
+
+        out.append({
+            "detector": r["detector"], "variant": r["name"], "bapg_source": r["bapg_source"], "seeds": seeds,
+            "mAP": {k: _difference(diffs(r["per_seed_mAP"][k], base["per_seed_mAP"][k]))
+                    for k in r["per_seed_mAP"] if k in base["per_seed_mAP"]},
+            "average_mAP": _difference(diffs(r["per_seed_average_mAP"], base["per_seed_average_mAP"])),
+        })
+    return out
+
+
+def _health_cell(health: Mapping) -> str:
+    """"3/3" healthy runs of the row, "?" when none is known, "2/3 ⚠" with an unhealthy run, "(1 ?)" unknown."""
+    n = health["healthy_runs"] + health["unhealthy_runs"] + health["unknown"]
+    if health["unknown"] == n:
+        return "?"
+    cell = f"{health['healthy_runs']}/{n}"
+    if health["unknown"]:
+        cell += f" ({health['unknown']} ?)"
+    return cell + (" ⚠" if health["unhealthy_runs"] else "")
+
+
 def results_markdown(rows: list[dict]) -> str:
-    """Table I: one row per detector (+ BAPG), mAP (%) per tIoU and the average, mean +- std over seeds."""
+    """Table I: one row per detector variant, mAP (%) per tIoU and the average, mean +- std over seeds, and how
+    many of the row's runs passed the training health check."""
     if not rows:
         return "_no detector results_\n"
     keys = list(rows[0]["mAP"])
-    head = "| method | seeds | " + " | ".join(f"mAP@{k}" for k in keys) + " | avg |\n"
-    head += "|---|---|" + "---|" * (len(keys) + 1) + "\n"
+    head = "| method | seeds | " + " | ".join(f"mAP@{k}" for k in keys) + " | avg | healthy |\n"
+    head += "|---|---|" + "---|" * (len(keys) + 2) + "\n"
 
     def cell(ms):
-        return f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"
+        return f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}" if ms else "—"
 
     body = ""
     for r in rows:
-        name = r["detector"] + (" + BAPG" if r["bapg"] else "") + (" (untrained)" if r.get("untrained") else "")
-        body += f"| {name} | {len(r['seeds'])} | " + " | ".join(cell(r["mAP"][k]) for k in keys)
-        body += f" | **{cell(r['average_mAP'])}** |\n"
+        name = r.get("name") or row_name(r["detector"], r["bapg"], r.get("bapg_source"), r.get("untrained", False))
+        health = r.get("health") or {"healthy_runs": 0, "unhealthy_runs": 0, "unknown": len(r["seeds"])}
+        body += f"| {name} | {len(r['seeds'])} | " + " | ".join(cell(r["mAP"].get(k)) for k in keys)
+        body += f" | **{cell(r['average_mAP'])}** | {_health_cell(health)} |\n"
     return head + body
+
+
+def paired_markdown(pairs: list[dict]) -> str:
+    """Paired differences table: mean ± std (mAP points) over seeds, (seeds improved / seeds paired)."""
+    if not pairs:
+        return "_no paired differences (no + BAPG row with a baseline row of the same detector)_\n"
+    keys = list(pairs[0]["mAP"])
+
+    def cell(d):
+        if not d or not d["n"]:
+            return "—"
+        mean = 100 * d["mean"] if abs(d["mean"]) >= 5e-4 else 0.0  # no "-0.0" from float noise
+        return f"{mean:+.1f} ± {100 * d['std']:.1f} ({d['improved']}/{d['n']})"
+
+    text = "| method | seeds | " + " | ".join(f"Δ mAP@{k}" for k in keys) + " | Δ avg |\n"
+    text += "|---|---|" + "---|" * (len(keys) + 1) + "\n"
+    for p in pairs:
+        text += f"| {p['variant']} | {len(p['seeds'])} | " + " | ".join(cell(p["mAP"].get(k)) for k in keys)
+        text += f" | **{cell(p['average_mAP'])}** |\n"
+    text += ("\nEach cell: mean ± std over seeds of (variant − baseline) in mAP points (seeds improved / seeds "
+             "paired). mean − std > 0: improves over seeds; mean + std < 0: worse over seeds; otherwise within "
+             "seed noise.\n")
+    return text
+
+
+def health_summary(rows: list[dict]) -> dict:
+    """Runs counted by health over all rows, and every unhealthy run by name and seed."""
+    counts = {k: sum(r["health"][f] for r in rows)
+              for k, f in (("healthy", "healthy_runs"), ("unhealthy", "unhealthy_runs"), ("unknown", "unknown"))}
+    bad = [{"detector": r["detector"], "variant": r["name"], "seed": p["seed"], "problems": p["problems"]}
+           for r in rows for p in r["health"]["per_seed"] if p["healthy"] is False]
+    return {"runs": sum(counts.values()), **counts, "unhealthy_runs": bad}
+
+
+def health_markdown(summary: Mapping) -> str:
+    """A warning line per unhealthy run; otherwise that all runs passed (and how many were not checked)."""
+    lines = [f"- ⚠ unhealthy run: {b['variant']} seed {b['seed']}: {'; '.join(b['problems']) or 'no problem named'}"
+             for b in summary["unhealthy_runs"]]
+    checked = summary["healthy"] + summary["unhealthy"]
+    if not summary["runs"]:
+        return "_no detector runs_\n"
+    if summary["unhealthy"]:
+        lines.append(f"\n{summary['healthy']} of {summary['runs']} detector runs passed the training health check "
+                     f"({HEALTH_CRITERIA}). Unhealthy runs are kept in every mean above.")
+    elif checked:
+        lines.append(f"All {checked} detector runs passed the training health check ({HEALTH_CRITERIA}).")
+    if summary["unknown"]:
+        lines.append(f"{summary['unknown']} of {summary['runs']} detector runs have no health record "
+                     "(evaluated before the check existed): shown as ?.")
+    return "\n".join(lines) + "\n"
 
 
 def recall_markdown(recall: list[dict]) -> str:
@@ -159,7 +326,7 @@ def plot_timeline(path: Path, video: str, examples: ExampleInputs, top: int = 10
     colour = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
     rows = [("ground truth", [(r["start"], r["end"], r["label"], 1.0) for _, r in gt.iterrows()])]
     for key in sorted(examples.detections):
-        detector, bapg, _ = key.split("|")
+        detector, bapg = key.split("|")[:2]
         dets = examples.detections[key].get(video, [])[:top]
         rows.append((detector + (" + BAPG" if bapg == "1" else ""),
                      [(d["segment"][0], d["segment"][1], d["label"], d["score"]) for d in dets]))
@@ -193,8 +360,12 @@ def write_report(folder: str | Path, evaluations: list[dict], recall: list[dict]
                 draw(folder / name, video, examples)
                 plots.append(name)
     first = evaluations[0] if evaluations else {}
+    pairs = paired_differences(rows)
+    health = health_summary(rows)
     payload = {
         "results": rows,
+        "paired_differences": pairs,
+        "health": health,
         "evaluation": {"mode": first.get("report", {}).get("mode", "anet"), "thresholds": first.get("thresholds", []),
                        "max_dets": first.get("report", {}).get("max_dets")},
         "proposal_recall": {str(r["m"]): {k: v for k, v in r.items() if k != "m"} for r in recall},
@@ -205,9 +376,15 @@ def write_report(folder: str | Path, evaluations: list[dict], recall: list[dict]
     (folder / "report.json").write_text(json.dumps(payload, indent=1))
     md = ["# Results", "",
           f"Average over tIoU {payload['evaluation']['thresholds']} ({payload['evaluation']['mode']} mode, at most "
-          f"{payload['evaluation']['max_dets']} detections per video); mAP in %, mean ± std over seeds.", "",
-          results_markdown(rows), "## Proposal recall of TSC (test subset)", "", recall_markdown(recall),
-          "## Contrastive encoder (held-out videos)", "", encoder_markdown(encoder)]
+          f"{payload['evaluation']['max_dets']} detections per video); mAP in %, mean ± std over seeds; healthy: "
+          "runs of the row that passed the training health check.", "",
+          results_markdown(rows)]
+    if health["unhealthy"]:
+        md += [f"⚠ {health['unhealthy']} unhealthy detector run(s), kept in the means: see Training health.", ""]
+    md += ["## Paired differences (+BAPG − baseline, same detector and seed), mAP points", "", paired_markdown(pairs),
+           "## Training health", "", health_markdown(health),
+           "## Proposal recall of TSC (test subset)", "", recall_markdown(recall),
+           "## Contrastive encoder (held-out videos)", "", encoder_markdown(encoder)]
     if plots:
         md += ["## Examples", ""] + [f"![{p}]({p})" for p in plots]
     (folder / "report.md").write_text("\n".join(md) + "\n")

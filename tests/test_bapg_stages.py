@@ -8,7 +8,7 @@ import zarr
 
 from stages.proposal_features import boundary_aware_features, projection_matrix, segment_pooling
 from stages.proposals import (proposals_from_change_points, read_change_points, read_proposals,
-                              recall_table_from_store, tsc_proposals_to_store)
+                              recall_table_from_store, score_proposals, tsc_proposals_to_store)
 from stages.report import aggregate_results, results_markdown, write_report
 from stages.similarity import similarity_matrix, similarity_tiles, write_similarity
 from stages.tsc import change_points, cosine_similarity
@@ -69,7 +69,9 @@ def test_tsc_proposals_store_roundtrip_and_recall(tmp_path):
     table = read_proposals(str(props), "v1")
     ref = proposals_from_change_points(expected, 60, GRID["fps"], GRID["window"], GRID["stride"], duration=30.0,
                                        max_union=2)
-    pd.testing.assert_frame_equal(table, ref, check_dtype=True)
+    assert ref["score"].isna().all()  # from change points alone: unscored, rank = row order
+    pd.testing.assert_frame_equal(table, score_proposals(ref, S), check_dtype=True)
+    assert table["score"].is_monotonic_decreasing and len(table) == len(ref)
     assert table["end"].max() <= 30.0
     # A ground truth equal to the first segment of m=2 is recalled at every tIoU.
     first = ref[(ref["m"] == 2) & (ref["n_segments"] == 1)].iloc[0]

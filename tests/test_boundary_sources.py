@@ -100,3 +100,24 @@ def test_boundary_channels_known_answer():
     assert np.all(far[:, 3] == NEAREST_CLIP) and np.all(boundary_channels(np.array([1]), 40)[20:, 3] == NEAREST_CLIP)
     B = boundary_aware_features(np.zeros((10, 2), np.float32), [("a", np.array([3, 7]))])
     np.testing.assert_array_equal(B[:, 2:], ch)
+
+
+def test_proposal_contrast_ranks_the_coherent_span_first():
+    from stages.proposals import proposal_contrast, soft_nms_rank
+
+    # three regimes: [0, 10) background A, [10, 20) action B, [20, 30) background A again
+    x = np.zeros((30, 2))
+    x[:, 0] = 1.0
+    x[10:20] = [0.0, 1.0]
+    S = x @ x.T  # (30, 30) cosine similarity of unit rows
+    a, b = np.array([10, 5, 0, 12]), np.array([20, 20, 30, 18])
+    score = proposal_contrast(S, a, b, block_rows=7)
+    # the exact action: inside 1, context 0 -> 1; half background -> lower; the whole video has no context
+    np.testing.assert_allclose(score[0], 1.0)
+    assert score[0] > score[1] and score[0] > score[3]
+    np.testing.assert_allclose(score[2], S.mean())  # no side context: the inside mean
+    # direct computation of one value: [5, 20) against [0, 5) and [20, 30)
+    inside = S[5:20, 5:20].mean()
+    np.testing.assert_allclose(score[1], inside - max(S[5:20, 0:5].mean(), S[5:20, 20:30].mean()))
+    order, decayed = soft_nms_rank(np.stack([a, b], 1), score, sigma=1.0)
+    assert order[0] == 0 and np.all(np.diff(decayed) <= 1e-12)

@@ -80,7 +80,7 @@ def test_detect_matches_pipeline_detect_with_bapg(chain, tmp_path, capsys):
     assert ext["detector"] == "actionformer" and ext["bapg"] is True and ext["labels"] == labels
     info = ext["videos"][TEST_VIDEO]
     assert info["input_channels"] == ckpt["config"]["in_channels"]
-    assert sorted(info["change_points"]) == ["2", "4"]
+    assert sorted(info["change_points"]) == ["m=2", "m=4"]
     duration = _durations(chain["data"])[TEST_VIDEO]
     assert info["duration"] == pytest.approx(duration, abs=1e-6)  # decoded duration = the generator's
     mine = payload["results"][TEST_VIDEO]
@@ -128,7 +128,7 @@ def _fake_checkpoint(path: Path, **inputs) -> Path:
     import torch
 
     config = {"name": "actionformer", "labels": ["a", "b"], "use_bapg": False, "in_channels": 1024,
-              "num_classes": 2, "inputs": inputs}
+              "num_classes": 2, "model": {}, "inputs": inputs}
     torch.save({"state": {}, "config": config}, path)
     return path
 

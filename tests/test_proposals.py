@@ -14,7 +14,7 @@ GRID = dict(fps=10.0, window=16, stride=4)
 def test_proposals_hand_checked_seconds_unions_and_dedup():
     table = proposals_from_change_points({2: np.array([4, 7]), 1: np.array([4])}, num_steps=10, duration=4.5,
                                          max_union=3, **GRID)
-    assert list(table.columns) == ["start", "end", "start_step", "end_step", "m", "n_segments"]
+    assert list(table.columns) == ["start", "end", "start_step", "end_step", "m", "n_segments", "score"]
     spans = list(zip(table.start_step, table.end_step, table.m, table.n_segments))
     # m = 1 first: its 2 segments and their union; then m = 2's new spans only ([0,4), [4,10), [0,10) are dups)
     assert spans == [(0, 4, 1, 1), (4, 10, 1, 1), (0, 10, 1, 2), (4, 7, 2, 1), (7, 10, 2, 1), (0, 7, 2, 2)]
