@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from stages.tsc import change_points, cosine_similarity, segment_cost, segmentation_cost
+from stages.tsc import (Segmentation, change_points, cosine_similarity, counts_from_rates, penalised_count, segment,
+                        segment_cost, segmentation_cost)
 
 
 def brute_force(S: np.ndarray, m: int, min_size: int = 1):
@@ -179,3 +180,149 @@ def test_cli_json_and_errors(tmp_path, capsys):
     np.save(tmp_path / "rect.npy", np.ones((3, 4)))
     assert main(["segment", "--similarity", str(tmp_path / "rect.npy")]) == 2
     assert "square" in capsys.readouterr().err
+
+
+def reference_dp(S: np.ndarray, kmax: int, min_size: int = 1):
+    """Plain DP (BAPG eq. 5) from a 2-D prefix sum of S: F (kmax+1, T+1) and the smallest argmin a."""
+    T = S.shape[0]
+    P = np.zeros((T + 1, T + 1))
+    P[1:, 1:] = np.cumsum(np.cumsum(S, axis=0), axis=1)
+    diag = np.concatenate([[0.0], np.cumsum(np.diag(S))])
+    F = np.full((kmax + 1, T + 1), np.inf)
+    arg = np.full((kmax + 1, T + 1), -1)
+    for b in range(1, T + 1):
+        a = np.arange(b)
+        v = (diag[b] - diag[a]) - (P[b, b] - P[a, b] - P[b, a] + P[a, a]) / (b - a)  # (b,) v(a, b)
+        if b >= min_size:
+            F[1, b], arg[1, b] = v[0], 0
+        for k in range(2, kmax + 1):
+            lo, hi = (k - 1) * min_size, b - min_size
+            if lo <= hi:
+                cand = F[k - 1, lo:hi + 1] + v[lo:hi + 1]
+                arg[k, b] = lo + int(np.argmin(cand))
+                F[k, b] = cand.min()
+    return F, arg
+
+
+def backtrack(arg, k, T):
+    cps, b = [], T
+    for kk in range(k, 1, -1):
+        b = int(arg[kk, b])
+        cps.append(b)
+    return cps[::-1]
+
+
+@pytest.mark.parametrize("min_size", [1, 2])
+def test_segment_equals_brute_force_for_every_count(min_size):
+    rng = np.random.default_rng(17)
+    for _ in range(20):
+        T = int(rng.integers(2, 10))
+        S = cosine_similarity(rng.normal(size=(T, 3)))  # (T, T)
+        fit = T // min_size - 1
+        seg = segment(S, fit + int(rng.integers(0, 3)), min_size=min_size, block_rows=int(rng.integers(1, 6)))
+        assert isinstance(seg, Segmentation)
+        assert seg.num_steps == T and seg.max_change_points == max(fit, 0) and seg.vmax == pytest.approx(1.0)
+        costs = seg.costs()
+        assert costs.shape == (seg.max_change_points + 1,)
+        if min_size == 1:  # one more change point never costs more (with min_size > 1 it can)
+            assert np.all(np.diff(costs) <= 1e-12)
+        for m in range(seg.max_change_points + 1):
+            cost, cps = brute_force(S, m, min_size)
+            assert seg.cost(m) == pytest.approx(cost, abs=1e-9) and costs[m] == seg.cost(m)
+            got = seg.change_points(m)
+            assert got.dtype == np.int64 and got.shape == (m,) and tuple(got.tolist()) == cps, (T, m)
+        # fewer counts asked: the same optima, up to that count only
+        small = segment(S, 1, min_size=min_size)
+        assert small.max_change_points == min(1, seg.max_change_points)
+        assert np.array_equal(small.costs(), costs[:small.max_change_points + 1])
+
+
+@pytest.mark.parametrize("min_size,block_rows", [(1, 256), (1, 37), (2, 64), (3, 100)])
+def test_segment_equals_reference_dp_across_chunks(min_size, block_rows):
+    # T > the 128-step chunk of the min-plus kernel, counts not a multiple of the 4-k register block,
+    # T not a multiple of the 8 rows joined at a time
+    rng = np.random.default_rng(min_size * 100 + block_rows)
+    T, kmax = 301, 14
+    centers = rng.normal(size=(9, 6))
+    S = cosine_similarity(centers[np.sort(rng.integers(0, 9, size=T))] + 0.9 * rng.normal(size=(T, 6)))
+    seg = segment(S, kmax - 1, min_size=min_size, block_rows=block_rows)
+    F, arg = reference_dp(S, kmax, min_size)
+    np.testing.assert_allclose(seg.costs(), F[1:, T], rtol=1e-12, atol=1e-9)
+    for m in range(kmax):
+        assert seg.change_points(m).tolist() == backtrack(arg, m + 1, T), m
+
+
+def test_segment_arguments_and_short_video():
+    S = cosine_similarity(np.random.default_rng(0).normal(size=(6, 3)))
+    seg = segment(S, 3)
+    with pytest.raises(ValueError, match="outside"):
+        seg.change_points(4)
+    with pytest.raises(ValueError, match="outside"):
+        seg.cost(-1)
+    with pytest.raises(ValueError, match="clip_7: .*>= 0"):
+        segment(S, -1, name="clip_7")
+    with pytest.raises(ValueError, match="min_size"):
+        segment(S, 2, min_size=0)
+    # shorter than min_size: one segment, its cost v(0, T)
+    short = segment(S[:3, :3], 5, min_size=4)
+    assert short.max_change_points == 0 and short.change_points(0).tolist() == []
+    assert short.cost(0) == pytest.approx(segment_cost(S[:3, :3], 0, 3))
+    # vmax is the mean of the diagonal
+    assert segment(2.0 * S, 1).vmax == pytest.approx(2.0)
+
+
+def test_counts_from_rates():
+    # the longest THUMOS14 video: 1673 s, 12548 steps; 30 per minute -> round(836.5) = 836 (half to even)
+    assert counts_from_rates(12548, 1673.0, [30]) == [836]
+    rates = [2, 10, 30]
+    short, long = counts_from_rates(300, 40.0, rates), counts_from_rates(3000, 400.0, rates)
+    assert short == [1, 7, 20] and long == [13, 67, 200]
+    assert all(b > a for a, b in zip(short, long))
+    # order kept, duplicates kept, the minimum, the cap at what fits
+    assert counts_from_rates(300, 40.0, [30, 2, 2]) == [20, 1, 1]
+    assert counts_from_rates(300, 6.0, [1, 2]) == [1, 1]
+    assert counts_from_rates(300, 6.0, [1], minimum=0) == [0]
+    assert counts_from_rates(20, 600.0, [30, 60]) == [19, 19]
+    assert counts_from_rates(20, 600.0, [30], min_size=4) == [4]
+    assert counts_from_rates(1, 60.0, [30]) == [0]
+    with pytest.raises(ValueError, match="rates"):
+        counts_from_rates(100, 10.0, [-1])
+
+
+def kts_criterion(costs: np.ndarray, T: int, vmax: float, penalty: float) -> np.ndarray:
+    m = np.arange(len(costs), dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pen = np.where(m > 0, penalty * vmax * m / (2 * T) * (np.log(T / m) + 1), 0.0)
+    return costs / T + pen
+
+
+def test_penalised_count_is_the_argmin_of_its_criterion():
+    rng = np.random.default_rng(23)
+    for trial in range(12):
+        T = int(rng.integers(4, 10))
+        X = rng.normal(size=(T, 2))
+        X[: T // 2] += 3 * rng.normal(size=2)
+        S = X @ X.T / 2 + np.diag(rng.uniform(0.5, 2.0, size=T))  # vmax = mean diagonal != 1
+        seg = segment(S, T - 1)
+        brute = [brute_force(S, m) for m in range(T)]  # [(cost, cps)]
+        costs = np.array([c for c, _ in brute])
+        for penalty in (0.01, 0.3, 1.0, 5.0):
+            crit = kts_criterion(costs, T, float(np.mean(np.diag(S))), penalty)
+            chosen = penalised_count(seg, penalty)
+            assert crit[chosen] <= crit.min() + 1e-9, (trial, penalty)
+            assert tuple(seg.change_points(chosen).tolist()) == brute[chosen][1]
+    # penalty 0 -> the most change points; a huge penalty -> none
+    assert penalised_count(seg, 0.0) == seg.max_change_points
+    assert penalised_count(seg, 1e9) == 0
+
+
+def test_penalised_count_recovers_regimes_of_a_long_video():
+    rng = np.random.default_rng(5)
+    K, T = 5, 600
+    lengths = rng.multinomial(T - K * 40, np.ones(K) / K) + 40
+    labels = np.repeat(np.arange(K), lengths)
+    X = rng.normal(size=(K, 16))[labels] + 0.4 * rng.normal(size=(T, 16))  # (T, 16) piecewise constant + noise
+    seg = segment(cosine_similarity(X), 40, name="long_video")
+    m = penalised_count(seg)
+    assert m == K - 1
+    assert seg.change_points(m).tolist() == np.cumsum(lengths)[:-1].tolist()
