@@ -1,36 +1,42 @@
-"""ActionFormer backbone: projection, local-attention encoder, strided feature pyramid."""
+"""ActionFormer backbone: conv embedding, local-attention stem, strided transformer branch (the pyramid)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from models.actionformer.blocks import LocalTransformerBlock, MaskedConv
+from models.actionformer.blocks import MaskedConv
+from models.actionformer.transformer import LocalTransformerBlock
 
 
 class ActionFormerBackbone(nn.Module):
-    """(B, C_in, T) -> pyramid [(B, D, T / 2^l)] with masks [(B, T / 2^l)], l = 0 .. levels-1."""
+    """(B, C_in, T) -> pyramid [(B, D, T / 2^l)] with masks [(B, T / 2^l)], l = 0 .. levels-1.
+
+    Level 0 is the stem output; each further level is one stride-2 transformer block on the previous one.
+    """
 
     def __init__(self, in_channels: int, width: int, levels: int, heads: int, window: int,
-                 embed_convs: int = 2, stem_blocks: int = 2, dropout: float = 0.0):
+                 embed_convs: int = 2, stem_blocks: int = 2, mlp_ratio: int = 4, dropout: float = 0.0,
+                 drop_path: float = 0.1, layer_scale_init: float | None = 1.0):
         super().__init__()
+        block = dict(mlp_ratio=mlp_ratio, dropout=dropout, drop_path=drop_path, layer_scale_init=layer_scale_init)
         self.embed = nn.ModuleList([MaskedConv(in_channels if i == 0 else width, width) for i in range(embed_convs)])
-        self.stem = nn.ModuleList([LocalTransformerBlock(width, heads, window, dropout=dropout)
+        self.stem = nn.ModuleList([LocalTransformerBlock(width, heads, window, stride=1, **block)
                                    for _ in range(stem_blocks)])
-        self.branch = nn.ModuleList([LocalTransformerBlock(width, heads, window, dropout=dropout)
+        self.branch = nn.ModuleList([LocalTransformerBlock(width, heads, window, stride=2, **block)
                                      for _ in range(levels - 1)])
+        for m in self.modules():  # zero biases, as in the reference (LayerNorm biases are zero already)
+            if isinstance(m, (nn.Conv1d, nn.Linear)) and m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         # x: (B, C_in, T), mask: (B, T) bool, T divisible by 2^(levels-1)
         for conv in self.embed:
-            x = conv(x, mask)  # (B, D, T)
+            x = conv(x, mask)  # (B, D, T), zero on padded steps
         for block in self.stem:
-            x = block(x, mask)  # (B, D, T)
+            x, mask = block(x, mask)  # (B, D, T)
         feats, masks = [x], [mask]
         for block in self.branch:
-            mask = mask[:, ::2]  # (B, T_l): location i valid when step i*2^l is
-            x = F.max_pool1d(x, 3, stride=2, padding=1)  # (B, D, T_l) strided downsampling
-            x = block(x, mask)
+            x, mask = block(x, mask)  # (B, D, T_l), (B, T_l) with T_l = T_{l-1} / 2, mask = previous mask[:, ::2]
             feats.append(x)
             masks.append(mask)
         return feats, masks

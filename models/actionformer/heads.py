@@ -21,20 +21,24 @@ class ClsHead(nn.Module):
 
     def forward(self, f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for conv in self.tower:
-            f = conv(f, mask)
+            f = conv(f, mask)  # (B, D, T_l), zero on padded steps
         return self.out(f)  # (B, C, T_l)
 
 
 class RegHead(nn.Module):
-    """f (B, D, T_l) -> (start, end) distances in units of the level's stride (B, 2, T_l), >= 0."""
+    """f (B, D, T_l) -> (start, end) distances in units of the level's stride (B, 2, T_l), > 0."""
 
     def __init__(self, width: int, levels: int, convs: int = 2):
         super().__init__()
         self.tower = nn.ModuleList([MaskedConv(width, width) for _ in range(convs)])
         self.out = nn.Conv1d(width, 2, 3, padding=1)
+        nn.init.zeros_(self.out.bias)
         self.scales = nn.ParameterList([nn.Parameter(torch.tensor(1.0)) for _ in range(levels)])
 
     def forward(self, f: torch.Tensor, mask: torch.Tensor, level: int) -> torch.Tensor:
         for conv in self.tower:
-            f = conv(f, mask)
-        return F.relu(self.out(f) * self.scales[level])  # (B, 2, T_l)
+            f = conv(f, mask)  # (B, D, T_l)
+        raw = self.out(f) * self.scales[level]  # (B, 2, T_l)
+        # softplus, not ReLU: distances stay >= 0 yet every location keeps a gradient (sigmoid(raw) > 0),
+        # so a location pushed negative can recover; a ReLU there is dead for good (a run's regression died).
+        return F.softplus(raw)  # (B, 2, T_l)
