@@ -12,7 +12,8 @@ ru_maxrss (RUSAGE_SELF, a high-water mark) is the stages' own:
                   random map standing in for the trained encoder (its MLP holds a few MB of weights and one
                   (T, hidden) activation at a time: nothing at this size), tile by tile into a (T, T) float16
                   Zarr array (what similarity_matrix_to_store does, minus the checkpoint)
-  proposals       stages.proposals.tsc_proposals_to_store(ms=[10, 15, 20]) reading S back from that store
+  proposals       stages.proposals.tsc_proposals_to_store(rates=[8, 16, 32] per minute: the pipeline default, 223 /
+                  446 / 892 change points at T = 12548) reading S back from that store, proposals scored from S
   features/p128   stages.proposal_features.proposal_features_to_store(projection_dim=128)   (pipeline default)
   features/p0     the same with projection_dim=0 (full 1024-d Fv pooled)
 
@@ -47,7 +48,7 @@ FEATURE_DIM = 1024
 EMBED_DIM = 128
 STEPS_PER_SECOND = 7.5  # THUMOS14 I3D grid: 30 fps, stride 4
 GRID = {"fps": 30.0, "window": 16, "stride": 4}
-MS = [10, 15, 20]
+RATES = [8.0, 16.0, 32.0]  # change points per minute: the pipeline default (luigi.cfg [TSCProposals])
 VIDEO = "video_long"
 
 
@@ -138,8 +139,8 @@ def child_stages(folder: Path, T: int) -> dict:
     for name in ("similarity", "proposals", "bapg_p128", "bapg_p0"):
         ArtifactStore(folder / f"{name}.zarr").begin({"stage": name, "params": {}})
     timed("similarity", similarity)
-    timed("proposals (TSC m=10,15,20)", lambda: tsc_proposals_to_store(
-        VIDEO, similarity_store=str(folder / "similarity.zarr"), store_path=str(folder / "proposals.zarr"), ms=MS,
+    timed("proposals (TSC at 8/16/32 per minute)", lambda: tsc_proposals_to_store(
+        VIDEO, similarity_store=str(folder / "similarity.zarr"), store_path=str(folder / "proposals.zarr"), rates=RATES,
         durations={VIDEO: T / STEPS_PER_SECOND}))
     for dim in (128, 0):
         timed(f"proposal features (projection_dim {dim})", lambda dim=dim: proposal_features_to_store(

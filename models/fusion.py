@@ -20,7 +20,7 @@ class BAPGFusion(nn.Module):
     """detector(Fv + zero-initialised projection of standardised BAPG channels): same interface as the detector."""
 
     def __init__(self, detector: nn.Module, video_channels: int, bapg_channels: int, hidden: int = 128,
-                 channel_dropout: float = 0.1):
+                 channel_dropout: float = 0.1, input_dropout: float = 0.0):
         super().__init__()
         if video_channels < 1 or bapg_channels < 1:
             raise ValueError(f"fusion needs video and BAPG channels >= 1, got {video_channels}, {bapg_channels}")
@@ -30,6 +30,9 @@ class BAPGFusion(nn.Module):
         self.register_buffer("bapg_mean", torch.zeros(bapg_channels))
         self.register_buffer("bapg_std", torch.ones(bapg_channels))
         self.dropout = nn.Dropout1d(channel_dropout) if channel_dropout > 0 else nn.Identity()
+        # Training only: the whole BAPG input of a video is dropped with this probability, so the detector keeps
+        # working from Fv alone and uses the boundaries as extra evidence rather than a crutch.
+        self.input_dropout = float(input_dropout)
         self.inner = nn.Conv1d(bapg_channels, hidden, 1)
         self.outer = nn.Conv1d(hidden, video_channels, 1)
         nn.init.zeros_(self.outer.weight)  # Fv' = Fv at initialisation: the baseline
@@ -54,8 +57,11 @@ class BAPGFusion(nn.Module):
         fv, b = features[:, :self.video_channels], features[:, self.video_channels:]  # (B, C, T), (B, K, T)
         z = (b - self.bapg_mean[None, :, None]) / self.bapg_std[None, :, None]  # (B, K, T) standardised
         m = mask[:, None, :].to(features.dtype)  # (B, 1, T): padded steps add nothing
-        delta = self.outer(torch.relu(self.inner(self.dropout(z) * m)))  # (B, C, T)
-        return fv + delta * m, fv
+        delta = self.outer(torch.relu(self.inner(self.dropout(z) * m))) * m  # (B, C, T)
+        if self.training and self.input_dropout > 0:
+            keep = (torch.rand(features.shape[0], 1, 1, device=features.device) >= self.input_dropout)
+            delta = delta * keep.to(delta.dtype)  # (B, C, T): no boundary evidence for the dropped videos
+        return fv + delta, fv
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> dict:
         fused, fv = self.fuse(features, mask)
@@ -75,6 +81,10 @@ class BAPGFusion(nn.Module):
 
     def regression_health(self, outputs: dict, targets: list[dict]) -> dict:
         return self.detector.regression_health(outputs, targets)
+
+    def fusion_parameters(self) -> list[nn.Parameter]:
+        """The fusion's own parameters (not the detector's): the training loop may give them their own lr."""
+        return [*self.inner.parameters(), *self.outer.parameters()]
 
     def fusion_norm(self) -> float:
         """Frobenius norm of the output projection: 0 means the detector still ignores the BAPG channels."""

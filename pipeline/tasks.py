@@ -261,7 +261,7 @@ class TrainDetector(DetectorTask):
         cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features),
                "inputs": self.inference_recipe()}
         health = cfg["health"]
-        if not self.untrained and not health["healthy"]:
+        if health["healthy"] is False:
             log.warning("detector %s seed %d: UNHEALTHY training run: %s", self.detector + (" + BAPG" if self.use_bapg
                         else ""), self.seed, "; ".join(health["problems"]))
         checkpoint = {"state": state, "config": cfg}

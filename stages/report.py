@@ -234,13 +234,14 @@ def health_markdown(summary: Mapping) -> str:
 
 
 def recall_markdown(recall: list[dict]) -> str:
-    """Table IV: proposal recall per m (and all m together)."""
+    """Table IV: proposal recall per scale (a rate "8/min", a count "m=10", ...) and all scales together."""
     if not recall:
         return "_no proposal recall (no test video with ground truth)_\n"
     cols = [c for c in recall[0] if c != "m"]
-    text = "| m | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+    text = "| scale | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
     for row in recall:
-        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
+        cells = ["" if row[c] is None or (isinstance(row[c], float) and row[c] != row[c]) else
+                 f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
         text += f"| {row['m']} | " + " | ".join(cells) + " |\n"
     return text
 
@@ -383,7 +384,7 @@ def write_report(folder: str | Path, evaluations: list[dict], recall: list[dict]
         md += [f"⚠ {health['unhealthy']} unhealthy detector run(s), kept in the means: see Training health.", ""]
     md += ["## Paired differences (+BAPG − baseline, same detector and seed), mAP points", "", paired_markdown(pairs),
            "## Training health", "", health_markdown(health),
-           "## Proposal recall of TSC (test subset)", "", recall_markdown(recall),
+           "## Proposal recall of TSC per scale (test subset)", "", recall_markdown(recall),
            "## Contrastive encoder (held-out videos)", "", encoder_markdown(encoder)]
     if plots:
         md += ["## Examples", ""] + [f"![{p}]({p})" for p in plots]
