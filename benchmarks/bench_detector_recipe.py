@@ -86,8 +86,8 @@ def main() -> None:
         videos = sorted(train.videos["video"])
         bapg = needed[1].output().path if args.use_bapg else None
         features, grids = load_feature_dict(needed[0].output().path, videos, bapg)
-    bapg_channels = (features[videos[0]].shape[1] - load_feature_dict(needed[0].output().path, videos[:1])[0][
-        videos[0]].shape[1]) if args.use_bapg else 0
+        video_width = load_feature_dict(needed[0].output().path, videos[:1])[0][videos[0]].shape[1]
+    bapg_channels = features[videos[0]].shape[1] - video_width if args.use_bapg else 0
     labels = ann.labels
     folds = [[v for i, v in enumerate(videos) if i % args.folds == f] for f in range(args.folds)]
     print(f"{args.detector}{' + BAPG (' + args.bapg_source + ')' if args.use_bapg else ''}: {len(videos)} training "

@@ -11,7 +11,7 @@ import logging
 
 import luigi
 
-from pipeline.base import StageTask
+from pipeline.base import StageTask, gpu_resources
 from pipeline.tasks import DatasetStage, dataset_annotations, features_task, write_csv
 from storage.zarr_store import ArtifactStore
 
@@ -61,7 +61,11 @@ class TrainEncoder(StageTask):
 
     artifact = "encoder"
     suffix = ""
-    resources = {"gpu": 1}
+
+    @property
+    def resources(self):  # two GPU stages never share one GPU (pipeline.base.gpu_resources)
+        return gpu_resources()
+
     seed = luigi.IntParameter(default=0)
     loss = luigi.ChoiceParameter(default="triplet", choices=["triplet", "bapg"],
                                  description="triplet: [s(a,n) - s(a,p) + margin]_+ (default, DESIGN 3.2); "

@@ -19,6 +19,23 @@ from storage.zarr_store import ArtifactStore
 log = logging.getLogger("pipeline")
 
 
+def gpu_resources() -> dict:
+    """{"gpu": 1} on a machine with an NVIDIA GPU, else {} (luigi resources; no torch import in the scheduler).
+
+    GPU stages hold the resource so two of them never share one GPU; on a CPU-only machine they may run side
+    by side (`[core] workers`), each with its share of the cores (task_threads).
+    """
+    return {"gpu": 1} if os.path.exists("/dev/nvidia0") or os.environ.get("TAL_PIPELINE_GPU_RESOURCE") else {}
+
+
+def task_threads() -> int:
+    """Torch threads for one task: the cores shared among luigi's workers. The detectors are small: on 2 cores
+    two runs side by side on one thread each finish well before two runs one after another on two threads."""
+    import luigi.interface
+
+    return max(1, (os.cpu_count() or 1) // max(1, luigi.interface.core().workers))
+
+
 class StageFailed(RuntimeError):
     """A stage finished the videos it could and failed for the others (listed in the report)."""
 

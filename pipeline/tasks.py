@@ -14,7 +14,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import dataset
-from pipeline.base import DoneFileTarget, StageTask
+from pipeline.base import DoneFileTarget, StageTask, gpu_resources, task_threads
 from pipeline.hashing import param_hash
 from storage.annotations import Annotations, load_annotations
 
@@ -93,7 +93,11 @@ class ExtractFeatures(DatasetStage):
     """I3D RGB features (Kinetics-400 weights) over sliding windows of the sampled frames."""
 
     artifact = "features"
-    resources = {"gpu": 1}  # with a central scheduler, two GPU stages never share one GPU
+
+    @property
+    def resources(self):  # two GPU stages never share one GPU (pipeline.base.gpu_resources)
+        return gpu_resources()
+
     window = luigi.IntParameter(default=16, description="frames per I3D window")
     stride = luigi.IntParameter(default=4, description="frames between windows")
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
@@ -219,7 +223,11 @@ class TrainDetector(DetectorTask):
 
     artifact = "detector"
     suffix = ""
-    resources = {"gpu": 1}
+
+    @property
+    def resources(self):  # two GPU stages never share one GPU (pipeline.base.gpu_resources)
+        return gpu_resources()
+
     epochs = luigi.IntParameter(default=0, description="0: the detector's recipe (or [<detector>] train epochs)")
 
     def settings(self) -> dict:
@@ -246,6 +254,7 @@ class TrainDetector(DetectorTask):
 
         from stages.detection import train_detector
 
+        torch.set_num_threads(task_threads())
         ann, features, grids = self.load_features(self.data.train_subset)
         labels = dataset_annotations(self.data).labels
         settings = self.settings()

@@ -42,11 +42,13 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "fusion_lr_scale": 1.0,
     "health_max_loss_ratio": 0.7,
 }
-# Per-detector recipes. ActionFormer follows the published THUMOS14 recipe (AdamW, lr 1e-4, weight decay 0.05,
-# linear warm-up then cosine, always a random 90-100 % crop); the epoch count is chosen on held-out training
-# videos (benchmarks/bench_detector_recipe.py), never on the test split.
+# Per-detector recipes. ActionFormer follows the published THUMOS14 recipe (AdamW, weight decay 0.05, 5 warm-up
+# epochs then cosine, always a random 90-100 % crop) except for lr and length, chosen on held-out training
+# videos of the default synthetic run (benchmarks/bench_detector_recipe.py, 2 folds x 3 seeds), never on the
+# test split: held-out average mAP 59.6 (lr 1e-4, 80 epochs), 73.6 (5e-4), 76.8 (1e-3), 57.5 (2e-3),
+# 83.3 (1e-3, 160 epochs); the reference's lr 1e-4 is for ~3500 iterations, a small dataset gets a few hundred.
 DETECTOR_TRAIN: dict[str, dict[str, Any]] = {
-    "actionformer": {"epochs": 80, "lr": 1e-4, "weight_decay": 0.05, "warmup_epochs": 5, "crop_ratio": [0.9, 1.0]},
+    "actionformer": {"epochs": 160, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 5, "crop_ratio": [0.9, 1.0]},
 }
 TRAIN_KEYS = frozenset(DEFAULT_TRAIN)
 

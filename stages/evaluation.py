@@ -72,11 +72,12 @@ def resolve_thresholds(thresholds) -> list[float]:
     return values
 
 
-def load_predictions(path: str | Path) -> pd.DataFrame:
+def load_predictions(path: str | Path, invalid: str = "error") -> pd.DataFrame:
     """Read ActivityNet-style results ``{"results": {video: [{"segment": [s, e], "label", "score"}]}}``.
 
     Returns a table with columns video, start, end, label, score in file order. Errors name the file,
-    the video and the detection index.
+    the video and the detection index. invalid="drop" keeps segments that end before they start, for
+    evaluate_detections(..., invalid="drop") to drop and count.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,12 +88,13 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
         if not isinstance(dets, list):
             raise ValueError(f"prediction file {path}: video {video!r}: detections must be a list")
         for i, det in enumerate(dets):
-            rows.append(_prediction_row(det, f"prediction file {path}: video {video!r}, detection {i}", video))
+            rows.append(_prediction_row(det, f"prediction file {path}: video {video!r}, detection {i}", video,
+                                        invalid == "error"))
     table = pd.DataFrame(rows, columns=PRED_COLUMNS)
     return table.astype({"video": str, "start": float, "end": float, "label": str, "score": float})
 
 
-def _prediction_row(det, where: str, video: str) -> tuple:
+def _prediction_row(det, where: str, video: str, refuse_backwards: bool = True) -> tuple:
     if not isinstance(det, dict):
         raise ValueError(f"{where}: expected an object, got {det!r}")
     missing = [key for key in ("segment", "label", "score") if key not in det]
@@ -103,8 +105,9 @@ def _prediction_row(det, where: str, video: str) -> tuple:
         raise ValueError(f"{where}: 'segment' must be [start, end], got {seg!r}")
     start, end = _finite(seg[0], where, "segment start"), _finite(seg[1], where, "segment end")
     score = _finite(det["score"], where, "score")
-    if end < start:
-        raise ValueError(f"{where}: segment [{start}, {end}] ends before it starts")
+    if end < start and refuse_backwards:
+        raise ValueError(f"{where}: segment [{start}, {end}] ends before it starts (`tal-pipeline evaluate "
+                         "--drop-invalid` drops and counts such segments)")
     return (str(video), start, end, str(det["label"]), score)
 
 
@@ -121,8 +124,15 @@ def _finite(value, where: str, what: str) -> float:
     return number
 
 
-def check_predictions(predictions: pd.DataFrame, name: str = "predictions") -> pd.DataFrame:
-    """Validate a prediction table (columns, finite numbers, end >= start); returns a clean copy."""
+def check_predictions(predictions: pd.DataFrame, name: str = "predictions", invalid: str = "error") -> pd.DataFrame:
+    """Validate a prediction table (columns, finite numbers, end >= start); returns a clean copy.
+
+    invalid: "error" refuses a segment that ends before it starts (the default: it is a bug upstream);
+    "drop" removes such segments (e.g. predictions clipped to a video whose annotations overrun it) and
+    counts them in the returned table's attrs["invalid_dropped"].
+    """
+    if invalid not in ("error", "drop"):
+        raise ValueError(f"invalid must be 'error' or 'drop', got {invalid!r}")
     missing = [c for c in PRED_COLUMNS if c not in predictions.columns]
     if missing:
         raise ValueError(f"{name}: missing column(s) {missing} (need {PRED_COLUMNS})")
@@ -136,11 +146,17 @@ def check_predictions(predictions: pd.DataFrame, name: str = "predictions") -> p
             raise ValueError(f"{name}: video {table['video'].iloc[i]!r}: {column} {table[column].iloc[i]!r} is not a finite number")
         numbers[column] = values
     backwards = numbers["end"] < numbers["start"]
-    if backwards.any():
+    if backwards.any() and invalid == "error":
         i = int(np.flatnonzero(backwards)[0])
-        raise ValueError(f"{name}: video {table['video'].iloc[i]!r}: segment [{numbers['start'][i]}, {numbers['end'][i]}] ends before it starts")
-    return pd.DataFrame({"video": table["video"].astype(str), "start": numbers["start"], "end": numbers["end"],
-                         "label": table["label"].astype(str), "score": numbers["score"]})
+        raise ValueError(f"{name}: video {table['video'].iloc[i]!r}: segment [{numbers['start'][i]}, {numbers['end'][i]}] "
+                         f"ends before it starts ({int(backwards.sum())} such segment(s); drop them with "
+                         "invalid='drop', `tal-pipeline evaluate --drop-invalid`)")
+    keep = ~backwards
+    out = pd.DataFrame({"video": table["video"].astype(str)[keep].to_numpy(), "start": numbers["start"][keep],
+                        "end": numbers["end"][keep], "label": table["label"].astype(str)[keep].to_numpy(),
+                        "score": numbers["score"][keep]})
+    out.attrs["invalid_dropped"] = int(backwards.sum())
+    return out
 
 
 def _check_args(mode: str, max_dets, recall_at) -> None:
@@ -323,17 +339,22 @@ def evaluate_detections(
     max_dets: int | None = DEFAULT_MAX_DETS,
     subset: str | None = None,
     recall_at=DEFAULT_RECALL_AT,
+    invalid: str = "error",
 ) -> dict:
     """mAP of predictions (video, start, end, label, score) against gt (storage.annotations.Annotations).
 
     thresholds: a preset name ("thumos14", "activitynet") or tIoU values; mode: "anet" or "thumos14";
-    max_dets: per-video cap (None: no cap); subset: GT subset to evaluate (case-insensitive).
+    max_dets: per-video cap (None: no cap); subset: GT subset to evaluate (case-insensitive);
+    invalid: "error" (default) refuses segments that end before they start, "drop" drops and counts them
+    (report["invalid_dropped"]).
     Returns {"thresholds", "mAP", "average_mAP", "per_class_AP", "recall", "report"} (JSON-ready).
     """
     _check_args(mode, max_dets, recall_at)
     thresholds = resolve_thresholds(thresholds)
     gt, actions, ambiguous, videos, labels, n_dup = _clean_gt(gt, subset)
-    dets, report = _filter_predictions(check_predictions(predictions), videos, labels, max_dets)
+    checked = check_predictions(predictions, invalid=invalid)
+    dets, report = _filter_predictions(checked, videos, labels, max_dets)
+    report["invalid_dropped"] = checked.attrs["invalid_dropped"]
     tp, hit, d_label = _match(dets, actions, ambiguous, videos, labels, thresholds, mode)
     n_gt = np.bincount(_codes(actions["label"], labels), minlength=len(labels))  # (C,)
     ap, recall = _scores(tp, hit, d_label, n_gt, thresholds, mode, recall_at)

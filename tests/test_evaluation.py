@@ -318,3 +318,21 @@ def test_vectorised_equals_reference_on_random_data(mode):
         for key in ("ignored_videos", "ignored_labels", "ignored_predictions", "dropped_by_cap",
                     "duplicate_gt_removed", "evaluated_predictions", "gt_instances"):
             assert ours["report"][key] == ref["report"][key], (seed, key)
+
+
+def test_invalid_segments_refused_by_default_or_dropped_and_counted(tmp_path, capsys):
+    gt = make_gt([("v1", "A", 0, 10)])
+    rows = [("v1", 0, 10, "A", 0.9), ("v1", 12, 11, "A", 0.8), ("v1", 30, 20, "A", 0.7)]
+    with pytest.raises(ValueError, match="2 such segment"):
+        evaluate_detections(gt, preds(rows))
+    result = evaluate_detections(gt, preds(rows), invalid="drop")
+    assert result["report"]["invalid_dropped"] == 2 and result["mAP"] == pytest.approx([1.0] * 5)
+    assert evaluate_detections(gt, preds(rows[:1]))["report"]["invalid_dropped"] == 0
+    # the CLI: refused (exit 2, names the file) unless --drop-invalid, which reports what it dropped
+    gt_file, _ = write_files(tmp_path)
+    pred = tmp_path / "clipped.json"
+    pred.write_text(json.dumps({"results": {"v2": [{"segment": [5, 4], "label": "B", "score": 0.5}]}}))
+    assert main(["evaluate", "--gt", str(gt_file), "--pred", str(pred)]) == 2
+    assert "clipped.json" in capsys.readouterr().err
+    assert main(["evaluate", "--gt", str(gt_file), "--pred", str(pred), "--drop-invalid", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["report"]["invalid_dropped"] == 1

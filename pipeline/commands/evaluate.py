@@ -37,6 +37,8 @@ def _table(result: dict) -> str:
         lines.append(f"ignored {len(report['ignored_videos'])} video(s) absent from the GT: {', '.join(report['ignored_videos'][:5])}")
     if report["ignored_labels"]:
         lines.append(f"ignored label(s) absent from the GT: {', '.join(report['ignored_labels'])}")
+    if report.get("invalid_dropped"):
+        lines.append(f"dropped {report['invalid_dropped']} segment(s) that end before they start (--drop-invalid)")
     return "\n".join(lines)
 
 
@@ -47,8 +49,10 @@ def handle(args) -> int:
     thresholds = _parse_thresholds(args.thresholds) if args.thresholds else args.preset
     max_dets = None if args.max_dets == 0 else args.max_dets
     gt = load_annotations(args.gt, beyond_duration="keep")
-    predictions = load_predictions(args.pred)
-    result = evaluate_detections(gt, predictions, thresholds=thresholds, mode=args.mode, max_dets=max_dets, subset=args.subset)
+    invalid = "drop" if args.drop_invalid else "error"
+    predictions = load_predictions(args.pred, invalid=invalid)
+    result = evaluate_detections(gt, predictions, thresholds=thresholds, mode=args.mode, max_dets=max_dets,
+                                 subset=args.subset, invalid=invalid)
     if args.json:
         print(json.dumps(result))
     else:
@@ -69,4 +73,6 @@ def register(sub) -> None:
     p.add_argument("--subset", default=None, help="evaluate one GT subset only, e.g. test (case-insensitive)")
     p.add_argument("--max-dets", type=int, default=200, help="keep at most this many detections per video (0: no cap)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="drop segments that end before they start (counted in the report) instead of refusing the file")
     p.set_defaults(func=handle)
