@@ -228,8 +228,8 @@ def health_markdown(summary: Mapping) -> str:
     elif checked:
         lines.append(f"All {checked} detector runs passed the training health check ({HEALTH_CRITERIA}).")
     if summary["unknown"]:
-        lines.append(f"{summary['unknown']} of {summary['runs']} detector runs have no health record "
-                     "(evaluated before the check existed): shown as ?.")
+        lines.append(f"{summary['unknown']} of {summary['runs']} detector runs were not checked (shown as ?): the "
+                     "untrained sanity rows, which are not trained, and runs evaluated before the check existed.")
     return "\n".join(lines) + "\n"
 
 

@@ -153,7 +153,7 @@ def test_old_evaluations_without_source_or_health(tmp_path):
     assert payload["paired_differences"][1]["average_mAP"]["mean"] == pytest.approx(0.14 / 9)
     assert payload["health"] == {"runs": 12, "healthy": 0, "unhealthy": 0, "unknown": 12, "unhealthy_runs": []}
     md = (tmp_path / "report.md").read_text()
-    assert "| **50.0 ± 8.2** | ? |" in md and "12 of 12 detector runs have no health record" in md
+    assert "| **50.0 ± 8.2** | ? |" in md and "12 of 12 detector runs were not checked" in md
     assert "detector runs passed" not in md
 
 
