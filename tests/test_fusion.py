@@ -157,3 +157,16 @@ def test_detector_settings_from_the_command_line_shape_the_artifact_path(tmp_pat
         # Detect passes only the variant on: the settings reach its TrainDetector through the configuration
         assert Detect(detector="actionformer").requires()["model"].output().path == task.output().path
         assert TrainDetector(detector="afsd").settings()["train"] == {}  # per detector
+
+
+def test_task_threads_share_the_cores_among_luigi_workers(monkeypatch):
+    from luigi.cmdline_parser import CmdlineParser
+
+    from pipeline.base import gpu_resources, task_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    for workers, threads in ((1, 8), (2, 4), (3, 2), (16, 1)):
+        with CmdlineParser.global_instance(["TrainDetector", "--workers", str(workers)]):
+            assert task_threads() == threads
+    monkeypatch.setenv("TAL_PIPELINE_GPU_RESOURCE", "1")
+    assert gpu_resources() == {"gpu": 1}
