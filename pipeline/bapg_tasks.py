@@ -13,6 +13,7 @@ import luigi
 
 from pipeline.base import StageTask, gpu_resources
 from pipeline.tasks import DatasetStage, dataset_annotations, features_task, write_csv
+from stages.proposals import SIMILARITY_SOURCES, SOURCES as BOUNDARY_SOURCES
 from storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
@@ -162,7 +163,6 @@ class SimilarityMatrices(DatasetStage):
 # Change points per minute of video, one scale each (see README "Method decisions": counts that scale with the
 # video's length; chosen on training videos' proposal recall, never on the test split).
 DEFAULT_RATES = [8.0, 16.0, 32.0]
-BOUNDARY_SOURCES = ["tsc", "raw", "random", "oracle"]
 
 
 class TSCProposals(DatasetStage):
@@ -191,7 +191,7 @@ class TSCProposals(DatasetStage):
                 "min_size": self.min_size}
 
     def requires(self):
-        if self.source in ("tsc", "raw"):
+        if self.source in SIMILARITY_SOURCES:
             return {"similarity": SimilarityMatrices(use_encoder=self.source == "tsc")}
         if self.source == "random":
             return {"tsc": TSCProposals(**self.scale_params(), max_union=self.max_union, source="tsc")}

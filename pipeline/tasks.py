@@ -16,6 +16,7 @@ import luigi
 from pipeline import dataset
 from pipeline.base import DoneFileTarget, StageTask, gpu_resources, task_threads
 from pipeline.hashing import param_hash
+from stages.proposals import SOURCES
 from storage.annotations import Annotations, load_annotations
 
 log = logging.getLogger("pipeline")
@@ -168,7 +169,7 @@ class DetectorTask(StageTask):
 
     detector = luigi.ChoiceParameter(default="actionformer", choices=["afsd", "actionformer"])
     use_bapg = luigi.BoolParameter(default=False, description="fuse ProposalFeatures into the video features")
-    bapg_source = luigi.ChoiceParameter(default="tsc", choices=["tsc", "raw", "random", "oracle"],
+    bapg_source = luigi.ChoiceParameter(default="tsc", choices=SOURCES,
                                         description="with --use-bapg: boundaries from tsc (the method), raw (TSC "
                                                     "without encoder), random (same counts) or oracle (ground truth)")
     seed = luigi.IntParameter(default=0)

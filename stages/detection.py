@@ -38,11 +38,11 @@ DEFAULT_TRAIN: dict[str, Any] = {
     # Health check after training (a run is flagged, never dropped): foreground locations whose predicted
     # start and end distances are both positive, and the trained weights' loss against the initial weights'.
     "health_min_positive_share": 0.9,
+    "health_max_loss_ratio": 0.7,
     # +BAPG: the fusion's learning rate relative to the detector's (the fusion starts at zero, models/fusion.py).
     # Chosen on held-out training videos (benchmarks/bench_detector_recipe.py --use-bapg, 2 folds x 2 seeds):
     # ActionFormer + BAPG 60.7 (1.0), 73.8 (1.0 with input dropout 0.5), 78.5 (0.1); AFSD + BAPG 58.0, 55.8, 59.3.
     "fusion_lr_scale": 0.1,
-    "health_max_loss_ratio": 0.7,
 }
 # Per-detector recipes. ActionFormer follows the published THUMOS14 recipe (AdamW, weight decay 0.05, 5 warm-up
 # epochs then cosine, always a random 90-100 % crop) except for lr and length, chosen on held-out training
@@ -242,14 +242,10 @@ def bapg_statistics(items: list[VideoItem], bapg_channels: int) -> tuple[np.ndar
     return mean.astype(np.float32), np.sqrt(np.maximum(acc2 / total - mean * mean, 0.0)).astype(np.float32)
 
 
-def _windows(items: list[VideoItem], max_seq_len: int):
-    """Every training video whole, in windows of at most max_seq_len steps: [(features, segments, labels)]."""
-    out = []
-    for item in items:
-        t = item.features.shape[0]
-        size = min(t, int(max_seq_len))
-        out += [crop_item(item, s0, size) for s0 in window_starts(t, size)]
-    return out
+def _windows(item: VideoItem, max_seq_len: int):
+    """One training video whole, in windows of at most max_seq_len steps: [(features, segments, labels)]."""
+    size = min(item.features.shape[0], int(max_seq_len))
+    return [crop_item(item, s0, size) for s0 in window_starts(item.features.shape[0], size)]
 
 
 def training_health(model, initial_state: Mapping, items: list[VideoItem], log_rows: list[dict], cfg: Mapping,
@@ -265,7 +261,7 @@ def training_health(model, initial_state: Mapping, items: list[VideoItem], log_r
     """
     import torch
 
-    batches = [collate(_windows([it], cfg["max_seq_len"]), dev) for it in items]
+    batches = [collate(_windows(it, cfg["max_seq_len"]), dev) for it in items]
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     was_training = model.training
     model.eval()

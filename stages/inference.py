@@ -135,8 +135,10 @@ def check_recipe(checkpoint: Mapping, where: str = "checkpoint") -> dict:
     if cfg["use_bapg"]:
         _require(recipe.get("bapg"), ("use_encoder", "ms", "min_size", "projection_dim"),
                  f"{where}: config['inputs']['bapg'] (a +BAPG detector)")
+        from stages.proposals import SIMILARITY_SOURCES
+
         source = recipe["bapg"].get("source", "tsc")
-        if source not in ("tsc", "raw"):
+        if source not in SIMILARITY_SOURCES:
             raise ValueError(f"{where}: a +BAPG ablation detector (boundaries from {source!r}) cannot run on a raw "
                              "video: its boundaries are not computed from the video")
         if recipe["bapg"]["use_encoder"]:

@@ -103,27 +103,20 @@ def proposal_contrast(similarity, start_steps, end_steps, block_rows: int = 256)
 
 
 def soft_nms_rank(segments: np.ndarray, scores: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian Soft-NMS over proposals: (order (N,), decayed scores (N,)) with the best first.
+    """Gaussian Soft-NMS over proposals (models.nms.soft_nms): (order (N,), decayed scores (N,)), best first.
 
-    After each pick, every remaining proposal's score is multiplied by exp(-tIoU^2 / sigma) with it, so
-    near-duplicates (the same span from several scales, unions that share segments) sink below distinct ones.
-    Scores are shifted to be positive first; the decay needs a positive score to act on.
+    Near-duplicates (the same span from several scales, unions that share segments) sink below distinct ones.
+    Scores are shifted to be positive first, so the decay acts on every one and none is dropped.
     """
-    segs = np.asarray(segments, dtype=np.float64).reshape(-1, 2)  # (N, 2)
+    import torch
+
+    from models.nms import soft_nms
+
     score = np.asarray(scores, dtype=np.float64)
     score = score - score.min() + 1e-3 if score.size else score
-    alive = np.ones(len(score), dtype=bool)
-    order, decayed = [], []
-    for _ in range(len(score)):
-        j = int(np.argmax(np.where(alive, score, -np.inf)))  # ties: the earlier row
-        order.append(j)
-        decayed.append(score[j])
-        alive[j] = False
-        inter = np.clip(np.minimum(segs[:, 1], segs[j, 1]) - np.maximum(segs[:, 0], segs[j, 0]), 0.0, None)
-        union = (segs[:, 1] - segs[:, 0]) + (segs[j, 1] - segs[j, 0]) - inter
-        iou = inter / np.maximum(union, 1e-12)  # (N,)
-        score = np.where(alive, score * np.exp(-iou ** 2 / sigma), score)
-    return np.asarray(order, dtype=np.int64), np.asarray(decayed)
+    order, decayed = soft_nms(torch.as_tensor(np.asarray(segments, dtype=np.float64).reshape(-1, 2)),
+                              torch.as_tensor(score), sigma=sigma, min_score=0.0)
+    return order.numpy().astype(np.int64), decayed.numpy()
 
 
 def score_proposals(table: pd.DataFrame, similarity, block_rows: int = 256, sigma: float = 1.0) -> pd.DataFrame:
@@ -236,6 +229,7 @@ def recall_by_m(tables_by_video: dict[str, pd.DataFrame], gt_by_video: dict[str,
 # -- scales: how many change points each video gets ----------------------------------------------------------
 
 SOURCES = ("tsc", "raw", "random", "oracle")  # raw: TSC on a similarity matrix of the raw features
+SIMILARITY_SOURCES = ("tsc", "raw")  # the sources whose change points come from TSC on a similarity matrix
 
 
 def scale_names(ms=(), rates=(), penalty: float = 0.0) -> list[str]:
@@ -321,7 +315,7 @@ def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", 
 
     if source not in SOURCES:
         raise ValueError(f"unknown boundary source {source!r}; known: {SOURCES}")
-    if source in ("tsc", "raw"):
+    if source in SIMILARITY_SOURCES:
         similarity = ArtifactStore(similarity_store).read(video)  # (T, T) float16, read block-wise by the DP
         a = similarity.attrs
         T = int(similarity.shape[0])
@@ -330,7 +324,7 @@ def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", 
         T = int(a["num_steps"]) if source == "random" else int(ArtifactStore(features_store).read(video).shape[0])
     fps, window, stride = float(a["fps"]), int(a["window"]), int(a["stride"])
     seconds = T * stride / fps  # the span of the feature grid: what the rates count per minute of
-    if source in ("tsc", "raw"):
+    if source in SIMILARITY_SOURCES:
         scales = tsc_scales(similarity, seconds, ms, rates, penalty, min_size, name=f"video {video!r}")
     elif source == "random":
         _, ref = read_change_points(tsc_store, video)
@@ -344,14 +338,14 @@ def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", 
     duration = (durations or {}).get(video)
     duration = None if duration is None or not np.isfinite(duration) else float(duration)
     table = proposals_from_change_points(cps_by_m, T, fps, window, stride, duration=duration, max_union=max_union)
-    if source in ("tsc", "raw"):
+    if source in SIMILARITY_SOURCES:
         table = score_proposals(table, similarity)
     meta = {"columns": COLUMNS, "change_points": {str(m): c.tolist() for m, c in cps_by_m.items()},
             "scales": [{"name": label, "m": int(len(c))} for label, c in scales], "source": source, "num_steps": T,
             "fps": fps, "window": window, "stride": stride, "duration": duration, "max_union": int(max_union),
             "min_size": int(min_size),
             "rank": "score descending (contrast with the surroundings in S), then m, n_segments, start" if source in
-            ("tsc", "raw") else "m ascending, then n_segments, then start (unscored)"}
+            SIMILARITY_SOURCES else "m ascending, then n_segments, then start (unscored)"}
     ArtifactStore(store_path).write_video(video, table.to_numpy(dtype=np.float64), 4096, ["proposal", "column"], meta)
 
 
