@@ -31,9 +31,9 @@ def held_out_map(name, features, annotations, labels, grids, train_videos, val_v
                  bapg_channels) -> tuple[float, dict]:
     import pandas as pd
 
-    from stages.detection import detect, train_detector
-    from stages.evaluation import evaluate_detections
-    from storage.annotations import Annotations
+    from pipeline.stages.detection import detect, train_detector
+    from pipeline.stages.evaluation import evaluate_detections
+    from pipeline.storage.annotations import Annotations
 
     fit = {v: features[v] for v in train_videos}
     state, cfg, _ = train_detector(name, fit, annotations.actions, labels, grids, candidate, seed=seed,
@@ -72,7 +72,7 @@ def main() -> None:
     from pipeline import dataset
     from pipeline.bapg_tasks import ProposalFeatures
     from pipeline.tasks import dataset_annotations, features_task
-    from storage.features import load_feature_dict
+    from pipeline.storage.features import load_feature_dict
 
     torch.set_num_threads(args.threads)
     candidates = json.loads(args.candidates)

@@ -62,10 +62,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from models.afsd.boundary_pooling import boundary_max_pool
-    from models.detector_registry import build_detector
-    from models.nms import soft_nms
-    from stages.detection import synthetic_feature_dataset, train_detector
+    from pipeline.models.afsd.boundary_pooling import boundary_max_pool
+    from pipeline.models.detector_registry import build_detector
+    from pipeline.models.nms import soft_nms
+    from pipeline.stages.detection import synthetic_feature_dataset, train_detector
 
     dev = torch.device(args.device)
     reps = 2 if args.quick else 5

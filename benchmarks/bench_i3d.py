@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from models.i3d_weights import load_i3d
-from stages.features import extract_features, extract_features_naive
-from stages.timegrid import num_windows
+from pipeline.models.i3d_weights import load_i3d
+from pipeline.stages.features import extract_features, extract_features_naive
+from pipeline.stages.timegrid import num_windows
 
 
 def timed(fn, repeats: int) -> float:

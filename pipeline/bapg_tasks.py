@@ -13,8 +13,8 @@ import luigi
 
 from pipeline.base import StageTask, gpu_resources
 from pipeline.tasks import DatasetStage, dataset_annotations, features_task, write_csv
-from stages.proposals import SIMILARITY_SOURCES, SOURCES as BOUNDARY_SOURCES
-from storage.zarr_store import ArtifactStore
+from pipeline.stages.proposals import SIMILARITY_SOURCES, SOURCES as BOUNDARY_SOURCES
+from pipeline.storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
 
@@ -34,7 +34,7 @@ def gt_segments(ann) -> dict:
 
 def encoder_report(state, cfg, features, actions, grids, config, seed, device) -> dict:
     """Positive vs hard-negative similarity on held-out videos: raw features, untrained encoder (same seed), trained."""
-    from stages.encoder import build_sample_pools, make_embedder, pool_similarity, train_encoder
+    from pipeline.stages.encoder import build_sample_pools, make_embedder, pool_similarity, train_encoder
 
     pools = build_sample_pools(actions, grids, {v: len(x) for v, x in features.items()},
                                cfg["train"]["hard_negative_seconds"])
@@ -92,8 +92,8 @@ class TrainEncoder(StageTask):
     def run(self):
         import torch
 
-        from stages.encoder import train_encoder
-        from storage.features import load_feature_dict
+        from pipeline.stages.encoder import train_encoder
+        from pipeline.storage.features import load_feature_dict
 
         ann = dataset_annotations(self.data)
         train, test = ann.subset(self.data.train_subset), ann.subset(self.data.test_subset)
@@ -148,8 +148,8 @@ class SimilarityMatrices(DatasetStage):
         return {v: (folds[fold_of(v, train, self.cross_fit)].path if v in train else full) for v in videos}
 
     def run(self):
-        from stages.parallel import threads_per_worker
-        from stages.similarity import similarity_matrix_to_store
+        from pipeline.stages.parallel import threads_per_worker
+        from pipeline.stages.similarity import similarity_matrix_to_store
 
         features = self.input()["features"].store
         videos = features.videos()
@@ -198,7 +198,7 @@ class TSCProposals(DatasetStage):
         return {"features": features_task()}
 
     def run(self):
-        from stages.proposals import tsc_proposals_to_store
+        from pipeline.stages.proposals import tsc_proposals_to_store
 
         inputs = {k: t.path for k, t in self.input().items()}
         ann = dataset_annotations(self.data)
@@ -214,7 +214,7 @@ class TSCProposals(DatasetStage):
     def write_recall(self, store, done_videos: list[str]) -> None:
         import pandas as pd
 
-        from stages.proposals import recall_table_from_store
+        from pipeline.stages.proposals import recall_table_from_store
 
         ann = dataset_annotations(self.data)
         tables = []
@@ -247,7 +247,7 @@ class ProposalFeatures(DatasetStage):
         return {"features": features_task(), "proposals": TSCProposals(source=self.source)}
 
     def run(self):
-        from stages.proposal_features import proposal_features_to_store
+        from pipeline.stages.proposal_features import proposal_features_to_store
 
         proposals = self.input()["proposals"].store
         self.run_videos(proposal_features_to_store, proposals.videos(), self.skip_bad_videos,

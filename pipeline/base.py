@@ -13,8 +13,8 @@ import luigi
 
 from pipeline import config, dataset
 from pipeline.hashing import param_hash
-from stages.parallel import run_per_video
-from storage.zarr_store import ArtifactStore
+from pipeline.stages.parallel import run_per_video
+from pipeline.storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
 

@@ -32,7 +32,7 @@ class Evaluate(DetectorTask):
         return Detect(**self.variant(), max_dets=self.max_dets)
 
     def run(self):
-        from stages.evaluation import evaluate_detections, load_predictions
+        from pipeline.stages.evaluation import evaluate_detections, load_predictions
 
         ann = dataset_annotations(self.data).subset(self.data.test_subset)
         predictions = load_predictions(Path(self.input().path) / "detections.json")
@@ -79,7 +79,7 @@ class Report(StageTask):
                 "similarity": SimilarityMatrices(), "proposals": TSCProposals(), "features": features_task()}
 
     def run(self):
-        from stages.report import ExampleInputs, write_report
+        from pipeline.stages.report import ExampleInputs, write_report
 
         inputs = self.input()
         evaluations = [json.loads((Path(t.path) / "evaluation.json").read_text())

@@ -16,8 +16,8 @@ import luigi
 from pipeline import dataset
 from pipeline.base import DoneFileTarget, StageTask, gpu_resources, task_threads
 from pipeline.hashing import param_hash
-from stages.proposals import SOURCES
-from storage.annotations import Annotations, load_annotations
+from pipeline.stages.proposals import SOURCES
+from pipeline.storage.annotations import Annotations, load_annotations
 
 log = logging.getLogger("pipeline")
 
@@ -39,7 +39,7 @@ class SyntheticDataset(luigi.Task):
         return DoneFileTarget(dataset.synthetic_dir())
 
     def run(self):
-        from stages.synthetic import generate
+        from pipeline.stages.synthetic import generate
 
         params = dataset.synthetic_params()
         folder = Path(self.output().path)
@@ -83,7 +83,7 @@ class SampleFrames(DatasetStage):
         return self.dataset_requirement()
 
     def run(self):
-        from stages.sample_frames import sample_frames_to_store
+        from pipeline.stages.sample_frames import sample_frames_to_store
 
         videos = dataset_annotations(self.data).videos["video"].tolist()
         self.run_videos(sample_frames_to_store, videos, self.skip_bad_videos,
@@ -112,9 +112,9 @@ class ExtractFeatures(DatasetStage):
         return {**super().shaping_params(), "weights": "i3d-rgb-k400"}
 
     def run(self):
-        from models.i3d_weights import ensure_i3d_weights, weights_sha256
-        from stages.features import extract_video_features
-        from stages.parallel import threads_per_worker
+        from pipeline.models.i3d_weights import ensure_i3d_weights, weights_sha256
+        from pipeline.stages.features import extract_video_features
+        from pipeline.stages.parallel import threads_per_worker
 
         weights = ensure_i3d_weights(progress=log.info)
         frames = self.input().store
@@ -149,7 +149,7 @@ class ImportFeatures(DatasetStage):
         return None
 
     def run(self):
-        from stages.import_features import import_video_features, infer_width
+        from pipeline.stages.import_features import import_video_features, infer_width
 
         ann = dataset_annotations(self.data)
         videos = ann.videos["video"].tolist()
@@ -202,7 +202,7 @@ class DetectorTask(StageTask):
         return inputs
 
     def load_features(self, subset: str):
-        from storage.features import load_feature_dict
+        from pipeline.storage.features import load_feature_dict
 
         ann = dataset_annotations(self.data).subset(subset)
         bapg = self.input()["bapg"].path if self.use_bapg else None
@@ -210,7 +210,7 @@ class DetectorTask(StageTask):
         return ann, features, grids
 
     def bapg_channels(self) -> int:
-        from storage.zarr_store import ArtifactStore
+        from pipeline.storage.zarr_store import ArtifactStore
 
         if not self.use_bapg:
             return 0
@@ -253,7 +253,7 @@ class TrainDetector(DetectorTask):
     def run(self):
         import torch
 
-        from stages.detection import train_detector
+        from pipeline.stages.detection import train_detector
 
         torch.set_num_threads(task_threads())
         ann, features, grids = self.load_features(self.data.train_subset)
@@ -321,8 +321,8 @@ class Detect(DetectorTask):
                 **self.feature_inputs()}
 
     def run(self):
-        from stages.detection import detect
-        from stages.inference import checkpoint_file, load_checkpoint_file
+        from pipeline.stages.detection import detect
+        from pipeline.stages.inference import checkpoint_file, load_checkpoint_file
 
         ckpt = load_checkpoint_file(checkpoint_file(self.input()["model"].path))
         ann, features, grids = self.load_features(self.data.test_subset)

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from stages.timegrid import feature_to_seconds, seconds_to_feature
+from pipeline.stages.timegrid import feature_to_seconds, seconds_to_feature
 
 DEFAULT_TRAIN: dict[str, Any] = {
     "epochs": 30,
@@ -323,7 +323,7 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     import torch
     from tqdm import tqdm
 
-    from models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
+    from pipeline.models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
 
     cfg = resolve_train_config(name, config)
     model_cfg = resolve_model_config(name, cfg["model"])
@@ -420,7 +420,7 @@ def window_starts(length: int, window: int) -> list[int]:
 
 def load_detector(model_state: Mapping, config_dict: Mapping, device: str = "auto"):
     """Rebuild the detector of a checkpoint (strict weight loading) on `device`, in eval mode."""
-    from models.detector_registry import build_detector
+    from pipeline.models.detector_registry import build_detector
 
     dev = resolve_device(device)
     # The recorded options are complete (resolve_model_config at training time): today's defaults do not matter.

@@ -26,8 +26,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from stages.detection import resolve_device, seed_everything, video_grid
-from stages.timegrid import feature_to_seconds
+from pipeline.stages.detection import resolve_device, seed_everything, video_grid
+from pipeline.stages.timegrid import feature_to_seconds
 
 DEFAULT_ENCODER: dict[str, Any] = {
     "encoder": "mlp",            # "mlp" on per-step features (default) or "cnn" on uint8 frames (T, H, W, 3)
@@ -181,7 +181,7 @@ def build_sample_pools(actions: pd.DataFrame, time_grid: Mapping, num_steps: Map
 
 def _check_inputs(features: Mapping[str, np.ndarray], kind: str) -> tuple[int, ...]:
     """Common per-step input shape of all videos (without T); errors name the video."""
-    from models.encoder import input_shape_ok
+    from pipeline.models.encoder import input_shape_ok
 
     if not features:
         raise ValueError("no feature sequences given for encoder training")
@@ -273,7 +273,7 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, tim
     import torch
     from tqdm import tqdm
 
-    from models.encoder import build_encoder, contrastive_loss
+    from pipeline.models.encoder import build_encoder, contrastive_loss
 
     cfg = {**DEFAULT_ENCODER, **(dict(config) if config else {})}
     unknown = sorted(set(cfg) - set(DEFAULT_ENCODER))
@@ -349,7 +349,7 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, tim
 
 def load_encoder(state: Mapping, config_dict: Mapping, device: str = "auto"):
     """Rebuild Phi from a checkpoint (strict weight loading), on `device`, in eval mode."""
-    from models.encoder import build_encoder
+    from pipeline.models.encoder import build_encoder
 
     model = build_encoder(config_dict["encoder"], config_dict.get("in_channels"), config_dict["hidden"],
                           config_dict["dim"], config_dict.get("width", 32))

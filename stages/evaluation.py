@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import stages  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles anything)
+import pipeline.stages  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles anything)
 from numba import njit
-from storage.paths import read_json_mapping
+from pipeline.storage.paths import read_json_mapping
 
 MODES = ("anet", "thumos14")
 # (first, last, step): expanded by threshold_preset() on an integer grid, so no float drift

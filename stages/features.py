@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from stages.timegrid import num_windows
+from pipeline.stages.timegrid import num_windows
 
 DEFAULT_WINDOW = 16
 DEFAULT_STRIDE = 4
@@ -215,7 +215,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 def _shared_model(device: torch.device, weights: str) -> torch.nn.Module:
     """One eval-mode I3D per process and device, shared by the videos this worker runs."""
-    from models.i3d_weights import load_i3d
+    from pipeline.models.i3d_weights import load_i3d
 
     key = f"{device}:{weights}"
     with _MODELS_LOCK:
@@ -228,8 +228,8 @@ def extract_video_features(video: str, *, frames_store: str, store_path: str, wi
                            weights: str, weights_sha256: str, device: str = "auto", batch_size: int = 0,
                            num_threads: int = 0) -> None:
     """Per-video worker of ExtractFeatures (module-level: Dask may pickle it)."""
-    from storage.features import TimeGrid, write_features
-    from storage.zarr_store import ArtifactStore
+    from pipeline.storage.features import TimeGrid, write_features
+    from pipeline.storage.zarr_store import ArtifactStore
 
     frames = ArtifactStore(frames_store).read(video)
     count = int(frames.shape[0])

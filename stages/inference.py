@@ -135,7 +135,7 @@ def check_recipe(checkpoint: Mapping, where: str = "checkpoint") -> dict:
     if cfg["use_bapg"]:
         _require(recipe.get("bapg"), ("use_encoder", "ms", "min_size", "projection_dim"),
                  f"{where}: config['inputs']['bapg'] (a +BAPG detector)")
-        from stages.proposals import SIMILARITY_SOURCES
+        from pipeline.stages.proposals import SIMILARITY_SOURCES
 
         source = recipe["bapg"].get("source", "tsc")
         if source not in SIMILARITY_SOURCES:
@@ -167,7 +167,7 @@ _I3D: dict[str, Any] = {}
 
 def _i3d(device, weights: Path):
     """One eval-mode I3D per (device, weights file), reused across the videos of one call."""
-    from models.i3d_weights import load_i3d
+    from pipeline.models.i3d_weights import load_i3d
 
     key = f"{device}:{weights}"
     if key not in _I3D:
@@ -181,16 +181,16 @@ def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tup
     Returns (x (T, C') float32, {scale name: change points} or {}), exactly as SimilarityMatrices ->
     TSCProposals -> ProposalFeatures and load_feature_dict build it in the pipeline.
     """
-    from stages.proposal_features import boundary_aware_features
-    from stages.proposals import tsc_scales
-    from stages.similarity import similarity_matrix
+    from pipeline.stages.proposal_features import boundary_aware_features
+    from pipeline.stages.proposals import tsc_scales
+    from pipeline.stages.similarity import similarity_matrix
 
     cfg = checkpoint["config"]
     if not cfg["use_bapg"]:
         return features, {}
     bapg = cfg["inputs"]["bapg"]
     if bapg["use_encoder"]:
-        from stages.encoder import embed
+        from pipeline.stages.encoder import embed
 
         enc = checkpoint["encoder"]
         embeddings = embed(enc["state"], enc["config"], features, device=ENCODER_DEVICE)  # (T, D)
@@ -214,11 +214,11 @@ def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", ma
     file stem (checked file-name safe). info: duration, frame / feature counts, change points, device, timings.
     Raises FileNotFoundError / ValueError naming the file for a missing, unreadable or too short video.
     """
-    from models.i3d_weights import ensure_i3d_weights
-    from stages.detection import detect
-    from stages.features import extract_features, resolve_device
-    from stages.sample_frames import sample_video
-    from storage.paths import check_video_id
+    from pipeline.models.i3d_weights import ensure_i3d_weights
+    from pipeline.stages.detection import detect
+    from pipeline.stages.features import extract_features, resolve_device
+    from pipeline.stages.sample_frames import sample_video
+    from pipeline.storage.paths import check_video_id
 
     path = Path(path)
     if not path.is_file():

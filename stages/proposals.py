@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stages.timegrid import feature_step_seconds, feature_to_seconds
+from pipeline.stages.timegrid import feature_step_seconds, feature_to_seconds
 
 DEFAULT_TIOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)  # 0.5:0.05:0.95 (10 thresholds)
 DEFAULT_ANS = (1, 5, 10, 20, 50, 100)
@@ -110,7 +110,7 @@ def soft_nms_rank(segments: np.ndarray, scores: np.ndarray, sigma: float = 1.0) 
     """
     import torch
 
-    from models.nms import soft_nms
+    from pipeline.models.nms import soft_nms
 
     score = np.asarray(scores, dtype=np.float64)
     score = score - score.min() + 1e-3 if score.size else score
@@ -240,7 +240,7 @@ def scale_names(ms=(), rates=(), penalty: float = 0.0) -> list[str]:
 
 def scale_counts(num_steps: int, seconds: float, ms=(), rates=(), min_size: int = 1) -> list[int]:
     """Change-point counts of the fixed-count and rate scales of one video (the penalised one needs the DP)."""
-    from stages.tsc import counts_from_rates
+    from pipeline.stages.tsc import counts_from_rates
 
     fit = max(num_steps // min_size - 1, 0)
     counts = [min(int(m), fit) for m in ms]
@@ -254,7 +254,7 @@ def tsc_scales(similarity, seconds: float, ms=(), rates=(), penalty: float = 0.0
     The largest count bounds the pass; the penalised scale (KTS model selection, stages.tsc.penalised_count)
     searches m up to that count (or one change point per second of video when it is the only scale).
     """
-    from stages.tsc import penalised_count, segment
+    from pipeline.stages.tsc import penalised_count, segment
 
     T = int(similarity.shape[0])
     counts = scale_counts(T, seconds, ms, rates, min_size)
@@ -281,7 +281,7 @@ def oracle_change_points(gt_seconds: np.ndarray, num_steps: int, fps: float, win
     A boundary at time s lies at the continuous step x = seconds_to_feature(s); the step boundary nearest to
     it, between steps i-1 and i (at i - 0.5), is the change point i = round(x + 0.5).
     """
-    from stages.timegrid import seconds_to_feature
+    from pipeline.stages.timegrid import seconds_to_feature
 
     x = seconds_to_feature(np.asarray(gt_seconds, dtype=np.float64).reshape(-1), fps, window, stride)
     cps = np.unique(np.round(x + 0.5).astype(np.int64))
@@ -311,7 +311,7 @@ def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", 
     hold the change points per count m ({"10": [...], ...}), the scales in feature order ([{"name", "m"}]), the
     number of steps and the time grid. durations: {video: seconds} (proposal ends are clipped to it).
     """
-    from storage.zarr_store import ArtifactStore
+    from pipeline.storage.zarr_store import ArtifactStore
 
     if source not in SOURCES:
         raise ValueError(f"unknown boundary source {source!r}; known: {SOURCES}")
@@ -351,7 +351,7 @@ def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", 
 
 def read_change_points(store_path: str, video: str) -> tuple[dict[int, np.ndarray], dict]:
     """Change points {m: (m,) int64} of one video from a TSCProposals store, and the array's attributes."""
-    from storage.zarr_store import ArtifactStore
+    from pipeline.storage.zarr_store import ArtifactStore
 
     attrs = dict(ArtifactStore(store_path).read(video).attrs)
     return {int(m): np.asarray(c, dtype=np.int64) for m, c in attrs["change_points"].items()}, attrs
@@ -366,7 +366,7 @@ def read_scales(store_path: str, video: str) -> list[tuple[str, np.ndarray]]:
 
 def read_proposals(store_path: str, video: str) -> pd.DataFrame:
     """The cached (deduplicated, ranked) proposal table of one video."""
-    from storage.zarr_store import ArtifactStore
+    from pipeline.storage.zarr_store import ArtifactStore
 
     array = ArtifactStore(store_path).read(video)
     table = pd.DataFrame(np.asarray(array[...]), columns=list(array.attrs["columns"]))

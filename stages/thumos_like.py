@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.timegrid import feature_step_seconds, num_windows
+from pipeline.stages.timegrid import feature_step_seconds, num_windows
 
 # THUMOS14 detection classes (STATS.md), alphabetical = ActionFormer's label_id order.
 CLASSES = [

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import stages  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles anything)
+import pipeline.stages  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles anything)
 from llvmlite import ir as lir
 from numba import njit, types
 from numba.extending import intrinsic

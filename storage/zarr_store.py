@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 import zarr
 
-from storage.paths import check_video_id
+from pipeline.storage.paths import check_video_id
 
 COMPLETE_FLAG = ".complete"
 

@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from models.actionformer.attention import local_attention_mask
-from models.actionformer.blocks import MaskedDepthwiseConv, masked_max_pool
-from models.actionformer.droppath import drop_path
-from models.actionformer.heads import RegHead
-from models.actionformer.losses import diou_loss, sigmoid_focal_loss
-from models.actionformer.model import ActionFormer
-from models.actionformer.targets import assign_targets, default_regression_ranges
-from models.actionformer.transformer import LocalTransformerBlock
+from pipeline.models.actionformer.attention import local_attention_mask
+from pipeline.models.actionformer.blocks import MaskedDepthwiseConv, masked_max_pool
+from pipeline.models.actionformer.droppath import drop_path
+from pipeline.models.actionformer.heads import RegHead
+from pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss
+from pipeline.models.actionformer.model import ActionFormer
+from pipeline.models.actionformer.targets import assign_targets, default_regression_ranges
+from pipeline.models.actionformer.transformer import LocalTransformerBlock
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
@@ -265,7 +265,7 @@ def recall_at(dets, gts, thr=0.5, top=5):
 
 
 def test_overfit_tiny_synthetic():
-    from stages.detection import build_training_set, collate, synthetic_feature_dataset
+    from pipeline.stages.detection import build_training_set, collate, synthetic_feature_dataset
 
     torch.manual_seed(0)
     feats, ann, labels, grid, _ = synthetic_feature_dataset(6, channels=16, num_classes=2, seed=1, min_len=48,
@@ -289,7 +289,7 @@ def test_overfit_tiny_synthetic():
 
 
 def test_train_detector_lowers_regression_loss_and_stays_healthy():
-    from stages.detection import synthetic_feature_dataset, train_detector
+    from pipeline.stages.detection import synthetic_feature_dataset, train_detector
 
     feats, ann, labels, grid, _ = synthetic_feature_dataset(num_videos=6, channels=32, num_classes=2, seed=2,
                                                             min_len=48, max_len=72)

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.afsd.bcl import build_contrastive_clips
-from models.afsd.boundary_pooling import boundary_max_pool, boundary_regions
-from models.afsd.heads import decode_coarse
-from models.afsd.losses import (activation_guided_loss, afsd_total, boundary_targets, boundary_triplet_loss,
+from pipeline.models.afsd.bcl import build_contrastive_clips
+from pipeline.models.afsd.boundary_pooling import boundary_max_pool, boundary_regions
+from pipeline.models.afsd.heads import decode_coarse
+from pipeline.models.afsd.losses import (activation_guided_loss, afsd_total, boundary_targets, boundary_triplet_loss,
                                 offset_l1_loss, quality_loss, softmax_focal_loss, tiou_loss)
-from models.afsd.model import AFSD, fuse_scores, refine_segments
-from models.afsd.targets import coarse_targets, offset_targets, refined_targets
+from pipeline.models.afsd.model import AFSD, fuse_scores, refine_segments
+from pipeline.models.afsd.targets import coarse_targets, offset_targets, refined_targets
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
@@ -189,7 +189,7 @@ def recall_at(dets, gt_by_video, thr=0.5, top=5):
 
 
 def test_overfit_tiny_synthetic():
-    from stages.detection import build_training_set, collate, synthetic_feature_dataset
+    from pipeline.stages.detection import build_training_set, collate, synthetic_feature_dataset
 
     torch.manual_seed(0)
     feats, ann, labels, grid, _ = synthetic_feature_dataset(6, channels=16, num_classes=2, seed=1, min_len=48,

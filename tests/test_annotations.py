@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from storage.annotations import load_annotations, load_labels
+from pipeline.storage.annotations import load_annotations, load_labels
 
 
 def test_three_thumos14_sources_agree(shared_data):

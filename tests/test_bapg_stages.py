@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 import zarr
 
-from stages.proposal_features import boundary_aware_features, projection_matrix, segment_pooling
-from stages.proposals import (proposals_from_change_points, read_change_points, read_proposals,
+from pipeline.stages.proposal_features import boundary_aware_features, projection_matrix, segment_pooling
+from pipeline.stages.proposals import (proposals_from_change_points, read_change_points, read_proposals,
                               recall_table_from_store, score_proposals, tsc_proposals_to_store)
-from stages.report import aggregate_results, results_markdown, write_report
-from stages.similarity import similarity_matrix, similarity_tiles, write_similarity
-from stages.tsc import change_points, cosine_similarity
-from storage.zarr_store import ArtifactStore
+from pipeline.stages.report import aggregate_results, results_markdown, write_report
+from pipeline.stages.similarity import similarity_matrix, similarity_tiles, write_similarity
+from pipeline.stages.tsc import change_points, cosine_similarity
+from pipeline.storage.zarr_store import ArtifactStore
 
 GRID = {"fps": 8.0, "window": 16, "stride": 4}
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from stages.detection import (build_training_set, detect, ema_decay_at, lr_at, random_crop, synthetic_feature_dataset,
+from pipeline.stages.detection import (build_training_set, detect, ema_decay_at, lr_at, random_crop, synthetic_feature_dataset,
                               train_detector, window_starts)
-from stages.timegrid import seconds_to_feature
+from pipeline.stages.timegrid import seconds_to_feature
 
 GRID = {"fps": 10.0, "window": 4, "stride": 2}
 
@@ -42,7 +42,7 @@ def test_training_set_errors_name_the_video():
 
 
 def test_random_crop_clips_and_shifts_segments():
-    from stages.detection import VideoItem
+    from pipeline.stages.detection import VideoItem
 
     item = VideoItem("v", np.arange(100, dtype=np.float32)[:, None], np.array([[10.0, 20.0], [60.0, 90.0]], np.float32),
                      np.array([0, 1]))

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from models.encoder import bapg_loss, build_encoder, cosine_similarity, triplet_margin_loss
-from stages.encoder import (build_sample_pools, embed, load_encoder, make_embedder, pool_similarity, train_encoder,
+from pipeline.models.encoder import bapg_loss, build_encoder, cosine_similarity, triplet_margin_loss
+from pipeline.stages.encoder import (build_sample_pools, embed, load_encoder, make_embedder, pool_similarity, train_encoder,
                             video_pools)
-from stages.timegrid import feature_to_seconds
+from pipeline.stages.timegrid import feature_to_seconds
 
 UNIT = {"fps": 1.0, "window": 1, "stride": 1}  # step i is centred at i + 0.5 s
 GRID = {"fps": 10.0, "window": 4, "stride": 2}  # step i is centred at 0.2 i + 0.2 s

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from stages.evaluation import (
+from pipeline.stages.evaluation import (
     PRED_COLUMNS,
     evaluate_detections,
     evaluate_detections_reference,
     load_predictions,
     threshold_preset,
 )
-from storage.annotations import INSTANCE_COLUMNS, Annotations, load_annotations
+from pipeline.storage.annotations import INSTANCE_COLUMNS, Annotations, load_annotations
 
 
 def make_gt(actions, ambiguous=(), videos=None) -> Annotations:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.actionformer.model import ActionFormer
-from models.detector_registry import DETECTORS, build_detector, resolve_model_config
-from models.fusion import BAPGFusion
-from stages.detection import detect, load_detector, synthetic_feature_dataset, train_detector
+from pipeline.models.actionformer.model import ActionFormer
+from pipeline.models.detector_registry import DETECTORS, build_detector, resolve_model_config
+from pipeline.models.fusion import BAPGFusion
+from pipeline.stages.detection import detect, load_detector, synthetic_feature_dataset, train_detector
 
 SMALL_MODEL = {"afsd": {"width": 16, "levels": 3}, "actionformer": {"width": 16, "levels": 3, "window": 5}}
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.i3d import I3D, Unit3D, max_pool_same, same_pads
-from models.i3d_weights import (
+from pipeline.models.i3d import I3D, Unit3D, max_pool_same, same_pads
+from pipeline.models.i3d_weights import (
     BRANCHES,
     NUM_KEYS,
     STEMS,
@@ -24,8 +24,8 @@ from models.i3d_weights import (
     load_state_dict_file,
     weights_sha256,
 )
-from stages.features import extract_features, extract_features_naive
-from stages.timegrid import num_windows
+from pipeline.stages.features import extract_features, extract_features_naive
+from pipeline.stages.timegrid import num_windows
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.nms import batched_soft_nms, pairwise_tiou, select_detections, soft_nms
+from pipeline.models.nms import batched_soft_nms, pairwise_tiou, select_detections, soft_nms
 
 
 def naive_soft_nms(segs, scores, sigma=0.5, min_score=1e-3):

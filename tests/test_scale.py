@@ -16,8 +16,8 @@ import shutil
 import numpy as np
 import pytest
 
-from stages.parallel import LOCAL_SCHEDULERS, threads_per_worker, worker_count
-from storage.zarr_store import ArtifactStore
+from pipeline.stages.parallel import LOCAL_SCHEDULERS, threads_per_worker, worker_count
+from pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import dataset_args, run_luigi
 
 # --SimilarityMatrices-use-encoder False applies to the SimilarityMatrices that TSCProposals requires.

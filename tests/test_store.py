@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import zarr
 
-from storage.inspect import describe_store, plot_video
-from storage.zarr_store import ArtifactStore
+from pipeline.storage.inspect import describe_store, plot_video
+from pipeline.storage.zarr_store import ArtifactStore
 
 
 def _store(tmp_path, params=None):

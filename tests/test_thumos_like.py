@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.import_features import import_video_features
-from stages.thumos_like import (CLASSES, SUBSETS, class_directions, generate_thumos_like, layout_statistics,
+from pipeline.stages.import_features import import_video_features
+from pipeline.stages.thumos_like import (CLASSES, SUBSETS, class_directions, generate_thumos_like, layout_statistics,
                                 sample_layout)
-from stages.timegrid import feature_to_seconds, num_windows
-from storage.annotations import load_annotations
-from storage.features import TimeGrid, read_features
-from storage.zarr_store import ArtifactStore
+from pipeline.stages.timegrid import feature_to_seconds, num_windows
+from pipeline.storage.annotations import load_annotations
+from pipeline.storage.features import TimeGrid, read_features
+from pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import REPO, SHARED
 
 SEED, WIDTH = 3, 128

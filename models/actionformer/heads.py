@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.actionformer.blocks import MaskedConv
+from pipeline.models.actionformer.blocks import MaskedConv
 
 
 class ClsHead(nn.Module):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.actionformer.attention import LocalConvAttention
-from models.actionformer.blocks import masked_max_pool
-from models.actionformer.droppath import LayerScaleDropPath
+from pipeline.models.actionformer.attention import LocalConvAttention
+from pipeline.models.actionformer.blocks import masked_max_pool
+from pipeline.models.actionformer.droppath import LayerScaleDropPath
 
 
 class LocalTransformerBlock(nn.Module):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 def video_files(target: Path) -> list[Path]:
     """The video itself, or every file of the folder (not recursive) with a common video extension, sorted."""
-    from stages.sample_frames import VIDEO_EXTENSIONS
+    from pipeline.stages.sample_frames import VIDEO_EXTENSIONS
 
     if target.is_dir():
         files = sorted(p for p in target.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
@@ -44,7 +44,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def handle(args) -> int:
-    from stages.inference import checkpoint_file, checkpoint_info, detect_video, load_checkpoint, plot_detections
+    from pipeline.stages.inference import checkpoint_file, checkpoint_info, detect_video, load_checkpoint, plot_detections
 
     if args.max_dets < 1:
         raise ValueError(f"--max-dets must be >= 1, got {args.max_dets}")

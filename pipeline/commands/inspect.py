@@ -3,7 +3,7 @@ import json
 
 
 def handle(args) -> int:
-    from storage.inspect import describe_store, format_listing, plot_video
+    from pipeline.storage.inspect import describe_store, format_listing, plot_video
 
     if args.plot:
         if not args.out:

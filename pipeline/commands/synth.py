@@ -8,14 +8,14 @@ OUT/annotations.json, OUT/README.txt; stages/thumos_like.py), no videos.
 
 def handle(args) -> int:
     if args.features is not None:
-        from stages.thumos_like import generate_thumos_like
+        from pipeline.stages.thumos_like import generate_thumos_like
 
         path = generate_thumos_like(args.features, videos_train=args.videos_train, videos_test=args.videos_test,
                                     seed=args.seed, width=args.width, max_duration=args.max_duration)
         print(path)
         print(f"see {path.parent / 'README.txt'} for the luigi command")
         return 0
-    from stages.synthetic import generate
+    from pipeline.stages.synthetic import generate
 
     path = generate(args.out, videos=args.videos, seed=args.seed, duration=args.duration, size=args.size)
     print(path)
