@@ -71,7 +71,7 @@ def main() -> None:
     import pipeline  # noqa: F401  (registers the tasks)
     from pipeline import dataset
     from pipeline.bapg_tasks import ProposalFeatures
-    from pipeline.tasks import dataset_annotations, features_task
+    from pipeline.data_tasks import dataset_annotations, features_task
     from pipeline.storage.features import load_feature_dict
 
     torch.set_num_threads(args.threads)

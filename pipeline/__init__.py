@@ -2,8 +2,11 @@
 
 Importing this package registers every task with luigi (and nothing heavy: no torch, no Numba).
 """
-from pipeline.tasks import *  # noqa: F401,F403 - luigi finds tasks by importing the module
+# The task modules follow the data flow, each importing only those before it:
+# data_tasks -> bapg_tasks -> detector_tasks -> report_tasks (pipeline.base: what every task shares).
+from pipeline.data_tasks import *  # noqa: F401,F403 - luigi finds tasks by importing the module
 from pipeline.bapg_tasks import *  # noqa: F401,F403
+from pipeline.detector_tasks import *  # noqa: F401,F403
 from pipeline.report_tasks import *  # noqa: F401,F403
 
 import logging as _logging

@@ -11,8 +11,8 @@ import logging
 
 import luigi
 
-from pipeline.base import StageTask, gpu_resources
-from pipeline.tasks import DatasetStage, dataset_annotations, features_task, write_csv
+from pipeline.base import StageTask, gpu_resources, write_csv
+from pipeline.data_tasks import DatasetStage, dataset_annotations, features_task, gt_segments
 from pipeline.stages.proposals import SIMILARITY_SOURCES, SOURCES as BOUNDARY_SOURCES
 from pipeline.storage.zarr_store import ArtifactStore
 
@@ -21,15 +21,6 @@ log = logging.getLogger("pipeline")
 # Training videos' matrices from an encoder that has fitted them are cleaner than the test videos' (TSC recall
 # AR@100 0.83 train vs 0.67 test on the synthetic data), and a +BAPG detector learns to trust them too much.
 CROSS_FIT_FOLDS = 2
-
-
-def gt_segments(ann) -> dict:
-    """{video: (G, 2) [start, end] seconds} of the non-ambiguous instances, every video of `ann` included."""
-    import numpy as np
-
-    actions = ann.actions
-    return {v: actions.loc[actions["video"] == v, ["start", "end"]].to_numpy(dtype=np.float64)
-            for v in ann.videos["video"]}
 
 
 def encoder_report(state, cfg, features, actions, grids, config, seed, device) -> dict:

@@ -173,3 +173,13 @@ class StageTask(luigi.Task):
             before_complete(store, sorted(set(videos) - set(result.failures)))
         store.mark_complete(videos, skipped=result.failures)
         return result.failures
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)

@@ -11,7 +11,8 @@ import luigi
 from pipeline import config
 from pipeline.bapg_tasks import SimilarityMatrices, TrainEncoder, TSCProposals
 from pipeline.base import StageTask
-from pipeline.tasks import Detect, DetectorTask, dataset_annotations, features_task
+from pipeline.data_tasks import dataset_annotations, features_task
+from pipeline.detector_tasks import Detect, DetectorTask
 
 log = logging.getLogger("pipeline")
 

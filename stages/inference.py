@@ -1,16 +1,16 @@
 """Single-video inference: from a raw video file to detections with a TrainDetector checkpoint (pure functions).
 
 `tal-pipeline detect` wraps this module. It rebuilds the detector's input exactly as the pipeline did, by
-calling the same stage functions with the parameters the checkpoint records in config["inputs"] (written by
-TrainDetector.inference_recipe):
+calling the same stage functions with the values of the checkpoint's inference recipe (stages.recipe, written
+by TrainDetector as config["inputs"]):
 
-    raw video -> frames        stages.sample_frames.sample_video at recipe["frames"]["fps"], ["size"]
-              -> I3D features  stages.features.extract_features, window/stride of recipe["features"]
+    raw video -> frames        stages.sample_frames.sample_video at recipe.frames.fps, .size
+              -> I3D features  stages.features.extract_features, recipe.features.window / .stride
     (+BAPG)   -> embeddings    stages.encoder.embed with checkpoint["encoder"] (or the raw features when
-                               recipe["bapg"]["use_encoder"] is False)
-              -> S             stages.similarity.similarity_matrix
-              -> change points stages.proposals.tsc_scales for recipe["bapg"]["ms"], ["rates"], ["penalty"],
-                               ["min_size"] (one scale each, counts from the video's feature span)
+                               recipe.bapg.use_encoder is False)
+              -> S             stages.similarity.similarity_matrix, tiled by recipe.bapg.block
+              -> change points stages.proposals.tsc_scales for recipe.bapg.ms, .rates, .penalty, .min_size
+                               (one scale each, counts from the video's feature span)
               -> B             stages.proposal_features.boundary_aware_features, concatenated after the features
     -> detections              stages.detection.detect, time grid {fps, window, stride}, clipped to the video's
                                real (decoded) duration.
@@ -31,7 +31,6 @@ import numpy as np
 log = logging.getLogger("pipeline")
 
 CHECKPOINT_NAME = "checkpoint.pt"
-SUPPORTED_WEIGHTS = ("i3d-rgb-k400",)
 # The encoder is a small MLP: always embedded on the CPU, as the SimilarityMatrices stage does by default
 # ([SimilarityMatrices] device = cpu). S is stored as float16 and TSC takes exact argmins over it, so a GPU's
 # slightly different rounding could move a change point and make the detector's input differ from the run's.
@@ -73,13 +72,16 @@ def _load_error(exc: BaseException) -> str:
 
 
 def load_checkpoint_file(file: str | Path) -> dict:
-    """A TrainDetector checkpoint file {"state", "config", ...}, loaded with weights_only=True and validated.
+    """A TrainDetector checkpoint file {"state", "config", "recipe", optional "encoder"}, loaded with
+    weights_only=True and validated; "recipe" is config["inputs"] read as an InferenceRecipe.
 
     The one loader for checkpoints (Detect and `tal-pipeline detect`). Raises ValueError naming the file.
     """
     import pickle
 
     import torch
+
+    from pipeline.stages.recipe import InferenceRecipe
 
     file = Path(file)
     if file.stat().st_size == 0:
@@ -91,16 +93,23 @@ def load_checkpoint_file(file: str | Path) -> dict:
                          f"{_load_error(exc)}") from None
     where = f"checkpoint {file}"
     _require(ckpt, ("state", "config"), where)
-    _require(ckpt["config"], ("name", "labels", "use_bapg", "in_channels", "num_classes"), f"{where}: config")
-    if not isinstance(ckpt["config"].get("model"), Mapping):
+    cfg = ckpt["config"]
+    _require(cfg, ("name", "labels", "use_bapg", "in_channels", "num_classes"), f"{where}: config")
+    if not isinstance(cfg.get("model"), Mapping):
         raise ValueError(f"{where}: config has no recorded detector options ('model'); it was written before "
                          "checkpoints recorded their settings: retrain it (--TrainDetector-force)")
+    if "inputs" not in cfg:
+        raise ValueError(f"{where}: config has no 'inputs' (how the detector's input was made from a video); "
+                         "it was written before TrainDetector recorded its inference recipe: retrain it "
+                         "(--TrainDetector-force)")
+    if len(cfg["labels"]) != int(cfg["num_classes"]):
+        raise ValueError(f"{where}: {len(cfg['labels'])} labels but num_classes = {cfg['num_classes']}")
+    ckpt["recipe"] = InferenceRecipe.from_dict(cfg["inputs"], bool(cfg["use_bapg"]), where)
     return ckpt
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A TrainDetector checkpoint {"state", "config", optional "encoder": {"state", "config"}} that can run on a
-    raw video (its inference recipe checked).
+    """A TrainDetector checkpoint (load_checkpoint_file) that can run on a raw video.
 
     path: the artifact folder or its checkpoint.pt. Loaded with weights_only=True (no arbitrary pickle).
     Raises FileNotFoundError / ValueError naming the file.
@@ -108,45 +117,11 @@ def load_checkpoint(path: str | Path) -> dict:
     file = checkpoint_file(path)
     ckpt = load_checkpoint_file(file)
     where = f"checkpoint {file}"
-    if "inputs" not in ckpt["config"]:
-        raise ValueError(f"{where}: config has no 'inputs' (how the detector's input was made from a video); "
-                         "it was written before TrainDetector recorded its inference recipe: retrain it "
-                         "(--TrainDetector-force) to run it on raw videos")
-    check_recipe(ckpt, where)
+    ckpt["recipe"].require_raw_video_inference(where)
+    if ckpt["recipe"].bapg is not None and ckpt["recipe"].bapg.use_encoder:
+        _require(ckpt.get("encoder"), ("state", "config"),
+                 f"{where}: 'encoder' (a +BAPG detector whose similarity used the contrastive encoder)")
     return ckpt
-
-
-def check_recipe(checkpoint: Mapping, where: str = "checkpoint") -> dict:
-    """The recipe (config["inputs"]) of a checkpoint that can run on a raw video; ValueError otherwise."""
-    cfg = checkpoint["config"]
-    recipe = cfg.get("inputs")
-    _require(recipe, ("features",), f"{where}: config['inputs']")
-    feats = recipe["features"]
-    _require(feats, ("window", "stride"), f"{where}: config['inputs']['features']")
-    if feats.get("task") == "ImportFeatures" or "frames" not in recipe:
-        raise ValueError(f"{where}: the detector was trained on imported features ({feats.get('task', 'no frames')}"
-                         "), which cannot be recomputed from a raw video; run it on those features with the "
-                         "pipeline's Detect task instead, or train a detector on ExtractFeatures")
-    _require(recipe["frames"], ("fps", "size"), f"{where}: config['inputs']['frames']")
-    weights = feats.get("weights", "i3d-rgb-k400")
-    if weights not in SUPPORTED_WEIGHTS:
-        raise ValueError(f"{where}: features were made with weights {weights!r}; only {list(SUPPORTED_WEIGHTS)} "
-                         "can be recomputed here")
-    if cfg["use_bapg"]:
-        _require(recipe.get("bapg"), ("use_encoder", "ms", "min_size", "projection_dim"),
-                 f"{where}: config['inputs']['bapg'] (a +BAPG detector)")
-        from pipeline.stages.proposals import SIMILARITY_SOURCES
-
-        source = recipe["bapg"].get("source", "tsc")
-        if source not in SIMILARITY_SOURCES:
-            raise ValueError(f"{where}: a +BAPG ablation detector (boundaries from {source!r}) cannot run on a raw "
-                             "video: its boundaries are not computed from the video")
-        if recipe["bapg"]["use_encoder"]:
-            _require(checkpoint.get("encoder"), ("state", "config"),
-                     f"{where}: 'encoder' (a +BAPG detector whose similarity used the contrastive encoder)")
-    if len(cfg["labels"]) != int(cfg["num_classes"]):
-        raise ValueError(f"{where}: {len(cfg['labels'])} labels but num_classes = {cfg['num_classes']}")
-    return recipe
 
 
 def checkpoint_info(checkpoint: Mapping, path: str | Path | None = None) -> dict:
@@ -185,24 +160,22 @@ def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tup
     from pipeline.stages.proposals import tsc_scales
     from pipeline.stages.similarity import similarity_matrix
 
-    cfg = checkpoint["config"]
-    if not cfg["use_bapg"]:
+    recipe = checkpoint["recipe"]
+    bapg = recipe.bapg
+    if bapg is None:
         return features, {}
-    bapg = cfg["inputs"]["bapg"]
-    if bapg["use_encoder"]:
+    if bapg.use_encoder:
         from pipeline.stages.encoder import embed
 
         enc = checkpoint["encoder"]
         embeddings = embed(enc["state"], enc["config"], features, device=ENCODER_DEVICE)  # (T, D)
     else:
         embeddings = features
-    S = similarity_matrix(embeddings, block=int(bapg.get("block", 1024)))  # (T, T) float16, tiled as the stage did
-    window, stride = int(cfg["inputs"]["features"]["window"]), int(cfg["inputs"]["features"]["stride"])
-    fps = float(cfg["inputs"]["frames"]["fps"])
-    seconds = features.shape[0] * stride / fps  # the feature grid's span, as TSCProposals counts it
-    scales = tsc_scales(S, seconds, [int(m) for m in bapg["ms"]], [float(r) for r in bapg.get("rates", [])],
-                        float(bapg.get("penalty", 0.0)), int(bapg["min_size"]), name=f"video {video!r}")
-    B = boundary_aware_features(features, scales, int(bapg["projection_dim"]), int(bapg.get("projection_seed", 0)))
+    S = similarity_matrix(embeddings, block=bapg.block)  # (T, T) float16, tiled as the stage did
+    seconds = features.shape[0] * recipe.features.stride / recipe.frames.fps  # the span TSCProposals counts
+    scales = tsc_scales(S, seconds, list(bapg.ms), list(bapg.rates), bapg.penalty, bapg.min_size,
+                        name=f"video {video!r}")
+    B = boundary_aware_features(features, scales, bapg.projection_dim, bapg.projection_seed)
     return np.concatenate([features, B], axis=1), dict(scales)
 
 
@@ -225,9 +198,9 @@ def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", ma
         raise FileNotFoundError(f"{path}: video file not found")
     video = check_video_id(path.stem, str(path))
     cfg = checkpoint["config"]
-    recipe = check_recipe(checkpoint)
-    fps, size = float(recipe["frames"]["fps"]), int(recipe["frames"]["size"])
-    window, stride = int(recipe["features"]["window"]), int(recipe["features"]["stride"])
+    recipe = checkpoint["recipe"]
+    fps, size = recipe.frames.fps, recipe.frames.size
+    window, stride = recipe.features.window, recipe.features.stride
     timings = {}
 
     t0 = time.perf_counter()

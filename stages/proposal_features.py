@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# Seed of the fixed random projection: the pipeline's and single-video inference's B must match (stages.recipe).
+PROJECTION_SEED = 0
+
 
 def segment_bounds(change_points: np.ndarray, num_steps: int) -> np.ndarray:
     """[0, t1, ..., tm, T]: (m + 2,) int64 segment boundaries."""
@@ -82,7 +85,7 @@ def boundary_channels(change_points: np.ndarray, num_steps: int) -> np.ndarray:
 
 
 def boundary_aware_features(features: np.ndarray, change_points, projection_dim: int = 0,
-                            seed: int = 0) -> np.ndarray:
+                            seed: int = PROJECTION_SEED) -> np.ndarray:
     """B of one video: (T, C) features and its scales -> (T, n_scales * (C' + 4)) float32.
 
     change_points: [(scale name, (m,) change points)] in feature order, or {m: change points} (m ascending).
@@ -102,7 +105,7 @@ def boundary_aware_features(features: np.ndarray, change_points, projection_dim:
 
 
 def proposal_features_to_store(video: str, *, features_store: str, proposals_store: str, store_path: str,
-                               projection_dim: int = 0, seed: int = 0) -> None:
+                               projection_dim: int = 0, seed: int = PROJECTION_SEED) -> None:
     """ProposalFeatures for one video: B from the cached change points of every scale, in the feature-store layout."""
     from pipeline.stages.proposals import read_change_points, read_scales
     from pipeline.storage.features import read_features, write_features

@@ -137,7 +137,8 @@ def test_detect_refuses_bad_invocations(tmp_path, capsys, tiny_synthetic):
     import torch
 
     video = str(tiny_synthetic / "synth_0003.mp4")
-    imported = _fake_checkpoint(tmp_path / "imported.pt", features={"task": "ImportFeatures", "window": 16, "stride": 4})
+    imported = _fake_checkpoint(tmp_path / "imported.pt", features={"task": "ImportFeatures", "window": 16, "stride": 4,
+                                                                    "weights": None})
     assert main(["detect", video, "--checkpoint", str(imported)]) == 2
     err = capsys.readouterr().err
     assert "imported.pt" in err and "imported features" in err and "raw video" in err

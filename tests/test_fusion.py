@@ -143,7 +143,7 @@ def test_unknown_settings_are_refused():
 def test_detector_settings_from_the_command_line_shape_the_artifact_path(tmp_path):
     from luigi.cmdline_parser import CmdlineParser
 
-    from pipeline.tasks import Detect, TrainDetector
+    from pipeline.detector_tasks import Detect, TrainDetector
 
     common = ["--paths-workdir", str(tmp_path), "--no-lock"]
     with CmdlineParser.global_instance(["TrainDetector", *common]):

@@ -1,0 +1,187 @@
+"""Detector tasks: TrainDetector -> Detect for one variant (detector, with or without BAPG and from which
+boundaries, seed), on the features of pipeline.data_tasks and, for +BAPG, pipeline.bapg_tasks' ProposalFeatures.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import luigi
+
+from pipeline.bapg_tasks import ProposalFeatures, SimilarityMatrices, TrainEncoder, TSCProposals
+from pipeline.base import StageTask, gpu_resources, task_threads, write_csv
+from pipeline.data_tasks import ExtractFeatures, SampleFrames, dataset_annotations, features_task
+from pipeline.stages.proposals import SOURCES
+
+log = logging.getLogger("pipeline")
+
+
+class DetectorTask(StageTask):
+    """Shared parameters of a detector variant: which detector, with or without BAPG (and from which boundaries),
+    which seed, and the detector's model / training / fusion settings (JSON, all part of the artifact hash)."""
+
+    detector = luigi.ChoiceParameter(default="actionformer", choices=["afsd", "actionformer"])
+    use_bapg = luigi.BoolParameter(default=False, description="fuse ProposalFeatures into the video features")
+    bapg_source = luigi.ChoiceParameter(default="tsc", choices=SOURCES,
+                                        description="with --use-bapg: boundaries from tsc (the method), raw (TSC "
+                                                    "without encoder), random (same counts) or oracle (ground truth)")
+    seed = luigi.IntParameter(default=0)
+    untrained = luigi.BoolParameter(default=False, description="keep the initial weights: the report's sanity "
+                                                               "baseline that training must beat by far")
+    device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+
+    def variant(self) -> dict:
+        """The parameters that name this detector variant, passed on to the tasks it requires."""
+        return {"detector": self.detector, "use_bapg": self.use_bapg, "bapg_source": self.bapg_source,
+                "seed": self.seed, "untrained": self.untrained}
+
+    def variant_record(self) -> dict:
+        """The variant as written into detections and evaluations (what the report groups by)."""
+        return {"detector": self.detector, "bapg": self.use_bapg, "bapg_source": self.bapg_source if self.use_bapg
+                else None, "seed": self.seed, "untrained": self.untrained}
+
+    def shaping_params(self) -> dict:
+        params = super().shaping_params()
+        if not self.use_bapg:  # the boundary source does not shape a baseline
+            params["params"] = {k: v for k, v in params["params"].items() if k != "bapg_source"}
+        return params
+
+    def feature_inputs(self) -> dict:
+        inputs = {"features": features_task()}
+        if self.use_bapg:
+            inputs["bapg"] = ProposalFeatures(source=self.bapg_source)
+        return inputs
+
+    def load_features(self, subset: str):
+        from pipeline.storage.features import load_feature_dict
+
+        ann = dataset_annotations(self.data).subset(subset)
+        bapg = self.input()["bapg"].path if self.use_bapg else None
+        features, grids = load_feature_dict(self.input()["features"].path, ann.videos["video"].tolist(), bapg)
+        return ann, features, grids
+
+    def bapg_channels(self) -> int:
+        from pipeline.storage.zarr_store import ArtifactStore
+
+        if not self.use_bapg:
+            return 0
+        store = ArtifactStore(self.input()["bapg"].path)
+        return int(store.read(store.videos()[0]).shape[1])
+
+
+class TrainDetector(DetectorTask):
+    """Train one detector variant on the training subset; checkpoint = EMA weights after the last epoch, the
+    fully resolved model / training / fusion settings, the health check and the inference recipe."""
+
+    artifact = "detector"
+    suffix = ""
+
+    @property
+    def resources(self):  # two GPU stages never share one GPU (pipeline.base.gpu_resources)
+        return gpu_resources()
+
+    epochs = luigi.IntParameter(default=0, description="0: the detector's recipe (or [<detector>] train epochs)")
+
+    def settings(self) -> dict:
+        """Model, training and fusion settings of this detector ([afsd] / [actionformer] in luigi.cfg)."""
+        from pipeline.config import detector_settings
+
+        settings = detector_settings(self.detector)
+        if self.epochs:
+            settings["train"]["epochs"] = self.epochs
+        if self.untrained:
+            settings["train"]["epochs"] = 0
+        if not self.use_bapg:
+            settings.pop("fusion")
+        return settings
+
+    def shaping_params(self) -> dict:
+        return {**super().shaping_params(), "settings": self.settings()}
+
+    def requires(self):
+        return self.feature_inputs()
+
+    def run(self):
+        import torch
+
+        from pipeline.stages.detection import train_detector
+
+        torch.set_num_threads(task_threads())
+        ann, features, grids = self.load_features(self.data.train_subset)
+        labels = dataset_annotations(self.data).labels
+        settings = self.settings()
+        config = {**settings["train"], "model": settings["model"], "fusion": settings.get("fusion", {})}
+
+        def on_epoch(done: int, total: int) -> None:
+            self.set_progress_percentage(round(100 * done / max(total, 1)))
+            self.set_status_message(f"epoch {done}/{total}")
+
+        state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
+                                              seed=self.seed, device=self.device,
+                                              bapg_channels=self.bapg_channels(), on_epoch=on_epoch)
+        cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features),
+               "inputs": self.inference_recipe().to_dict()}
+        health = cfg["health"]
+        if health["healthy"] is False:
+            log.warning("detector %s seed %d: UNHEALTHY training run: %s", self.detector + (" + BAPG" if self.use_bapg
+                        else ""), self.seed, "; ".join(health["problems"]))
+        checkpoint = {"state": state, "config": cfg}
+        if self.use_bapg and cfg["inputs"]["bapg"]["use_encoder"]:
+            # Self-contained: single-video inference rebuilds the BAPG features without the run folder.
+            encoder_file = Path(TrainEncoder().output().path) / "checkpoint.pt"
+            encoder = torch.load(encoder_file, map_location="cpu", weights_only=True)
+            checkpoint["encoder"] = {"state": encoder["state"], "config": encoder["config"]}
+        with self.output().writer() as folder:
+            torch.save(checkpoint, folder / "checkpoint.pt")
+            (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
+            (folder / "health.json").write_text(json.dumps(health, indent=1))
+            write_csv(folder / "train_log.csv", log_rows)
+
+    def inference_recipe(self):
+        """How this detector's input was made from a raw video (stages.recipe), for `tal-pipeline detect`."""
+        from pipeline.stages.proposal_features import PROJECTION_SEED
+        from pipeline.stages.recipe import BapgRecipe, FeaturesRecipe, FramesRecipe, InferenceRecipe
+
+        feats = features_task()
+        extracted = isinstance(feats, ExtractFeatures)
+        frames = SampleFrames()
+        bapg = None
+        if self.use_bapg:
+            tsc, pf = TSCProposals(source=self.bapg_source), ProposalFeatures(source=self.bapg_source)
+            sim = SimilarityMatrices(use_encoder=self.bapg_source != "raw")
+            bapg = BapgRecipe(source=self.bapg_source, use_encoder=sim.use_encoder, block=sim.block,
+                              ms=tuple(int(m) for m in tsc.ms), rates=tuple(float(r) for r in tsc.rates),
+                              penalty=float(tsc.penalty), min_size=tsc.min_size, max_union=tsc.max_union,
+                              projection_dim=pf.projection_dim, projection_seed=PROJECTION_SEED)
+        return InferenceRecipe(
+            features=FeaturesRecipe(task=type(feats).__name__, window=feats.window, stride=feats.stride,
+                                    weights=feats.weights_name if extracted else None),
+            frames=FramesRecipe(fps=frames.fps, size=frames.frame_size) if extracted else None,
+            bapg=bapg)
+
+
+class Detect(DetectorTask):
+    """Detections on the test subset, ActivityNet results JSON (capped per video, clipped, multi-label)."""
+
+    artifact = "detections"
+    suffix = ""
+    max_dets = luigi.IntParameter(default=200)
+
+    def requires(self):
+        return {"model": TrainDetector(**self.variant()),
+                **self.feature_inputs()}
+
+    def run(self):
+        from pipeline.stages.detection import detect
+        from pipeline.stages.inference import checkpoint_file, load_checkpoint_file
+
+        ckpt = load_checkpoint_file(checkpoint_file(self.input()["model"].path))
+        ann, features, grids = self.load_features(self.data.test_subset)
+        durations = {v: ann.duration(v) for v in features}
+        results = detect(self.detector, ckpt["state"], ckpt["config"], features, ckpt["config"]["labels"], grids,
+                         durations, max_dets=self.max_dets, device=self.device)
+        payload = {"version": "tal-pipeline", "results": results,
+                   "external_data": {**self.variant_record(), "health": ckpt["config"].get("health")}}
+        with self.output().writer() as folder:
+            (folder / "detections.json").write_text(json.dumps(payload))

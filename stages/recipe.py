@@ -1,0 +1,130 @@
+"""The inference recipe: how a detector's input was made from a raw video, recorded in its checkpoint.
+
+TrainDetector writes it (config["inputs"]) from the parameters of the tasks upstream of the detector; Detect
+and `tal-pipeline detect` read it back through `InferenceRecipe.from_dict`, the one validated reader, and
+single-video inference (stages.inference) rebuilds frames -> I3D features -> (+BAPG) S -> change points -> B
+with exactly these values. Every field is required when read: a default here would silently disagree with the
+pipeline's on the day one of them changes, so an old checkpoint without a field is refused (retrain it).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+# Features that single-video inference can recompute from a raw video (models/i3d_weights.py).
+SUPPORTED_WEIGHTS = ("i3d-rgb-k400",)
+
+
+def _section(data: Any, cls, where: str):
+    """One recipe section as `cls`, every field present and of the field's type (ValueError naming `where`)."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = [f.name for f in fields(cls)]
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {missing} (written by an older version: retrain the detector, "
+                         "--TrainDetector-force)")
+    values = {}
+    for f in fields(cls):
+        value = data[f.name]
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        try:
+            if kind == "bool":
+                if not isinstance(value, bool):
+                    raise TypeError
+            elif kind.startswith("tuple"):
+                value = tuple(float(v) if "float" in kind else int(v) for v in value)
+            elif kind in ("int", "float", "str"):
+                value = {"int": int, "float": float, "str": str}[kind](value)
+                if kind == "int" and value != data[f.name]:
+                    raise TypeError
+            elif kind == "str | None":
+                value = None if value is None else str(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: {f.name} = {data[f.name]!r} is not a {kind}") from None
+        values[f.name] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class FramesRecipe:
+    """SampleFrames: sampling rate (frames per second) and output frame size (short side, centre crop)."""
+
+    fps: float
+    size: int
+
+
+@dataclass(frozen=True)
+class FeaturesRecipe:
+    """The features task (ExtractFeatures | ImportFeatures), its window / stride in frames and the I3D weights
+    (None for imported features)."""
+
+    task: str
+    window: int
+    stride: int
+    weights: str | None
+
+
+@dataclass(frozen=True)
+class BapgRecipe:
+    """SimilarityMatrices -> TSCProposals -> ProposalFeatures of a +BAPG detector."""
+
+    source: str  # tsc | raw | random | oracle (stages.proposals.SOURCES)
+    use_encoder: bool  # S from the contrastive encoder's embeddings (False: from the features themselves)
+    block: int  # tiling of S: it can change the last bit of a float16 entry, so inference tiles the same way
+    ms: tuple[int, ...]
+    rates: tuple[float, ...]
+    penalty: float
+    min_size: int
+    max_union: int
+    projection_dim: int
+    projection_seed: int
+
+
+@dataclass(frozen=True)
+class InferenceRecipe:
+    """config["inputs"] of a TrainDetector checkpoint; frames is None for imported features, bapg for a
+    baseline."""
+
+    features: FeaturesRecipe
+    frames: FramesRecipe | None = None
+    bapg: BapgRecipe | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-able and loadable with torch.load(weights_only=True): plain dicts, lists and scalars."""
+        out: dict = {"features": asdict(self.features)}
+        if self.frames is not None:
+            out["frames"] = asdict(self.frames)
+        if self.bapg is not None:
+            out["bapg"] = {**asdict(self.bapg), "ms": list(self.bapg.ms), "rates": list(self.bapg.rates)}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, use_bapg: bool, where: str = "checkpoint") -> "InferenceRecipe":
+        """The recipe recorded as config["inputs"], validated; ValueError naming `where` and the key."""
+        where = f"{where}: config['inputs']"
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+        features = _section(data.get("features"), FeaturesRecipe, f"{where}['features']")
+        frames = _section(data["frames"], FramesRecipe, f"{where}['frames']") if "frames" in data else None
+        if features.task == "ExtractFeatures" and frames is None:
+            raise ValueError(f"{where}: features extracted from frames, but no 'frames' section")
+        bapg = None
+        if use_bapg:
+            bapg = _section(data.get("bapg"), BapgRecipe, f"{where}['bapg'] (a +BAPG detector)")
+        return cls(features=features, frames=frames, bapg=bapg)
+
+    def require_raw_video_inference(self, where: str = "checkpoint") -> None:
+        """ValueError unless this input can be rebuilt from a raw video (single-video inference)."""
+        from pipeline.stages.proposals import SIMILARITY_SOURCES
+
+        if self.frames is None:
+            raise ValueError(f"{where}: the detector was trained on imported features ({self.features.task}), which "
+                             "cannot be recomputed from a raw video; run it on those features with the pipeline's "
+                             "Detect task instead, or train a detector on ExtractFeatures")
+        if self.features.weights not in SUPPORTED_WEIGHTS:
+            raise ValueError(f"{where}: features were made with weights {self.features.weights!r}; only "
+                             f"{list(SUPPORTED_WEIGHTS)} can be recomputed here")
+        if self.bapg is not None and self.bapg.source not in SIMILARITY_SOURCES:
+            raise ValueError(f"{where}: a +BAPG ablation detector (boundaries from {self.bapg.source!r}) cannot run "
+                             "on a raw video: its boundaries are not computed from the video")
