@@ -2,6 +2,10 @@
 
 Importing this package registers every task with luigi (and nothing heavy: no torch, no Numba).
 """
+from pipeline.config import use_package_defaults as _use_package_defaults
+
+_use_package_defaults()  # the shipped luigi.cfg, read first: ./luigi.cfg, $LUIGI_CONFIG_PATH and flags override it
+
 # The task modules follow the data flow, each importing only those before it:
 # data_tasks -> bapg_tasks -> detector_tasks -> report_tasks (pipeline.base: what every task shares).
 from pipeline.data_tasks import *  # noqa: F401,F403 - luigi finds tasks by importing the module

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except (ValueError, FileNotFoundError, KeyError) as exc:
         # Bad input: one clear line naming the file and the problem, no traceback.
         print(f"tal-pipeline {args.command}: error: {exc}", file=sys.stderr)

@@ -1,10 +1,70 @@
-"""Configuration sections of luigi.cfg, each overridable on the command line.
+"""Configuration: the default luigi.cfg shipped with the package, its sections, and where each value comes from.
 
 `[dataset] videos=DIR` is `--dataset-videos DIR` for any task, and so on. Values read from a
 luigi.Config are not part of a task's identity, so the dataset's identity (paths, file sizes and
 mtimes) is hashed into every artifact path explicitly (see pipeline.dataset).
+
+Files read, lowest priority first: the package's pipeline/luigi.cfg, luigi's own (/etc/luigi/luigi.cfg,
+./luigi.cfg), then $LUIGI_CONFIG_PATH; the command line overrides them all.
 """
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
 import luigi
+
+DEFAULT_CONFIG = Path(__file__).with_name("luigi.cfg")
+
+
+def use_package_defaults() -> None:
+    """Read the shipped luigi.cfg first, so any other file luigi reads overrides it (idempotent).
+
+    luigi only appends paths (add_config_path gives the highest priority), so the default goes to the front of
+    the parser's path list and the files are re-read in order.
+    """
+    from luigi.configuration import LuigiConfigParser
+
+    paths = LuigiConfigParser._config_paths  # luigi 3.8: class-level list, read in order by reload()
+    if str(DEFAULT_CONFIG) not in paths:
+        paths.insert(0, str(DEFAULT_CONFIG))
+        LuigiConfigParser.reload()
+
+
+def config_files() -> list[Path]:
+    """The configuration files luigi reads, lowest priority first, that exist."""
+    from luigi.configuration import LuigiConfigParser
+
+    use_package_defaults()
+    return [Path(p).resolve() for p in LuigiConfigParser._config_paths if Path(p).is_file()]
+
+
+def resolved_config() -> list[dict]:
+    """Every configured value and every parameter of this package's tasks and sections, resolved:
+    [{"section", "key", "value", "source"}]; source is the file that set it last, or "default" (the parameter's
+    default in the code)."""
+    from luigi.task_register import Register
+
+    parser = luigi.configuration.get_config()
+    source: dict[tuple[str, str], str] = {}
+    for file in config_files():
+        raw = configparser.ConfigParser(interpolation=None)
+        raw.read(file)
+        for section in raw.sections():
+            for key in raw[section]:
+                source[(section, key.replace("-", "_"))] = str(file)
+    rows = {(sec, key): {"section": sec, "key": key, "value": parser.get(sec, key, raw=True), "source": src}
+            for (sec, key), src in source.items() if parser.has_option(sec, key)}
+    for name in sorted(Register.task_names()):
+        cls = Register.get_task_cls(name)
+        concrete = cls.run is not luigi.Task.run or (issubclass(cls, luigi.Config) and not name.startswith("_"))
+        if not cls.__module__.startswith("pipeline.") or not concrete:  # shared bases are listed by their tasks
+            continue
+        for key, param in cls.get_params():
+            if (name, key) not in rows and param._default is not luigi.parameter._no_value:
+                rows[(name, key)] = {"section": name, "key": key, "value": param.serialize(param._default),
+                                     "source": "default"}
+    return sorted(rows.values(), key=lambda r: (r["section"].lower(), r["key"]))
 
 
 class dataset(luigi.Config):  # noqa: N801 - section name as written in luigi.cfg

@@ -43,10 +43,10 @@ def torch_one_thread():
 
 
 def luigi_env(tmp: Path) -> dict:
-    """The environment of a luigi subprocess: the project's luigi.cfg; the user's (or CI's) cache,
-    so the I3D weights are fetched once, not per test."""
+    """The environment of a luigi subprocess: the package's shipped luigi.cfg (no LUIGI_CONFIG_PATH: it runs in a
+    folder without a luigi.cfg); the user's (or CI's) cache, so the I3D weights are fetched once, not per test."""
     env = dict(os.environ)
-    env["LUIGI_CONFIG_PATH"] = str(REPO / "luigi.cfg")
+    env.pop("LUIGI_CONFIG_PATH", None)
     return env
 
 
