@@ -140,6 +140,12 @@ class StageTask(luigi.Task):
         log.info("--force: removed %s", out.path)
 
     # -- per-video execution -------------------------------------------------------------------
+    def report_progress(self, done: int, total: int, unit: str = "videos", failed: int = 0) -> None:
+        """luigi's progress channel, shown on luigid's task page: per-video stages call it as each video finishes,
+        training after each epoch (a log line each time would drown the log; this is one value per task)."""
+        self.set_progress_percentage(round(100 * done / max(total, 1)))
+        self.set_status_message(f"{done}/{total} {unit}" + (f", {failed} failed" if failed else ""))
+
     def dask_scheduler(self) -> tuple[str, int | None]:
         cfg = config.dask()
         return cfg.scheduler, (cfg.workers or None)
@@ -160,7 +166,9 @@ class StageTask(luigi.Task):
         todo = [v for v in videos if v not in done]
         log.info("%s: %d videos, %d already done, %d to compute", self.artifact, len(videos), len(done & set(videos)), len(todo))
         scheduler, workers = self.dask_scheduler()
-        result = run_per_video(worker, todo, scheduler=scheduler, num_workers=workers, store_path=str(store.path), **kwargs)
+        result = run_per_video(worker, todo, scheduler=scheduler, num_workers=workers, store_path=str(store.path),
+                               on_progress=lambda finished, failed, _: self.report_progress(
+                                   len(videos) - len(todo) + finished, len(videos), failed=failed), **kwargs)
         report = store.write_failure_report(self.artifact, result.failures)
         if result.failures and not skip_bad_videos:
             listing = "; ".join(f"{v}: {r}" for v, r in sorted(result.failures.items())[:10])

@@ -53,11 +53,13 @@ def run_per_video(
     videos: list[str],
     scheduler: str = "threads",
     num_workers: int | None = None,
+    on_progress: Callable[[int, int, int], None] | None = None,
     **kwargs,
 ) -> PerVideoResult:
     """Call ``fn(video, **kwargs)`` for every video on the chosen Dask scheduler.
 
     fn must be a module-level function (the processes scheduler and remote workers pickle it).
+    on_progress(finished, failed, total): called in this process as each video finishes (progress reporting).
     """
     import dask
 
@@ -65,21 +67,35 @@ def run_per_video(
     if not videos:
         return result
     tasks = [dask.delayed(_guarded, pure=False)(fn, video, kwargs) for video in videos]
+    outcomes: list[tuple[str, str | None]] = []
+
+    def finished(outcome) -> None:
+        outcomes.append(outcome)
+        if on_progress is not None:
+            on_progress(len(outcomes), sum(reason is not None for _, reason in outcomes), len(videos))
+
     if scheduler in LOCAL_SCHEDULERS:
+        from dask.callbacks import Callback
+
         options = {"scheduler": scheduler}
         if scheduler != "synchronous":
             options["num_workers"] = worker_count(scheduler, num_workers)
-        outcomes = dask.compute(*tasks, **options)
+        keys = {t.key for t in tasks}
+        # posttask runs in the scheduling loop of this process, once per finished task.
+        with Callback(posttask=lambda key, value, *_: finished(value) if key in keys else None):
+            dask.compute(*tasks, **options)
     elif scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-        from distributed import Client
+        from distributed import Client, as_completed
 
         with Client(scheduler, set_as_default=False) as client:
-            outcomes = client.gather(client.compute(tasks))
+            for future in as_completed(client.compute(tasks), loop=client.loop):  # not a default client
+                finished(future.result())
     else:
         raise ValueError(
             f"unknown Dask scheduler {scheduler!r}: use threads, processes, synchronous or an address like tcp://host:8786"
         )
-    for video, reason in outcomes:
+    order = {video: i for i, video in enumerate(videos)}
+    for video, reason in sorted(outcomes, key=lambda o: order[o[0]]):
         if reason is None:
             result.done.append(video)
         else:

@@ -82,3 +82,13 @@ def test_fullrun_second_run_does_nothing(full_run):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "ran successfully" not in again.stderr and "complete ones were encountered" in again.stderr
     assert {p: p.stat().st_mtime_ns for p in workdir.rglob("DONE")} == before
+
+
+def test_fullrun_log_is_plain_text_without_progress_bars(full_run):
+    # A log file is not a terminal: no carriage-return redraws, no per-iteration lines; progress goes to luigi's
+    # channel instead (tests/test_progress.py).
+    _, _, _, first = full_run
+    log = first.stdout + first.stderr
+    assert "\r" not in log
+    assert "it/s" not in log and "s/it" not in log and "train actionformer" not in log
+    assert len(log.splitlines()) < 2000  # ~14 tasks, a few lines each, however many iterations they train
