@@ -41,7 +41,7 @@ def _section(data: Any, cls, where: str):
             elif kind == "str | None":
                 value = None if value is None else str(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: {f.name} = {data[f.name]!r} is not a {kind}") from None
+            raise ValueError(f"{where}: {f.name} = {data[f.name]!r} is not of type {kind}") from None
         values[f.name] = value
     return cls(**values)
 

@@ -1,0 +1,65 @@
+"""The inference recipe (stages.recipe): written by TrainDetector, read back by the one validated reader."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.stages.recipe import BapgRecipe, FeaturesRecipe, FramesRecipe, InferenceRecipe
+
+
+def _bapg(**overrides) -> BapgRecipe:
+    values = dict(source="tsc", use_encoder=True, block=512, ms=(), rates=(8.0, 16.0), penalty=0.0, min_size=1,
+                  max_union=3, projection_dim=128, projection_seed=0)
+    return BapgRecipe(**{**values, **overrides})
+
+
+def _recipe(**overrides) -> InferenceRecipe:
+    values = dict(features=FeaturesRecipe("ExtractFeatures", 16, 4, "i3d-rgb-k400"), frames=FramesRecipe(8.0, 64),
+                  bapg=_bapg())
+    return InferenceRecipe(**{**values, **overrides})
+
+
+def test_recipe_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    recipe = _recipe()
+    torch.save({"inputs": recipe.to_dict()}, tmp_path / "c.pt")
+    stored = torch.load(tmp_path / "c.pt", weights_only=True)["inputs"]
+    assert InferenceRecipe.from_dict(stored, use_bapg=True) == recipe
+    assert stored["bapg"]["rates"] == [8.0, 16.0] and stored["bapg"]["block"] == 512
+    baseline = _recipe(bapg=None)
+    assert InferenceRecipe.from_dict(baseline.to_dict(), use_bapg=False) == baseline
+    assert "bapg" not in baseline.to_dict()
+
+
+def test_reader_names_the_missing_or_malformed_key():
+    data = _recipe().to_dict()
+    del data["bapg"]["block"]
+    with pytest.raises(ValueError, match=r"ckpt.pt: config\['inputs'\]\['bapg'\].*missing key\(s\) \['block'\]"):
+        InferenceRecipe.from_dict(data, use_bapg=True, where="ckpt.pt")
+    # A baseline does not need the BAPG section, so the same recipe reads as one.
+    assert InferenceRecipe.from_dict(data, use_bapg=False).bapg is None
+
+    data = _recipe().to_dict()
+    data["bapg"]["use_encoder"] = "yes"
+    with pytest.raises(ValueError, match="use_encoder = 'yes' is not of type bool"):
+        InferenceRecipe.from_dict(data, use_bapg=True)
+    data = _recipe().to_dict()
+    data["frames"]["size"] = 64.5
+    with pytest.raises(ValueError, match="size = 64.5 is not of type int"):
+        InferenceRecipe.from_dict(data, use_bapg=True)
+    data = _recipe().to_dict()
+    del data["frames"]
+    with pytest.raises(ValueError, match="no 'frames' section"):
+        InferenceRecipe.from_dict(data, use_bapg=True)
+    with pytest.raises(ValueError, match="expected a mapping"):
+        InferenceRecipe.from_dict([1, 2], use_bapg=False)
+
+
+def test_only_inputs_computed_from_the_video_run_on_a_raw_video():
+    _recipe().require_raw_video_inference()
+    imported = _recipe(features=FeaturesRecipe("ImportFeatures", 16, 4, None), frames=None)
+    with pytest.raises(ValueError, match="imported features"):
+        imported.require_raw_video_inference("x.pt")
+    with pytest.raises(ValueError, match="weights 'other'"):
+        _recipe(features=FeaturesRecipe("ExtractFeatures", 16, 4, "other")).require_raw_video_inference()
+    with pytest.raises(ValueError, match="oracle"):
+        _recipe(bapg=_bapg(source="oracle")).require_raw_video_inference()

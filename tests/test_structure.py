@@ -1,0 +1,81 @@
+"""The package's structure: no import cycle between its modules (function-level imports included), and modules
+small enough to read in one sitting."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+# Repository folder -> installed package (pyproject.toml [tool.setuptools.package-dir]).
+PACKAGES = {"pipeline": "pipeline", "stages": "pipeline.stages", "models": "pipeline.models",
+            "storage": "pipeline.storage"}
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for folder, package in PACKAGES.items():
+        for file in sorted((REPO / folder).rglob("*.py")):
+            parts = file.relative_to(REPO / folder).with_suffix("").parts
+            name = ".".join((package, *parts))
+            out[name.removesuffix(".__init__")] = file
+    return out
+
+
+def _imports(name: str, file: Path, modules: dict[str, Path]) -> set[str]:
+    """This package's modules that `name` imports anywhere in its body (not only at the top)."""
+    is_package = file.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from its package
+                parent = name.split(".")[: len(name.split(".")) - node.level + (1 if is_package else 0)]
+                base = ".".join([*parent, *([base] if base else [])])
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:  # a name inside a module -> the module
+                target = target.rpartition(".")[0]
+            # A package's __init__ is imported with its submodules: only count what is named.
+            if target and target != name and target != "pipeline":
+                found.add(target)
+    return found
+
+
+def test_no_import_cycle():
+    modules = _modules()
+    graph = {name: _imports(name, file, modules) for name, file in modules.items()}
+    cycles, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+def test_task_modules_import_only_the_ones_before_them():
+    order = ["pipeline.data_tasks", "pipeline.bapg_tasks", "pipeline.detector_tasks", "pipeline.report_tasks"]
+    modules = _modules()
+    for i, name in enumerate(order):
+        later = set(order[i + 1:])
+        assert not _imports(name, modules[name], modules) & later, name
+
+
+def test_no_module_over_the_size_limit():
+    too_long = {str(file.relative_to(REPO)): n for file in _modules().values()
+                if (n := len(file.read_text().splitlines())) > MAX_LINES}
+    assert too_long == {}
