@@ -49,70 +49,32 @@ def _fmin(typingctx, a, b):
     return sig, codegen
 
 
+@njit(inline="always", fastmath=_FAST)
+def _min_plus_row(m, y, x0, x1, x2, x3):
+    """m[j] = min(m[j], y + x_j), j = 0..3: one k (y = F[k-1, a]) against four segment ends b (x_j = v(a, b_j))."""
+    return _fmin(m[0], y + x0), _fmin(m[1], y + x1), _fmin(m[2], y + x2), _fmin(m[3], y + x3)
+
+
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def _mins_4x4(f0, f1, f2, f3, c0, c1, c2, c3, out):
     """out[4 * i + j] = min over a of f_i[a] + c_j[a]: 16 min-plus reductions sharing every load.
 
     f0..f3: (n,) F[k-1, a0:a1] for four consecutive k; c0..c3: (n,) v(a0:a1, b) for four consecutive b;
-    out: (16,). Zero-based views: LLVM vectorises this loop, not one indexed from a0.
+    out: (16,). Zero-based views: LLVM vectorises this loop, not one indexed from a0. The 16 running minima
+    are four 4-tuples (registers; _min_plus_row is inlined into the loop).
     """
-    m00 = np.inf
-    m01 = np.inf
-    m02 = np.inf
-    m03 = np.inf
-    m10 = np.inf
-    m11 = np.inf
-    m12 = np.inf
-    m13 = np.inf
-    m20 = np.inf
-    m21 = np.inf
-    m22 = np.inf
-    m23 = np.inf
-    m30 = np.inf
-    m31 = np.inf
-    m32 = np.inf
-    m33 = np.inf
+    m0 = m1 = m2 = m3 = (np.inf, np.inf, np.inf, np.inf)
     for a in range(f0.shape[0]):
-        x0 = c0[a]
-        x1 = c1[a]
-        x2 = c2[a]
-        x3 = c3[a]
-        y = f0[a]
-        m00 = _fmin(m00, y + x0)
-        m01 = _fmin(m01, y + x1)
-        m02 = _fmin(m02, y + x2)
-        m03 = _fmin(m03, y + x3)
-        y = f1[a]
-        m10 = _fmin(m10, y + x0)
-        m11 = _fmin(m11, y + x1)
-        m12 = _fmin(m12, y + x2)
-        m13 = _fmin(m13, y + x3)
-        y = f2[a]
-        m20 = _fmin(m20, y + x0)
-        m21 = _fmin(m21, y + x1)
-        m22 = _fmin(m22, y + x2)
-        m23 = _fmin(m23, y + x3)
-        y = f3[a]
-        m30 = _fmin(m30, y + x0)
-        m31 = _fmin(m31, y + x1)
-        m32 = _fmin(m32, y + x2)
-        m33 = _fmin(m33, y + x3)
-    out[0] = m00
-    out[1] = m01
-    out[2] = m02
-    out[3] = m03
-    out[4] = m10
-    out[5] = m11
-    out[6] = m12
-    out[7] = m13
-    out[8] = m20
-    out[9] = m21
-    out[10] = m22
-    out[11] = m23
-    out[12] = m30
-    out[13] = m31
-    out[14] = m32
-    out[15] = m33
+        x0, x1, x2, x3 = c0[a], c1[a], c2[a], c3[a]
+        m0 = _min_plus_row(m0, f0[a], x0, x1, x2, x3)
+        m1 = _min_plus_row(m1, f1[a], x0, x1, x2, x3)
+        m2 = _min_plus_row(m2, f2[a], x0, x1, x2, x3)
+        m3 = _min_plus_row(m3, f3[a], x0, x1, x2, x3)
+    for j in range(QUAD):
+        out[j] = m0[j]
+        out[QUAD + j] = m1[j]
+        out[2 * QUAD + j] = m2[j]
+        out[3 * QUAD + j] = m3[j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
