@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from pipeline.stages.import_features import import_video_features
-from pipeline.stages.thumos_like import (CLASSES, SUBSETS, class_directions, generate_thumos_like, layout_statistics,
-                                sample_layout)
+from pipeline.stages.thumos_like import generate_thumos_like
+from pipeline.stages.thumos_like_features import class_directions
+from pipeline.stages.thumos_like_layout import CLASSES, SUBSETS, layout_statistics, sample_layout
 from pipeline.stages.timegrid import feature_to_seconds, num_windows
 from pipeline.storage.annotations import load_annotations
 from pipeline.storage.features import TimeGrid, read_features

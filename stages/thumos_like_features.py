@@ -1,0 +1,126 @@
+"""Features of the THUMOS14-shaped benchmark (stages/thumos_like.py, whose docstring is the data model): the
+orthonormal class directions and the (T, width) I3D-like features of one video rendered from its layout."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.stages.thumos_like_layout import CLASSES, FPS, STRIDE, SUBSETS, WINDOW, ThumosLikeParams, VideoLayout
+from pipeline.stages.timegrid import num_windows
+
+
+@dataclass
+class Directions:
+    """The model's fixed unit directions (orthonormal): class appearance and motion, shared parts."""
+
+    mean: np.ndarray  # (D,)
+    shared_appearance: np.ndarray  # (D,)
+    appearance: np.ndarray  # (20, D): shared_appearance and class part mixed, unit norm
+    appearance_specific: np.ndarray  # (20, D)
+    generic_motion: np.ndarray  # (D,)
+    motion: np.ndarray  # (20, D): generic and class-specific motion mixed, unit norm
+    motion_specific: np.ndarray  # (20, D)
+
+    @property
+    def motion_basis(self) -> np.ndarray:
+        return np.vstack([self.generic_motion[None], self.motion_specific])
+
+
+def class_directions(seed: int, width: int, params: ThumosLikeParams | None = None) -> Directions:
+    """The appearance/motion directions of every class for a seed and width (orthonormal parts)."""
+    p = params or ThumosLikeParams()
+    n = len(CLASSES)
+    need = 2 * n + 3
+    if width < 64:
+        raise ValueError(f"--width must be at least 64 (the model needs {need} orthogonal directions), got {width}")
+    rng = np.random.default_rng([seed, 7_000_001])
+    q, _ = np.linalg.qr(rng.normal(size=(width, need)))
+    q = q.T  # (need, D) orthonormal rows
+    mean, shared_app, generic_mot = q[0], q[1], q[2]
+    app_spec, mot_spec = q[3:3 + n], q[3 + n:3 + 2 * n]
+    a, m = p.appearance_shared, p.motion_generic
+    appearance = (a * shared_app + math.sqrt(1 - a * a) * app_spec)
+    motion = (m * generic_mot + math.sqrt(1 - m * m) * mot_spec)
+    return Directions(mean, shared_app, appearance, app_spec, generic_mot, motion, mot_spec)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _jittered(rng: np.random.Generator, direction: np.ndarray, jitter: float) -> np.ndarray:
+    g = rng.normal(size=direction.shape) / math.sqrt(direction.shape[-1])
+    return _unit(direction + jitter * g)
+
+
+def _knots(rng: np.random.Generator, times: np.ndarray, every: float, shape: tuple, scale: float) -> np.ndarray:
+    """Piecewise-linear random signal at `times` (s): Gaussian knots every `every` s, std `scale`."""
+    n = int(math.ceil(times[-1] / every)) + 2
+    knots = rng.normal(0.0, scale, size=(n, *shape))
+    pos = times / every
+    i = np.minimum(pos.astype(int), n - 2)
+    w = (pos - i).reshape(-1, *([1] * len(shape)))
+    return (1 - w) * knots[i] + w * knots[i + 1]
+
+
+def render_features(layout: VideoLayout, seed: int, width: int, params: ThumosLikeParams | None = None,
+                    directions: Directions | None = None) -> np.ndarray:
+    """(T, width) float32 features of one video, T = num_windows(frames, 16, 4)."""
+    p = params or ThumosLikeParams()
+    d = directions or class_directions(seed, width, p)
+    rng = np.random.default_rng([seed, SUBSETS.index(layout.subset), int(layout.video.rsplit("_", 1)[1]), 1, width])
+    n_frames = layout.n_frames
+    steps = num_windows(n_frames, WINDOW, STRIDE)
+    if steps < 1:
+        raise ValueError(f"video {layout.video}: {n_frames} frames are fewer than one window of {WINDOW}")
+    n_chunks = n_frames // STRIDE  # chunk c = frames [4c, 4c + 4); window i = chunks i..i+3
+    frames = n_chunks * STRIDE
+    primary = CLASSES.index(layout.classes[0])
+
+    # Scenes: one vector per scene, tilted towards the video's main class appearance (the venue).
+    cut_frames = [int(round(c * FPS)) for c in layout.scene_cuts]
+    scenes = _jittered(rng, np.zeros((len(cut_frames) + 1, width)), 1.0)
+    tilt = rng.uniform(*p.scene_class_tilt, size=(len(scenes), 1))
+    scenes = p.scene_norm * _unit(scenes + tilt * d.appearance[primary])
+    scene_of_frame = np.searchsorted(np.asarray(cut_frames, dtype=int), np.arange(frames), side="right")
+    x = scenes[scene_of_frame].astype(np.float32)  # (frames, D)
+
+    # Action instances: appearance over warm-up + action + cool-down, motion inside the action only.
+    for a in layout.actions:
+        c = CLASSES.index(a.label)
+        app = (p.appearance_norm * rng.lognormal(0.0, p.appearance_scale_sigma)
+               * _jittered(rng, d.appearance[c], p.appearance_jitter))
+        mot = p.motion_norm * rng.lognormal(0.0, p.motion_scale_sigma) * _jittered(rng, d.motion[c], p.motion_jitter)
+        flank_mot = rng.uniform(*p.flank_motion) * d.generic_motion
+        f0, f1, f2, f3 = (int(round(t * FPS)) for t in (a.warmup[0], a.start, a.end, a.cooldown[1]))
+        f3 = min(f3, frames)
+        if f0 >= f3:
+            continue
+        x[f0:f3] += app.astype(np.float32)
+        if f0 < min(f1, frames):
+            x[f0:min(f1, frames)] += flank_mot.astype(np.float32)
+        if f2 < f3:
+            x[f2:f3] += flank_mot.astype(np.float32)
+        if f1 < min(f2, frames):
+            t = (np.arange(f1, min(f2, frames)) + 0.5) / FPS - a.start
+            length = a.end - a.start
+            r_in = min(rng.uniform(*p.motion_ramp), length / 3)
+            r_out = min(rng.uniform(*p.motion_ramp), length / 3)
+            ramp = np.minimum(np.clip(t / r_in, 0, 1), np.clip((length - t) / r_out, 0, 1))
+            level = p.motion_floor + (1 - p.motion_floor) * ramp
+            x[f1:min(f2, frames)] += (level[:, None] * mot).astype(np.float32)
+
+    chunks = x.reshape(n_chunks, STRIDE, width).mean(axis=1, dtype=np.float64)
+    # Smooth terms at chunk centres: shared mean, drift, camera motion (generic motion direction).
+    centres = (np.arange(n_chunks) * STRIDE + STRIDE / 2) / FPS
+    chunks += p.mean_norm * d.mean
+    chunks += _knots(rng, centres, p.drift_knot, (width,), p.drift_norm / math.sqrt(width))
+    chunks += _knots(rng, centres, p.camera_knot, (1,), p.camera_norm) * d.generic_motion
+    # Noise per chunk; the window mean of 4 chunks halves its std (norms below are per step).
+    chunks += rng.normal(0.0, 2 * p.noise_norm / math.sqrt(width), size=chunks.shape)
+    basis = d.motion_basis
+    chunks += rng.normal(0.0, 2 * p.motion_noise, size=(n_chunks, len(basis))) @ basis
+    feats = sum(chunks[k:k + steps] for k in range(WINDOW // STRIDE)) / (WINDOW // STRIDE)
+    return feats.astype(np.float32)
