@@ -87,3 +87,16 @@ def select_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Ten
     loc, cls = keep // num_classes, keep % num_classes
     return batched_soft_nms(segs[loc].float().cpu(), s[keep].float().cpu(), cls.cpu(), sigma=sigma,
                             min_score=thresh, max_keep=cap)
+
+
+def select_batch_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, model,
+                            score_thresh: float | None = None, max_dets: int | None = None,
+                            nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """select_detections for every video of a batch: segs (B, K, 2), scores (B, K, C), valid (B, K) -> one
+    (segments, scores, labels) per video. A setting not given is the detector's own: model.score_thresh,
+    .max_dets, .nms_sigma (and always its .pre_nms_topk)."""
+    thr = model.score_thresh if score_thresh is None else score_thresh
+    cap = model.max_dets if max_dets is None else max_dets
+    sigma = model.nms_sigma if nms_sigma is None else nms_sigma
+    return [select_detections(segs[b], scores[b], valid[b], thr, model.pre_nms_topk, sigma, cap)
+            for b in range(segs.shape[0])]

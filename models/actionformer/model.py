@@ -12,7 +12,7 @@ from pipeline.models.actionformer.heads import ClsHead, RegHead
 from pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss
 from pipeline.models.actionformer.neck import PyramidNorm
 from pipeline.models.actionformer.targets import assign_targets, default_regression_ranges
-from pipeline.models.nms import select_detections
+from pipeline.models.nms import select_batch_detections
 
 
 class ActionFormer(nn.Module):
@@ -123,11 +123,7 @@ class ActionFormer(nn.Module):
     def predict(self, outputs: dict, score_thresh: float | None = None, max_dets: int | None = None,
                 nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per video: (segments (N, 2) in input steps, scores (N,), labels (N,) 0-based), best first."""
-        thr = self.score_thresh if score_thresh is None else score_thresh
-        cap = self.max_dets if max_dets is None else max_dets
-        sigma = self.nms_sigma if nms_sigma is None else nms_sigma
         scores = torch.sigmoid(outputs["logits"])  # (B, K, C)
         d = outputs["dists"] * outputs["strides"][None, :, None]  # (B, K, 2) in input steps
         segs = torch.stack([outputs["positions"] - d[..., 0], outputs["positions"] + d[..., 1]], dim=-1)  # (B, K, 2)
-        return [select_detections(segs[b], scores[b], outputs["valid"][b], thr, self.pre_nms_topk, sigma, cap)
-                for b in range(segs.shape[0])]
+        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma)

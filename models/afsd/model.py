@@ -12,7 +12,7 @@ from pipeline.models.afsd.losses import (activation_guided_loss, afsd_total, bou
                                 offset_l1_loss, quality_loss, segment_tiou, softmax_focal_loss, tiou_loss)
 from pipeline.models.afsd.pyramid import TemporalPyramid
 from pipeline.models.afsd.targets import coarse_targets, offset_targets, refined_targets
-from pipeline.models.nms import select_detections
+from pipeline.models.nms import select_batch_detections
 
 
 def refine_segments(coarse: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -175,11 +175,7 @@ class AFSD(nn.Module):
     def predict(self, outputs: dict, score_thresh: float | None = None, max_dets: int | None = None,
                 nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per video: (segments (N, 2) in input steps, scores (N,), labels (N,) 0-based), best first."""
-        thr = self.score_thresh if score_thresh is None else score_thresh
-        cap = self.max_dets if max_dets is None else max_dets
-        sigma = self.nms_sigma if nms_sigma is None else nms_sigma
         scores = fuse_scores(outputs["logits_c"], outputs["logits_r"], outputs["quality"])  # (B, K, C) eq. 15
         segs = refine_segments(outputs["coarse"], outputs["offsets"])  # (B, K, 2) eq. 15
-        return [select_detections(segs[b], scores[b], outputs["valid"][b], thr, self.pre_nms_topk, sigma, cap)
-                for b in range(segs.shape[0])]
+        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma)
 
