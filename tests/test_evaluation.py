@@ -9,14 +9,9 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.stages.evaluation import (
-    PRED_COLUMNS,
-    evaluate_detections,
-    evaluate_detections_reference,
-    load_predictions,
-    threshold_preset,
-)
+from pipeline.stages.evaluation import PRED_COLUMNS, evaluate_detections, load_predictions, threshold_preset
 from pipeline.storage.annotations import INSTANCE_COLUMNS, Annotations, load_annotations
+from tests.reference_evaluation import evaluate_detections_reference
 
 
 def make_gt(actions, ambiguous=(), videos=None) -> Annotations:
