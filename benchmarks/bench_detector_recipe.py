@@ -11,7 +11,7 @@ the held-out fold (average mAP over tIoU 0.3:0.1:0.7, anet mode), for every seed
 --use-bapg the ProposalFeatures, whose training videos are cross-fitted) come from the pipeline's own stores,
 built first when missing. Printed per candidate: mean ± std of the held-out average mAP over seeds x folds, the
 worst run, and how many runs passed the training health check. This is how the detector defaults in
-stages/detection.py are chosen; the test split is not read.
+stages/detector_training.py are chosen; the test split is not read.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def held_out_map(name, features, annotations, labels, grids, train_videos, val_v
                  bapg_channels) -> tuple[float, dict]:
     import pandas as pd
 
-    from pipeline.stages.detection import detect, train_detector
+    from pipeline.stages.detection import detect
+    from pipeline.stages.detector_training import train_detector
     from pipeline.stages.evaluation import evaluate_detections
     from pipeline.storage.annotations import Annotations
 

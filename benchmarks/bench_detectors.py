@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the synthetic data and references
 
 
 def timed(fn, repeats: int) -> float:
@@ -34,23 +38,6 @@ def naive_pool(feat, regions, lengths):
     return out
 
 
-def naive_soft_nms(segs, scores, sigma=0.5, min_score=1e-3):
-    cand = {i: float(s) for i, s in enumerate(scores) if s >= min_score}
-    out = []
-    while cand:
-        best = max(cand, key=cand.get)
-        out.append(best)
-        sb = cand.pop(best)
-        for i in list(cand):
-            a, b = segs[i], segs[best]
-            inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-            iou = inter / ((a[1] - a[0]) + (b[1] - b[0]) - inter)
-            cand[i] *= math.exp(-iou * iou / sigma)
-            if cand[i] < min_score:
-                del cand[i]
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -65,9 +52,12 @@ def main() -> None:
     from pipeline.models.afsd.boundary_pooling import boundary_max_pool
     from pipeline.models.detector_registry import build_detector
     from pipeline.models.nms import soft_nms
-    from pipeline.stages.detection import synthetic_feature_dataset, train_detector
+    from pipeline.stages.detector_training import train_detector
+    from pipeline.stages.runtime import resolve_device
+    from tests.reference_nms import naive_soft_nms
+    from tests.synthetic_features import synthetic_feature_dataset
 
-    dev = torch.device(args.device)
+    dev = resolve_device(args.device)
     reps = 2 if args.quick else 5
     print(f"device={dev} threads={torch.get_num_threads()} seq_len={args.seq_len}")
 
@@ -86,7 +76,8 @@ def main() -> None:
     s = rng.uniform(0, 500, 1000)
     segs = np.stack([s, s + rng.uniform(1, 40, 1000)], 1)
     sc = rng.uniform(0, 1, 1000)
-    assert soft_nms(torch.tensor(segs), torch.tensor(sc))[0].tolist() == naive_soft_nms(segs.tolist(), sc.tolist())
+    naive = [i for i, _ in naive_soft_nms(segs.tolist(), sc.tolist())]
+    assert soft_nms(torch.tensor(segs), torch.tensor(sc))[0].tolist() == naive
     t_vec = timed(lambda: soft_nms(torch.tensor(segs), torch.tensor(sc)), reps)
     t_naive = timed(lambda: naive_soft_nms(segs.tolist(), sc.tolist()), 1)
     print(f"Soft-NMS (1000 candidates): vectorised {t_vec * 1e3:.1f} ms, naive {t_naive * 1e3:.0f} ms, "

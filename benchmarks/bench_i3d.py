@@ -9,14 +9,20 @@ Kinetics-400 weights (fetched and cached on first use); random frames (speed doe
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.models.i3d_weights import load_i3d
-from pipeline.stages.features import extract_features, extract_features_naive
-from pipeline.stages.timegrid import num_windows
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the reference extractor
+
+from pipeline.models.i3d_weights import load_i3d  # noqa: E402
+from pipeline.stages.features import extract_features  # noqa: E402
+from pipeline.stages.runtime import resolve_device  # noqa: E402
+from pipeline.stages.timegrid import num_windows  # noqa: E402
+from tests.reference_features import extract_features_naive  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:
@@ -53,7 +59,7 @@ def main() -> None:
     seconds, repeats = args.seconds or 12.0, args.repeats or 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     model = load_i3d(device=device)
     frames_n = int(round(seconds * args.fps))
     print(f"device={device} torch_threads={torch.get_num_threads()} video={seconds:g}s at {args.fps:g} fps "

@@ -25,7 +25,8 @@ CROSS_FIT_FOLDS = 2
 
 def encoder_report(state, cfg, features, actions, grids, config, seed, device) -> dict:
     """Positive vs hard-negative similarity on held-out videos: raw features, untrained encoder (same seed), trained."""
-    from pipeline.stages.encoder import build_sample_pools, make_embedder, pool_similarity, train_encoder
+    from pipeline.stages.encoder import make_embedder, train_encoder
+    from pipeline.stages.sample_pools import build_sample_pools, pool_similarity
 
     pools = build_sample_pools(actions, grids, {v: len(x) for v, x in features.items()},
                                cfg["train"]["hard_negative_seconds"])

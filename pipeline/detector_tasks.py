@@ -105,7 +105,7 @@ class TrainDetector(DetectorTask):
     def run(self):
         import torch
 
-        from pipeline.stages.detection import train_detector
+        from pipeline.stages.detector_training import train_detector
 
         torch.set_num_threads(task_threads())
         ann, features, grids = self.load_features(self.data.train_subset)

@@ -10,10 +10,12 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline.stages.runtime import resolve_device
 from pipeline.stages.timegrid import num_windows
 
 DEFAULT_WINDOW = 16
@@ -126,7 +128,7 @@ def extract_features(
         raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
     if model.training:
         raise ValueError("extract_features needs the model in eval mode (BatchNorm running statistics)")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
     batch_size = batch_size or default_batch_size(device)
     fp16 = (device.type == "cuda") if fp16 is None else fp16
     name = video or "video"
@@ -180,48 +182,32 @@ def extract_features(
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def extract_features_naive(
-    frames: np.ndarray, model: torch.nn.Module, window: int = DEFAULT_WINDOW, stride: int = DEFAULT_STRIDE,
-    device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Reference: one window at a time, float32 (for tests and the benchmark ratio)."""
-    frames = _check_frames(frames, "video")
-    n = num_windows(len(frames), window, stride)
-    if n == 0:
-        raise ValueError(f"video: {len(frames)} frames is shorter than one I3D window of {window} frames")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    feats = []
-    with torch.inference_mode():
-        for i in range(n):
-            clip = torch.from_numpy(frames[i * stride:i * stride + window]).to(device)  # (window, H, W, 3)
-            x = clip.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0            # (1, 3, window, H, W)
-            feats.append(model(x, with_logits=False)[0].float().cpu().numpy())         # (1024,)
-    return np.stack(feats)                                                             # (n, 1024)
-
-
 # ---------------------------------------------------------------------------------------------
-# the ExtractFeatures stage's per-video worker
+# the ExtractFeatures stage's per-video worker (and single-video inference)
 # ---------------------------------------------------------------------------------------------
-_MODELS: dict[str, torch.nn.Module] = {}
+_MODELS: dict[tuple[str, str], torch.nn.Module] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """"auto" (or None): CUDA when present, else CPU."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _shared_model(device: torch.device, weights: str) -> torch.nn.Module:
-    """One eval-mode I3D per process and device, shared by the videos this worker runs."""
+def shared_i3d(device: torch.device, weights: str | Path) -> torch.nn.Module:
+    """One eval-mode I3D per process, device and weights file, shared by every video this process runs."""
     from pipeline.models.i3d_weights import load_i3d
 
-    key = f"{device}:{weights}"
+    key = (str(device), str(weights))
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = load_i3d(device, weights=weights)
         return _MODELS[key]
+
+
+def require_one_window(video: str, frames: int, fps: float, window: int, source: str, consequence: str) -> None:
+    """Refuse a video with fewer frames than one I3D window, before any model is loaded, naming the video, its
+    frames, fps, duration, the window and `source` (where the frames came from)."""
+    if frames >= window:
+        return
+    timing = f"{frames / fps:.2f} s sampled at {fps:g} fps; a window needs {window / fps:.2f} s; " if fps > 0 else ""
+    raise ValueError(f"video {video!r} has {frames} frames, fewer than one window of {window} ({timing}{source}): "
+                     f"{consequence}")
 
 
 def extract_video_features(video: str, *, frames_store: str, store_path: str, window: int, stride: int,
@@ -232,19 +218,14 @@ def extract_video_features(video: str, *, frames_store: str, store_path: str, wi
     from pipeline.storage.zarr_store import ArtifactStore
 
     frames = ArtifactStore(frames_store).read(video)
-    count = int(frames.shape[0])
-    if count < window:  # before loading the model: a short video fails alone, with the numbers
-        fps = float(frames.attrs.get("fps", 0) or 0)
-        timing = f"{count / fps:.2f} s sampled at {fps:g} fps; a window needs {window / fps:.2f} s; " if fps > 0 else ""
-        raise ValueError(
-            f"video {video!r} has {count} frames, fewer than one window of {window} "
-            f"({timing}frames store {frames_store}): no feature can be computed "
-            f"(sample at a higher fps, use a smaller window, or skip the video)"
-        )
+    # Before loading the model: a short video fails alone, with the numbers.
+    require_one_window(video, int(frames.shape[0]), float(frames.attrs.get("fps", 0) or 0), window,
+                       f"frames store {frames_store}", "no feature can be computed (sample at a higher fps, use a "
+                       "smaller window, or skip the video)")
     dev = resolve_device(device)
     if num_threads and dev.type == "cpu":
         torch.set_num_threads(num_threads)  # process-wide: the task sets the same value for every video
-    model = _shared_model(dev, weights)
+    model = shared_i3d(dev, weights)
     chunk = frames.chunks[0]
     chunks = (frames[i:i + chunk] for i in range(0, frames.shape[0], chunk))  # decode from Zarr while I3D runs
     features = extract_features(chunks, model, window, stride, batch_size=batch_size or None, device=dev, video=video)

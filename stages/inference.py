@@ -137,19 +137,6 @@ def checkpoint_info(checkpoint: Mapping, path: str | Path | None = None) -> dict
 
 # --------------------------------------------------------------------------------------------- inference
 
-_I3D: dict[str, Any] = {}
-
-
-def _i3d(device, weights: Path):
-    """One eval-mode I3D per (device, weights file), reused across the videos of one call."""
-    from pipeline.models.i3d_weights import load_i3d
-
-    key = f"{device}:{weights}"
-    if key not in _I3D:
-        _I3D[key] = load_i3d(device, weights=weights)
-    return _I3D[key]
-
-
 def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tuple[np.ndarray, dict]:
     """The detector's input for one video's I3D features (T, C): the features, + B for a +BAPG detector.
 
@@ -189,7 +176,8 @@ def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", ma
     """
     from pipeline.models.i3d_weights import ensure_i3d_weights
     from pipeline.stages.detection import detect
-    from pipeline.stages.features import extract_features, resolve_device
+    from pipeline.stages.features import extract_features, require_one_window, shared_i3d
+    from pipeline.stages.runtime import resolve_device
     from pipeline.stages.sample_frames import sample_video
     from pipeline.storage.paths import check_video_id
 
@@ -206,13 +194,11 @@ def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", ma
     t0 = time.perf_counter()
     frames, vinfo = sample_video(path, fps, size, video=video)  # (T, size, size, 3) uint8
     timings["frames_s"] = time.perf_counter() - t0
-    if len(frames) < window:
-        raise ValueError(f"video {video!r}: {path} gives {len(frames)} frames at {fps:g} fps ({vinfo.duration:.2f} s), "
-                         f"fewer than one I3D window of {window} frames ({window / fps:.2f} s): nothing to detect")
+    require_one_window(video, len(frames), fps, window, str(path), "nothing to detect")
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
-    model = _i3d(dev, ensure_i3d_weights(progress=log.info))
+    model = shared_i3d(dev, ensure_i3d_weights(progress=log.info))
     features = extract_features(frames, model, window, stride, device=dev, video=video)  # (T', 1024)
     timings["features_s"] = time.perf_counter() - t0
 

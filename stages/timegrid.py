@@ -6,6 +6,8 @@ Convention (as the public THUMOS14 I3D features): feature i covers frames
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 
@@ -29,3 +31,14 @@ def seconds_to_feature(seconds, fps: float, window: int, stride: int):
 def feature_step_seconds(fps: float, stride: int) -> float:
     """Seconds between two consecutive features."""
     return stride / fps
+
+
+def video_grid(time_grid: Mapping, video: str) -> tuple[float, int, int]:
+    """(fps, window, stride) for a video: time_grid is one {"fps","window","stride"} or {video: that}."""
+    g = time_grid if "fps" in time_grid else time_grid.get(video)
+    if g is None:
+        raise ValueError(f"video {video!r}: no time grid (fps, window, stride) given for it")
+    try:
+        return float(g["fps"]), int(g["window"]), int(g["stride"])
+    except KeyError as exc:
+        raise ValueError(f"video {video!r}: time grid lacks {exc.args[0]!r} (needs fps, window, stride)") from None

@@ -15,6 +15,7 @@ from pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss
 from pipeline.models.actionformer.model import ActionFormer
 from pipeline.models.actionformer.targets import assign_targets, default_regression_ranges
 from pipeline.models.actionformer.transformer import LocalTransformerBlock
+from tests.synthetic_features import overfit_recall, synthetic_feature_dataset
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
@@ -252,44 +253,13 @@ def test_diou_hand():
     assert diou_loss(torch.tensor([[0.0, 2.0]]), torch.tensor([[2.0, 0.0]])).item() == pytest.approx(1.25)
 
 
-def recall_at(dets, gts, thr=0.5, top=5):
-    hit = total = 0
-    for (d_seg, _, d_lab), (segs, labs) in zip(dets, gts):
-        for (s, e), c in zip(segs.tolist(), labs.tolist()):
-            total += 1
-            cand = d_seg[d_lab == c][:top]
-            if len(cand):
-                inter = (torch.minimum(cand[:, 1], torch.tensor(e)) - torch.maximum(cand[:, 0], torch.tensor(s))).clamp(min=0)
-                hit += bool((inter / ((cand[:, 1] - cand[:, 0]) + (e - s) - inter) >= thr).any())
-    return hit / total
-
-
 def test_overfit_tiny_synthetic():
-    from pipeline.stages.detection import build_training_set, collate, synthetic_feature_dataset
-
-    torch.manual_seed(0)
-    feats, ann, labels, grid, _ = synthetic_feature_dataset(6, channels=16, num_classes=2, seed=1, min_len=48,
-                                                            max_len=64)
-    items = build_training_set(feats, ann, labels, grid)
-    x, mask, targets = collate([(it.features, it.segments, it.labels) for it in items], "cpu")
-    gts = [(t["segments"], t["labels"]) for t in targets]
-    model = ActionFormer(16, 2, width=32, levels=4, heads=4, window=9)
-    model.eval()
-    before = recall_at(model.predict(model(x, mask)), gts)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    for _ in range(60):
-        loss = model.loss(model(x, mask), targets)["total"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    after = recall_at(model.predict(model(x, mask)), gts)
+    before, after = overfit_recall(lambda: ActionFormer(16, 2, width=32, levels=4, heads=4, window=9), lr=2e-3)
     assert after >= 0.7 and after > before + 0.3, (before, after)
 
 
 def test_train_detector_lowers_regression_loss_and_stays_healthy():
-    from pipeline.stages.detection import synthetic_feature_dataset, train_detector
+    from pipeline.stages.detector_training import train_detector
 
     feats, ann, labels, grid, _ = synthetic_feature_dataset(num_videos=6, channels=32, num_classes=2, seed=2,
                                                             min_len=48, max_len=72)

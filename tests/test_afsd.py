@@ -12,6 +12,7 @@ from pipeline.models.afsd.losses import (activation_guided_loss, afsd_total, bou
                                 offset_l1_loss, quality_loss, softmax_focal_loss, tiou_loss)
 from pipeline.models.afsd.model import AFSD, fuse_scores, refine_segments
 from pipeline.models.afsd.targets import coarse_targets, offset_targets, refined_targets
+from tests.synthetic_features import overfit_recall
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
@@ -173,40 +174,6 @@ def test_forward_shapes_loss_terms_and_padding():
     assert all(p.grad is not None for n, p in model.named_parameters() if "cls_ref_out" in n or "offset_out" in n)
 
 
-def recall_at(dets, gt_by_video, thr=0.5, top=5):
-    """Fraction of ground truths matched (same class, tIoU >= thr) by one of the top detections of that class."""
-    hit = total = 0
-    for b, (segs, labs) in enumerate(gt_by_video):
-        d_seg, d_sc, d_lab = dets[b]
-        for (s, e), c in zip(segs.tolist(), labs.tolist()):
-            total += 1
-            cand = d_seg[d_lab == c][:top]
-            if len(cand):
-                inter = (torch.minimum(cand[:, 1], torch.tensor(e)) - torch.maximum(cand[:, 0], torch.tensor(s))).clamp(min=0)
-                iou = inter / ((cand[:, 1] - cand[:, 0]) + (e - s) - inter)
-                hit += bool((iou >= thr).any())
-    return hit / total
-
-
 def test_overfit_tiny_synthetic():
-    from pipeline.stages.detection import build_training_set, collate, synthetic_feature_dataset
-
-    torch.manual_seed(0)
-    feats, ann, labels, grid, _ = synthetic_feature_dataset(6, channels=16, num_classes=2, seed=1, min_len=48,
-                                                            max_len=64)
-    items = build_training_set(feats, ann, labels, grid)
-    x, mask, targets = collate([(it.features, it.segments, it.labels) for it in items], "cpu")
-    gts = [(t["segments"], t["labels"]) for t in targets]
-    model = AFSD(16, 2, width=32, levels=4)
-    model.eval()
-    before = recall_at(model.predict(model(x, mask)), gts)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(60):
-        loss = model.loss(model(x, mask), targets)["total"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    after = recall_at(model.predict(model(x, mask)), gts)
+    before, after = overfit_recall(lambda: AFSD(16, 2, width=32, levels=4), lr=3e-3)
     assert after >= 0.7 and after > before + 0.3, (before, after)

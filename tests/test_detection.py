@@ -7,9 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.stages.detection import (build_training_set, detect, ema_decay_at, lr_at, random_crop, synthetic_feature_dataset,
-                              train_detector, window_starts)
+from pipeline.stages.detection import detect
+from pipeline.stages.detector_data import VideoItem, build_training_set, random_crop, window_starts
+from pipeline.stages.detector_training import train_detector
+from pipeline.stages.runtime import ema_decay_at, lr_at
 from pipeline.stages.timegrid import seconds_to_feature
+from tests.synthetic_features import synthetic_feature_dataset
 
 GRID = {"fps": 10.0, "window": 4, "stride": 2}
 
@@ -42,8 +45,6 @@ def test_training_set_errors_name_the_video():
 
 
 def test_random_crop_clips_and_shifts_segments():
-    from pipeline.stages.detection import VideoItem
-
     item = VideoItem("v", np.arange(100, dtype=np.float32)[:, None], np.array([[10.0, 20.0], [60.0, 90.0]], np.float32),
                      np.array([0, 1]))
     rng = np.random.default_rng(0)

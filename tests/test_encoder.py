@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pipeline.models.encoder import bapg_loss, build_encoder, cosine_similarity, triplet_margin_loss
-from pipeline.stages.encoder import (build_sample_pools, embed, load_encoder, make_embedder, pool_similarity, train_encoder,
-                            video_pools)
+from pipeline.stages.encoder import embed, load_encoder, make_embedder, train_encoder
+from pipeline.stages.sample_pools import build_sample_pools, pool_similarity, video_pools
 from pipeline.stages.timegrid import feature_to_seconds
 
 UNIT = {"fps": 1.0, "window": 1, "stride": 1}  # step i is centred at i + 0.5 s

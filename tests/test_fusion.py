@@ -11,7 +11,9 @@ import torch
 from pipeline.models.actionformer.model import ActionFormer
 from pipeline.models.detector_registry import DETECTORS, build_detector, resolve_model_config
 from pipeline.models.fusion import BAPGFusion
-from pipeline.stages.detection import detect, load_detector, synthetic_feature_dataset, train_detector
+from pipeline.stages.detection import detect, load_detector
+from pipeline.stages.detector_training import train_detector
+from tests.synthetic_features import synthetic_feature_dataset
 
 SMALL_MODEL = {"afsd": {"width": 16, "levels": 3}, "actionformer": {"width": 16, "levels": 3, "window": 5}}
 

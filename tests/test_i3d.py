@@ -24,8 +24,9 @@ from pipeline.models.i3d_weights import (
     load_state_dict_file,
     weights_sha256,
 )
-from pipeline.stages.features import extract_features, extract_features_naive
+from pipeline.stages.features import extract_features
 from pipeline.stages.timegrid import num_windows
+from tests.reference_features import extract_features_naive
 
 
 @pytest.fixture(scope="module")

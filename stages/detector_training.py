@@ -1,0 +1,238 @@
+"""Detector training: the per-detector training recipes, the training loop (AdamW, warm-up + cosine lr, EMA
+weights) and the post-training health check (pure functions; the TrainDetector task wraps them).
+
+Checkpoint = (model_state: dict[str, Tensor], config_dict: JSON-able dict); both load with
+torch.load(..., weights_only=True). Model selection never looks at a test split: train_detector returns
+the EMA weights after the last epoch.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from pipeline.stages.detector_data import (VideoItem, bapg_statistics, build_training_set, collate, crop_item,
+                                           random_crop, window_starts)
+from pipeline.stages.runtime import ema_decay_at, lr_at, resolve_device, seed_everything
+
+DEFAULT_TRAIN: dict[str, Any] = {
+    "epochs": 30,
+    "batch_size": 4,
+    "lr": 1e-3,
+    "weight_decay": 0.01,
+    "warmup_epochs": 3,
+    "max_seq_len": 256,
+    "grad_clip": 1.0,
+    "ema_decay": 0.999,
+    "crop_tries": 10,
+    # Random crop of every training video to a share in [lo, hi] of its length (then at most max_seq_len);
+    # None: crop only videos longer than max_seq_len. A cut action is kept when >= trunc_thresh of it remains.
+    "crop_ratio": None,
+    "trunc_thresh": 0.5,
+    # Health check after training (a run is flagged, never dropped): foreground locations whose predicted
+    # start and end distances are both positive, and the trained weights' loss against the initial weights'.
+    "health_min_positive_share": 0.9,
+    "health_max_loss_ratio": 0.7,
+    # +BAPG: the fusion's learning rate relative to the detector's (the fusion starts at zero, models/fusion.py).
+    # Chosen on held-out training videos (benchmarks/bench_detector_recipe.py --use-bapg, 2 folds x 2 seeds):
+    # ActionFormer + BAPG 60.7 (1.0), 73.8 (1.0 with input dropout 0.5), 78.5 (0.1); AFSD + BAPG 58.0, 55.8, 59.3.
+    "fusion_lr_scale": 0.1,
+}
+# Per-detector recipes. ActionFormer follows the published THUMOS14 recipe (AdamW, weight decay 0.05, 5 warm-up
+# epochs then cosine, always a random 90-100 % crop) except for lr and length, chosen on held-out training
+# videos of the default synthetic run (benchmarks/bench_detector_recipe.py, 2 folds x 3 seeds), never on the
+# test split: held-out average mAP 59.6 (lr 1e-4, 80 epochs), 73.6 (5e-4), 76.8 (1e-3), 57.5 (2e-3),
+# 83.3 (1e-3, 160 epochs); the reference's lr 1e-4 is for ~3500 iterations, a small dataset gets a few hundred.
+DETECTOR_TRAIN: dict[str, dict[str, Any]] = {
+    "actionformer": {"epochs": 160, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 5, "crop_ratio": [0.9, 1.0]},
+}
+TRAIN_KEYS = frozenset(DEFAULT_TRAIN)
+
+
+def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, Any]:
+    """Training settings of detector `name`: given values over its recipe over DEFAULT_TRAIN (unknown keys refused).
+
+    config may also hold "model" (detector options) and "fusion" (BAPG fusion options); they are passed through.
+    """
+    config = dict(config or {})
+    nested = {k: dict(config.pop(k) or {}) for k in ("model", "fusion") if k in config}
+    unknown = sorted(set(config) - TRAIN_KEYS)
+    if unknown:
+        raise ValueError(f"detector {name!r}: unknown training setting(s) {unknown}; known: {sorted(TRAIN_KEYS)}")
+    cfg = {**DEFAULT_TRAIN, **DETECTOR_TRAIN.get(name, {}), **config}
+    if cfg["crop_ratio"] is not None:
+        lo, hi = (float(x) for x in cfg["crop_ratio"])
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"detector {name!r}: crop_ratio must be [lo, hi] with 0 < lo <= hi <= 1, got {cfg['crop_ratio']}")
+        cfg["crop_ratio"] = [lo, hi]
+    for key in ("epochs", "batch_size", "max_seq_len"):
+        if int(cfg[key]) != cfg[key] or cfg[key] < (0 if key == "epochs" else 1):
+            raise ValueError(f"detector {name!r}: {key} must be a whole number >= {0 if key == 'epochs' else 1}, "
+                             f"got {cfg[key]}")
+    return {**cfg, "model": nested.get("model", {}), "fusion": nested.get("fusion", {})}
+
+
+def _windows(item: VideoItem, max_seq_len: int):
+    """One training video whole, in windows of at most max_seq_len steps: [(features, segments, labels)]."""
+    size = min(item.features.shape[0], int(max_seq_len))
+    return [crop_item(item, s0, size) for s0 in window_starts(item.features.shape[0], size)]
+
+
+def training_health(model, initial_state: Mapping, items: list[VideoItem], log_rows: list[dict], cfg: Mapping,
+                    dev, seed: int = 0) -> dict:
+    """The post-training health check: a run is flagged (never dropped) when its regression branch has
+    collapsed on the foreground or training did not lower its loss.
+
+    positive_share: over the training videos (whole, in windows of max_seq_len), the share of foreground
+    locations whose predicted start and end distances are both positive (the model's regression_health).
+    loss_ratio: the loss of the trained weights / that of the initial weights, both on those same windows in
+    eval mode (a fair comparison: a loss normaliser that moves during training, as ActionFormer's EMA one does,
+    makes the raw first- and last-epoch losses incomparable; both are recorded too).
+    """
+    import torch
+
+    batches = [collate(_windows(it, cfg["max_seq_len"]), dev) for it in items]
+    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    was_training = model.training
+    model.eval()
+
+    def mean_loss() -> float:
+        torch.manual_seed(seed)  # auxiliary losses that sample clips (AFSD's BCL) draw the same ones each time
+        return float(np.mean([float(model.loss(model(x, m), t)["total"]) for x, m, t in batches]))
+
+    fg, positive = 0, 0.0
+    with torch.no_grad():
+        for x, mask, targets in batches:
+            h = model.regression_health(model(x, mask), targets)
+            if h["fg_locations"]:
+                fg += h["fg_locations"]
+                positive += h["positive_share"] * h["fg_locations"]
+        loss_trained = mean_loss()
+        model.load_state_dict(dict(initial_state))
+        loss_initial = mean_loss()
+        model.load_state_dict(trained)
+    model.train(was_training)
+    epochs = sorted({r["epoch"] for r in log_rows})
+    health: dict[str, Any] = {"fg_locations": fg, "positive_share": positive / fg if fg else None,
+                              "loss_initial_weights": loss_initial, "loss_trained_weights": loss_trained,
+                              "loss_ratio": loss_trained / max(loss_initial, 1e-12),
+                              "loss_first_epoch": None, "loss_last_epoch": None, "epochs": len(epochs), "problems": []}
+    if epochs:
+        health["loss_first_epoch"] = float(np.mean([r["total"] for r in log_rows if r["epoch"] == epochs[0]]))
+        health["loss_last_epoch"] = float(np.mean([r["total"] for r in log_rows if r["epoch"] == epochs[-1]]))
+        if health["positive_share"] is not None and health["positive_share"] < cfg["health_min_positive_share"]:
+            health["problems"].append(f"regression branch collapsed: predicted distances positive at only "
+                                      f"{100 * health['positive_share']:.1f} % of foreground locations (needs >= "
+                                      f"{100 * cfg['health_min_positive_share']:.0f} %)")
+        if not np.isfinite(health["loss_ratio"]) or health["loss_ratio"] > cfg["health_max_loss_ratio"]:
+            health["problems"].append(f"loss did not fall: {loss_trained:.4g} with the trained weights vs "
+                                      f"{loss_initial:.4g} with the initial ones on the training videos (ratio "
+                                      f"{health['loss_ratio']:.2f} > {cfg['health_max_loss_ratio']})")
+    # An untrained run (the report's sanity floor) has nothing to check: healthy is None, not False.
+    health["healthy"] = (not health["problems"]) if epochs else None
+    if not epochs:
+        health["note"] = "not trained (0 epochs): not checked"
+    return health
+
+
+def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, labels: list[str],
+                   time_grid: Mapping, config: Mapping | None = None, seed: int = 0, device: str = "auto",
+                   progress: bool = True, bapg_channels: int = 0, on_epoch=None) -> tuple[dict, dict, list[dict]]:
+    """Train detector `name` on all videos of `features`; returns (model_state, config_dict, log_rows).
+
+    config: training settings (DEFAULT_TRAIN keys) plus "model" (detector options) and "fusion" (BAPG fusion
+    options); see resolve_train_config. bapg_channels > 0: the last bapg_channels of every feature array are
+    BAPG channels, standardised with this training split's statistics and fused by models.fusion.BAPGFusion.
+    model_state: EMA weights after the last epoch (dict of CPU tensors). config_dict: JSON-able, with the fully
+    resolved model, fusion and training settings and the health check (config_dict["health"]), enough for
+    `detect`. log_rows: one dict per iteration with epoch, iteration, lr and every loss term.
+    on_epoch(epoch_done, epochs): called after every epoch (progress reporting).
+    """
+    import sys
+
+    import torch
+    from tqdm import tqdm
+
+    from pipeline.models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
+
+    cfg = resolve_train_config(name, config)
+    model_cfg = resolve_model_config(name, cfg["model"])
+    fusion_cfg = resolve_fusion_config(cfg["fusion"]) if bapg_channels else None
+    if not labels:
+        raise ValueError("empty class list")
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    dev = resolve_device(device)
+    items = build_training_set(features, annotations, labels, time_grid)
+    in_channels = items[0].features.shape[1]
+    model = build_detector(name, in_channels, len(labels), bapg_channels=bapg_channels, fusion=fusion_cfg,
+                           **model_cfg)
+    if bapg_channels:
+        model.set_bapg_statistics(*bapg_statistics(items, bapg_channels))
+    model = model.to(dev)
+    model.train()
+    fusion_params = model.fusion_parameters() if bapg_channels else []
+    fusion_ids = {id(p) for p in fusion_params}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in fusion_ids], "lr_scale": 1.0}]
+    if fusion_params:
+        groups.append({"params": fusion_params, "lr_scale": float(cfg["fusion_lr_scale"])})
+    opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    per_epoch = math.ceil(len(items) / cfg["batch_size"])
+    total = per_epoch * cfg["epochs"]
+    warmup = per_epoch * cfg["warmup_epochs"]
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    initial = {k: v.detach().clone() for k, v in ema.items()}  # for the health check's loss comparison
+    log_rows: list[dict] = []
+    step = 0
+    # A bar only on a terminal: in a log file every refresh would be one more line.
+    bar = tqdm(total=total, desc=f"train {name}", disable=not (progress and sys.stderr.isatty()), leave=False)
+    for epoch in range(cfg["epochs"]):
+        order = rng.permutation(len(items))
+        for i in range(per_epoch):
+            batch = [random_crop(items[j], cfg["max_seq_len"], rng, cfg["crop_tries"], cfg["crop_ratio"],
+                                 cfg["trunc_thresh"] if cfg["crop_ratio"] is not None else 0.0)
+                     for j in order[i * cfg["batch_size"]:(i + 1) * cfg["batch_size"]]]
+            x, mask, targets = collate(batch, dev)
+            lr = lr_at(step, total, warmup, cfg["lr"])
+            for group in opt.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            losses = model.loss(model(x, mask), targets)
+            if not torch.isfinite(losses["total"]):
+                raise FloatingPointError(f"detector {name}: non-finite loss at epoch {epoch}, iteration {step}: "
+                                         f"{ {k: float(v) for k, v in losses.items()} }")
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if cfg["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            opt.step()
+            d = ema_decay_at(step, cfg["ema_decay"])
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(d).add_(v.detach(), alpha=1.0 - d)
+                    else:
+                        ema[k].copy_(v)
+            log_rows.append({"epoch": epoch, "iteration": step, "lr": lr,
+                             **{k: float(v.detach()) for k, v in losses.items()}})
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{log_rows[-1]['total']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, cfg["epochs"])
+    bar.close()
+    model.load_state_dict(ema)  # the weights that are saved are the ones checked
+    health = training_health(model, initial, items, log_rows, cfg, dev, seed)
+    grid = ({k: time_grid[k] for k in ("fps", "window", "stride")} if "fps" in time_grid else None)
+    config_dict = {
+        "name": name, "in_channels": int(in_channels), "bapg_channels": int(bapg_channels),
+        "num_classes": len(labels), "labels": list(labels), "model": model_cfg, "fusion": fusion_cfg,
+        "train": {k: v for k, v in cfg.items() if k not in ("model", "fusion")},
+        "max_seq_len": int(cfg["max_seq_len"]), "seed": int(seed), "time_grid": grid,
+        "weights": "ema_last_epoch", "ema": f"decay min({cfg['ema_decay']}, (1+n)/(10+n)) at update n",
+        "iterations": step, "device": str(dev), "health": health,
+    }
+    if bapg_channels:
+        config_dict["fusion_norm"] = model.fusion_norm()
+    state = {k: v.detach().cpu().clone() for k, v in ema.items()}
+    return state, config_dict, log_rows
