@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from pipeline.models.i3d import I3D, MIXED
+from pipeline.storage.atomic import atomic_write
 from pipeline.storage.paths import cache_dir
 
 WEIGHTS_NAME = "i3d-rgb-k400"
@@ -270,18 +270,13 @@ def _state_dict_from_source(source: Path, progress) -> dict[str, torch.Tensor]:
 
 
 def _save_cached(sd: dict[str, torch.Tensor], target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     # Saved via a buffer: torch.save names the zip records after a file's name, and the bytes (and
     # so the sha256 recorded with every feature store) should be the same on every machine.
     buffer = io.BytesIO()
     torch.save(dict(sorted(sd.items())), buffer)
-    tmp.write_bytes(buffer.getvalue())
-    digest = weights_sha256(tmp)
-    os.replace(tmp, target)  # atomic: a concurrent reader never sees half a file
-    sha_tmp = tmp.with_suffix(".sha")
-    sha_tmp.write_text(f"{digest}  {target.name}\n")
-    os.replace(sha_tmp, _sha_file(target))
+    data = buffer.getvalue()
+    atomic_write(target, data)  # a concurrent reader never sees half a file
+    atomic_write(_sha_file(target), f"{hashlib.sha256(data).hexdigest()}  {target.name}\n")
     return target
 
 

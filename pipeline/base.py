@@ -5,7 +5,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import luigi
 from pipeline import config, dataset
 from pipeline.hashing import param_hash
 from pipeline.stages.parallel import run_per_video
+from pipeline.storage.atomic import atomic_folder
 from pipeline.storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
@@ -71,18 +71,9 @@ class DoneFileTarget(luigi.Target):
     @contextmanager
     def writer(self):
         """A temporary sibling folder, renamed into place with its DONE file only on success."""
-        for stale in self.folder.parent.glob(f".{self.folder.name}.*.tmp"):  # from a crashed run
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = self.folder.with_name(f".{self.folder.name}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_folder(self.folder) as tmp:
             yield tmp
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        (tmp / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
-        shutil.rmtree(self.folder, ignore_errors=True)
-        os.rename(tmp, self.folder)
+            (tmp / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
 
 
 class StageTask(luigi.Task):

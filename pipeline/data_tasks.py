@@ -7,8 +7,6 @@ time (luigi may fork workers).
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 
 import luigi
 
@@ -38,15 +36,12 @@ class SyntheticDataset(luigi.Task):
 
     def run(self):
         from pipeline.stages.synthetic import generate
+        from pipeline.storage.atomic import atomic_folder
 
         params = dataset.synthetic_params()
-        folder = Path(self.output().path)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        generate(tmp, videos=params["videos"], seed=params["seed"], duration=params["duration"], size=params["size"])
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-        (folder / "DONE").write_text(param_hash(params) + "\n")
+        with atomic_folder(self.output().path) as tmp:
+            generate(tmp, videos=params["videos"], seed=params["seed"], duration=params["duration"], size=params["size"])
+            (tmp / "DONE").write_text(param_hash(params) + "\n")
 
 
 class DatasetStage(StageTask):

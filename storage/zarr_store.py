@@ -16,7 +16,6 @@ folder exists in the group. This is the per-video marker that lets a stage resum
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
@@ -27,6 +26,7 @@ from typing import Iterator
 import numpy as np
 import zarr
 
+from pipeline.storage.atomic import atomic_folder, atomic_write
 from pipeline.storage.paths import check_video_id
 
 COMPLETE_FLAG = ".complete"
@@ -35,14 +35,6 @@ COMPLETE_FLAG = ".complete"
 def compressor():
     """Blosc/zstd with bit-shuffle: good on float features and uint8 frames alike."""
     return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a small file so readers see the old content or the new, never half of it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _jsonable(value):
@@ -123,28 +115,19 @@ class ArtifactStore:
         On an exception the temporary is removed and nothing of the video appears in the store.
         """
         check_video_id(video, str(self.path))
-        self.tmp_root.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp_root / f"{video}-{uuid.uuid4().hex[:8]}"
-        array = zarr.create_array(
-            store=str(tmp),
-            shape=shape,
-            chunks=tuple(max(1, min(c, s)) if s > 0 else max(1, c) for c, s in zip(chunks, shape)),
-            dtype=dtype,
-            compressors=compressor(),
-            dimension_names=dimension_names,
-            attributes=_jsonable(attrs or {}),
-            zarr_format=3,
-        )
-        try:
-            yield array
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        final = self.path / video
-        if final.exists():  # a finished copy from an earlier attempt: same params, same content
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        os.rename(tmp, final)
+        # A finished copy from an earlier attempt is kept: same params, same content.
+        with atomic_folder(self.path / video, self.tmp_root / f"{video}-{uuid.uuid4().hex[:8]}",
+                           keep_existing=True) as tmp:
+            yield zarr.create_array(
+                store=str(tmp),
+                shape=shape,
+                chunks=tuple(max(1, min(c, s)) if s > 0 else max(1, c) for c, s in zip(chunks, shape)),
+                dtype=dtype,
+                compressors=compressor(),
+                dimension_names=dimension_names,
+                attributes=_jsonable(attrs or {}),
+                zarr_format=3,
+            )
 
     def write_video(self, video: str, data: np.ndarray, chunk_len: int, dimension_names: list[str], attrs=None) -> None:
         """Write one whole array for `video`, time-chunked on axis 0."""
@@ -158,7 +141,7 @@ class ArtifactStore:
         if missing:
             raise RuntimeError(f"store {self.path}: cannot mark complete, videos missing: {missing[:10]}")
         payload = {"videos": sorted(set(videos) - set(skipped or {})), "skipped": skipped or {}, "time": time.time()}
-        atomic_write_text(self.path / COMPLETE_FLAG, json.dumps(payload, indent=1))
+        atomic_write(self.path / COMPLETE_FLAG, json.dumps(payload, indent=1))
         shutil.rmtree(self.tmp_root, ignore_errors=True)
 
     def write_failure_report(self, stage: str, failures: dict[str, str]) -> Path | None:
@@ -167,7 +150,7 @@ class ArtifactStore:
             self.failure_report.unlink(missing_ok=True)
             return None
         report = {"stage": stage, "store": str(self.path), "failures": dict(sorted(failures.items()))}
-        atomic_write_text(self.failure_report, json.dumps(report, indent=1))
+        atomic_write(self.failure_report, json.dumps(report, indent=1))
         return self.failure_report
 
     def remove(self) -> None:

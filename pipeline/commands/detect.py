@@ -16,7 +16,6 @@ that cannot be processed.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,15 +35,9 @@ def video_files(target: Path) -> list[Path]:
     return [target]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def handle(args) -> int:
     from pipeline.stages.inference import checkpoint_file, checkpoint_info, detect_video, load_checkpoint, plot_detections
+    from pipeline.storage.atomic import atomic_write
 
     if args.max_dets < 1:
         raise ValueError(f"--max-dets must be >= 1, got {args.max_dets}")
@@ -98,7 +91,7 @@ def handle(args) -> int:
     }
     text = json.dumps(payload)
     if out:
-        _write_atomic(out, text)
+        atomic_write(out, text)
         print(f"tal-pipeline detect: wrote {out} ({len(results)} video(s), {len(failures)} failed)", file=sys.stderr)
     else:
         print(text)
