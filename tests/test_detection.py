@@ -10,7 +10,7 @@ import torch
 from pipeline.stages.detection import detect
 from pipeline.stages.detector_data import VideoItem, build_training_set, random_crop, window_starts
 from pipeline.stages.detector_training import train_detector
-from pipeline.stages.runtime import ema_decay_at, lr_at
+from pipeline.stages.runtime import ema_decay_at, lr_at, resolve_device
 from pipeline.stages.timegrid import seconds_to_feature
 from tests.synthetic_features import synthetic_feature_dataset
 
@@ -57,6 +57,15 @@ def test_random_crop_clips_and_shifts_segments():
         for seg, lab in zip(segs, labs):
             orig = item.segments[lab]
             assert np.allclose(seg + s0, np.clip(orig, s0 - 0.5, s0 + 31.5))
+
+
+def test_resolve_device_names_bad_values():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None) == resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device 'gpu': expected auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu")
+    with pytest.raises(ValueError, match=f"device 'cuda:{torch.cuda.device_count()}': "):  # absent either way
+        resolve_device(f"cuda:{torch.cuda.device_count()}")
 
 
 def test_window_starts_cover_long_videos():

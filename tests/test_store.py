@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import zarr
 
+from pipeline.storage.atomic import atomic_folder, atomic_write
 from pipeline.storage.inspect import describe_store, plot_video
 from pipeline.storage.zarr_store import ArtifactStore
 
@@ -89,3 +90,29 @@ def test_remove_drops_everything(tmp_path):
     store.write_failure_report("feat", {"v2": "bad"})
     store.remove()
     assert not store.path.exists() and not store.failure_report.exists() and not store.is_complete()
+
+
+def test_atomic_folder_appears_only_on_success(tmp_path):
+    final = tmp_path / "out"
+    (tmp_path / ".out.deadbeef.tmp").mkdir()  # left by a crashed run
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_folder(final) as tmp:
+            (tmp / "a").write_text("1")
+            raise RuntimeError("boom")
+    assert not final.exists() and not list(tmp_path.glob(".out.*.tmp"))
+    final.mkdir()
+    (final / "old").write_text("x")
+    with atomic_folder(final) as tmp:
+        (tmp / "a").write_text("1")
+    assert sorted(p.name for p in final.iterdir()) == ["a"]  # replaced
+    with atomic_folder(final, tmp_path / "tmps" / "out-1", keep_existing=True) as tmp:
+        (tmp / "b").write_text("2")
+    assert sorted(p.name for p in final.iterdir()) == ["a"] and not any((tmp_path / "tmps").iterdir())  # kept
+
+
+def test_atomic_write_text_and_bytes(tmp_path):
+    path = tmp_path / "sub" / "f.json"
+    atomic_write(path, "text")
+    assert path.read_text() == "text"
+    atomic_write(path, b"bytes")
+    assert path.read_bytes() == b"bytes" and list(path.parent.iterdir()) == [path]
