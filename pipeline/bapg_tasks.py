@@ -97,7 +97,8 @@ class TrainEncoder(StageTask):
         features, grids = load_feature_dict(self.input().path, videos)
         actions = train.actions[train.actions["video"].isin(set(features))]
         state, cfg, log_rows = train_encoder(features, actions, grids, self.config(), seed=self.seed,
-                                             device=self.device)
+                                             device=self.device,
+                                             on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         cfg = {**cfg, "train_videos": sorted(features), "folds": self.folds, "fold": self.fold}
         # Evidence it learns: s(anchor, positive) - s(anchor, hard negative) on held-out videos.
         held_out, held_grids = load_feature_dict(self.input().path, test.videos["video"].tolist())

@@ -14,7 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"pipeline.commands.{info.name}")
-        module.register(sub)
+        command = sub.add_parser(info.name, help=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(func=module.handle)
     return parser
 
 

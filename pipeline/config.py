@@ -95,7 +95,7 @@ class _DetectorSettings(luigi.Config):
     """One detector's settings: JSON objects over its defaults, part of every TrainDetector artifact hash."""
 
     model = luigi.DictParameter(default={}, description="constructor options of the detector (models/<detector>)")
-    train = luigi.DictParameter(default={}, description="training settings (stages.detection.DEFAULT_TRAIN keys)")
+    train = luigi.DictParameter(default={}, description="training settings (stages.detector_training.DEFAULT_TRAIN keys)")
     fusion = luigi.DictParameter(default={}, description="BAPG fusion options (models.fusion.BAPGFusion)")
 
 

@@ -113,13 +113,10 @@ class TrainDetector(DetectorTask):
         settings = self.settings()
         config = {**settings["train"], "model": settings["model"], "fusion": settings.get("fusion", {})}
 
-        def on_epoch(done: int, total: int) -> None:
-            self.set_progress_percentage(round(100 * done / max(total, 1)))
-            self.set_status_message(f"epoch {done}/{total}")
-
         state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
                                               seed=self.seed, device=self.device,
-                                              bapg_channels=self.bapg_channels(), on_epoch=on_epoch)
+                                              bapg_channels=self.bapg_channels(),
+                                              on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features),
                "inputs": self.inference_recipe().to_dict()}
         health = cfg["health"]

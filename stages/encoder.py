@@ -126,15 +126,15 @@ def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray) -> np
 
 
 def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, time_grid: Mapping,
-                  config: Mapping | None = None, seed: int = 0, device: str = "auto", progress: bool = True
-                  ) -> tuple[dict, dict, list[dict]]:
+                  config: Mapping | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
+                  on_epoch=None) -> tuple[dict, dict, list[dict]]:
     """Train Phi on the videos of `features` ({video: (T, C) float features, or (T, H, W, 3) uint8 frames for the
     cnn encoder}) with pools from `actions` (DataFrame: video, label, start, end seconds[, ambiguous]).
 
     Returns (state: dict of CPU tensors, config_dict: JSON-able, enough for `load_encoder`, log_rows: one dict per
     iteration: epoch, iteration, lr, loss, s_ap, s_an[, s_aen]). epochs = 0 returns the initial weights (the
     "untrained" baseline of the same seed). Batches are gathered row by row: pass in-memory numpy arrays
-    (read zarr arrays with [:] first).
+    (read zarr arrays with [:] first). on_epoch(epoch_done, epochs): called after every epoch (progress reporting).
     """
     import torch
     from tqdm import tqdm
@@ -195,6 +195,8 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, tim
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, cfg["epochs"])
     bar.close()
     train = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
     train["lr_milestones"] = [float(m) for m in cfg["lr_milestones"]]

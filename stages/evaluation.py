@@ -32,7 +32,6 @@ plain-Python per-class loop that follows the same rules, for the tests and the b
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ import pandas as pd
 
 import pipeline.stages  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles anything)
 from numba import njit
+from pipeline.storage.annotations import finite_number
 from pipeline.storage.paths import read_json_mapping
 
 MODES = ("anet", "thumos14")
@@ -103,25 +103,12 @@ def _prediction_row(det, where: str, video: str, refuse_backwards: bool = True) 
     seg = det["segment"]
     if not isinstance(seg, (list, tuple)) or len(seg) != 2:
         raise ValueError(f"{where}: 'segment' must be [start, end], got {seg!r}")
-    start, end = _finite(seg[0], where, "segment start"), _finite(seg[1], where, "segment end")
-    score = _finite(det["score"], where, "score")
+    start, end = finite_number(seg[0], where, "segment start"), finite_number(seg[1], where, "segment end")
+    score = finite_number(det["score"], where, "score")
     if end < start and refuse_backwards:
         raise ValueError(f"{where}: segment [{start}, {end}] ends before it starts (`tal-pipeline evaluate "
                          "--drop-invalid` drops and counts such segments)")
     return (str(video), start, end, str(det["label"]), score)
-
-
-def _finite(value, where: str, what: str) -> float:
-    # bool is an int in Python; a true/false segment is a bug in the producer, not a number
-    if isinstance(value, bool):
-        raise ValueError(f"{where}: {what} {value!r} is not a number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {what} {value!r} is not a number") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{where}: {what} is {value!r}, not a finite number")
-    return number
 
 
 def check_predictions(predictions: pd.DataFrame, name: str = "predictions", invalid: str = "error") -> pd.DataFrame:

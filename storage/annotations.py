@@ -217,16 +217,27 @@ def _frames(video_rows, inst_rows) -> tuple[pd.DataFrame, pd.DataFrame]:
     return videos, instances
 
 
-def _number(value, path, video, what, allow_missing=False) -> float:
+def finite_number(value, where: str, what: str, allow_missing: bool = False) -> float:
+    """float(value), or ValueError "<where>: <what> ... is not a (finite) number"; None -> NaN if allow_missing.
+
+    The one check of numbers read from annotation and prediction files (stages.evaluation too).
+    """
     if value is None and allow_missing:
         return math.nan
+    # bool is an int in Python; a true/false segment or score is a bug in the producer, not a number
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: {what} {value!r} is not a number")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"annotation file {path}: video {video!r}: {what} {value!r} is not a number") from None
+        raise ValueError(f"{where}: {what} {value!r} is not a number") from None
     if not math.isfinite(number):
-        raise ValueError(f"annotation file {path}: video {video!r}: {what} is {value!r}")
+        raise ValueError(f"{where}: {what} is {value!r}, not a finite number")
     return number
+
+
+def _number(value, path, video, what, allow_missing=False) -> float:
+    return finite_number(value, f"annotation file {path}: video {video!r}", what, allow_missing)
 
 
 # ---------------------------------------------------------------------------------------------

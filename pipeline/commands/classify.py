@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+HELP = "Kinetics-400 top-5 of the I3D RGB model on a video"
+
+
 NUM_FRAMES = 64
 SHORT_SIDE = 256
 CROP = 224
@@ -83,8 +86,6 @@ def handle(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("classify", help="Kinetics-400 top-5 of the I3D RGB model on a video")
+def add_arguments(p) -> None:
     p.add_argument("video", help="video file")
     p.add_argument("--json", action="store_true", help='print {"top5": [[label, index, probability], ...]}')
-    p.set_defaults(func=handle)

@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 
 
+HELP = "print the resolved configuration and where each value came from"
+
+
 def handle(args) -> int:
     import pipeline  # noqa: F401 - registers the tasks whose parameters are listed
     from pipeline.config import config_files, resolved_config
@@ -27,9 +30,7 @@ def handle(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("config", help="print the resolved configuration and where each value came from")
+def add_arguments(p) -> None:
     p.add_argument("--section", default=None, help="only this section (e.g. TSCProposals, dataset)")
     p.add_argument("--json", action="store_true", help='print {"files": [...], "values": [{section, key, value, '
                                                        'source}]}')
-    p.set_defaults(func=handle)

@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 
 
+HELP = ("detections on a raw video (or every video of a folder) with a TrainDetector checkpoint; ActivityNet "
+        "results JSON")
+
+
 def video_files(target: Path) -> list[Path]:
     """The video itself, or every file of the folder (not recursive) with a common video extension, sorted."""
     from pipeline.stages.sample_frames import VIDEO_EXTENSIONS
@@ -98,9 +102,7 @@ def handle(args) -> int:
     return 1 if failures and not results else 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("detect", help="detections on a raw video (or every video of a folder) with a "
-                                      "TrainDetector checkpoint; ActivityNet results JSON")
+def add_arguments(p) -> None:
     p.add_argument("video", help="a video file, or a folder: every file with a common video extension in it")
     p.add_argument("--checkpoint", required=True,
                    help="TrainDetector artifact folder (runs/detector-<hash>/) or its checkpoint.pt")
@@ -110,4 +112,3 @@ def register(sub) -> None:
                         "on a time line, opacity = score")
     p.add_argument("--max-dets", type=int, default=200, help="keep at most this many detections per video (default 200)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: CUDA when present)")
-    p.set_defaults(func=handle)

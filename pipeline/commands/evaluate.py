@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 
 
+HELP = "temporal detection mAP of ActivityNet-style results against ground truth"
+
+
 def _parse_thresholds(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -60,8 +63,7 @@ def handle(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="temporal detection mAP of ActivityNet-style results against ground truth")
+def add_arguments(p) -> None:
     p.add_argument("--gt", required=True, help="ground truth: ActivityNet-style JSON, ActionFormer JSON or G-TAD CSV(s)")
     p.add_argument("--pred", required=True, help='predictions: {"results": {video: [{"segment", "label", "score"}]}}')
     p.add_argument("--preset", choices=["thumos14", "activitynet"], default="thumos14",
@@ -75,4 +77,3 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--drop-invalid", action="store_true",
                    help="drop segments that end before they start (counted in the report) instead of refusing the file")
-    p.set_defaults(func=handle)

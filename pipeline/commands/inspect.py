@@ -2,6 +2,9 @@
 import json
 
 
+HELP = "list or plot what a Zarr artifact store holds"
+
+
 def handle(args) -> int:
     from pipeline.storage.inspect import describe_store, format_listing, plot_video
 
@@ -19,10 +22,8 @@ def handle(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("inspect", help="list or plot what a Zarr artifact store holds")
+def add_arguments(p) -> None:
     p.add_argument("store", help="path of a .zarr store written by the pipeline")
     p.add_argument("--json", action="store_true", help="machine-readable listing")
     p.add_argument("--plot", metavar="VIDEO", help="draw this video's array (heatmap or frame strip)")
     p.add_argument("--out", metavar="FILE.png", help="where to write the plot")
-    p.set_defaults(func=handle)

@@ -6,6 +6,9 @@ options given here (pipeline.config); `tal-pipeline config` shows the result.
 from __future__ import annotations
 
 
+HELP = "run a pipeline task with luigi (e.g. FullRun, SampleFrames --force)"
+
+
 def handle(args) -> int:
     import luigi.cmdline
 
@@ -18,8 +21,6 @@ def handle(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("run", help="run a pipeline task with luigi (e.g. FullRun, SampleFrames --force)")
+def add_arguments(p) -> None:
     p.add_argument("task", help="task name: FullRun, SampleFrames, ExtractFeatures, ...")
     p.add_argument("luigi_args", nargs="...", help="further luigi options, e.g. --dataset-videos DIR --workers 1")
-    p.set_defaults(func=handle)

@@ -5,6 +5,9 @@ import json
 from pathlib import Path
 
 
+HELP = "TSC change points of a (T, T) similarity matrix saved with numpy"
+
+
 def _parse_ms(text: str) -> list[int]:
     try:
         ms = [int(x) for x in text.split(",") if x.strip()]
@@ -40,10 +43,8 @@ def handle(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("segment", help="TSC change points of a (T, T) similarity matrix saved with numpy")
+def add_arguments(p) -> None:
     p.add_argument("--similarity", required=True, help="(T, T) similarity matrix, .npy")
     p.add_argument("--m", default="10,15,20", help="numbers of change points, comma-separated (default 10,15,20)")
     p.add_argument("--min-size", type=int, default=1, help="minimum segment length in steps (default 1)")
     p.add_argument("--json", action="store_true", help='print {"m": [change points], ...} as JSON')
-    p.set_defaults(func=handle)

