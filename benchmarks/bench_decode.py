@@ -14,7 +14,7 @@ from pathlib import Path
 
 import av
 
-from pipeline.stages.sample_frames import sample_video
+from tal_pipeline.stages.data.sample_frames import sample_video
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "v_GGSY1Qvo990.mp4"
 
@@ -51,7 +51,7 @@ def main() -> None:
         if DEFAULT.is_file():
             video = DEFAULT
         else:  # no ../shared: a synthetic video instead
-            from pipeline.stages.synthetic import generate
+            from tal_pipeline.synthetic.videos import generate
 
             folder = Path(tempfile.mkdtemp())
             generate(folder, videos=2, seed=0, duration=30, size=256)

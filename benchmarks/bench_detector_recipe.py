@@ -11,7 +11,7 @@ the held-out fold (average mAP over tIoU 0.3:0.1:0.7, anet mode), for every seed
 --use-bapg the ProposalFeatures, whose training videos are cross-fitted) come from the pipeline's own stores,
 built first when missing. Printed per candidate: mean ± std of the held-out average mAP over seeds x folds, the
 worst run, and how many runs passed the training health check. This is how the detector defaults in
-stages/detector_training.py are chosen; the test split is not read.
+stages/detectors/training.py are chosen; the test split is not read.
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ def held_out_map(name, features, annotations, labels, grids, train_videos, val_v
                  bapg_channels) -> tuple[float, dict]:
     import pandas as pd
 
-    from pipeline.stages.detection import detect
-    from pipeline.stages.detector_training import train_detector
-    from pipeline.stages.evaluation import evaluate_detections
-    from pipeline.storage.annotations import Annotations
+    from tal_pipeline.stages.detectors.detection import detect
+    from tal_pipeline.stages.detectors.training import train_detector
+    from tal_pipeline.stages.evaluation.mean_ap import evaluate_detections
+    from tal_pipeline.storage.annotations import Annotations
 
     fit = {v: features[v] for v in train_videos}
     state, cfg, _ = train_detector(name, fit, annotations.actions, labels, grids, candidate, seed=seed,
@@ -73,7 +73,7 @@ def main() -> None:
     from pipeline import dataset
     from pipeline.bapg_tasks import ProposalFeatures
     from pipeline.data_tasks import dataset_annotations, features_task
-    from pipeline.storage.features import load_feature_dict
+    from tal_pipeline.storage.features import load_feature_dict
 
     torch.set_num_threads(args.threads)
     candidates = json.loads(args.candidates)

@@ -49,11 +49,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from pipeline.models.afsd.boundary_pooling import boundary_max_pool
-    from pipeline.models.detector_registry import build_detector
-    from pipeline.models.nms import soft_nms
-    from pipeline.stages.detector_training import train_detector
-    from pipeline.stages.runtime import resolve_device
+    from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool
+    from tal_pipeline.models.detector_registry import build_detector
+    from tal_pipeline.models.nms import soft_nms
+    from tal_pipeline.stages.detectors.training import train_detector
+    from tal_pipeline.stages.runtime import resolve_device
     from tests.reference_nms import naive_soft_nms
     from tests.synthetic_features import synthetic_feature_dataset
 

@@ -21,8 +21,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.stages.evaluation import PRED_COLUMNS, evaluate_detections  # noqa: E402
-from pipeline.storage.annotations import INSTANCE_COLUMNS, Annotations, load_annotations  # noqa: E402
+from tal_pipeline.stages.evaluation.mean_ap import PRED_COLUMNS, evaluate_detections  # noqa: E402
+from tal_pipeline.storage.annotations import INSTANCE_COLUMNS, Annotations, load_annotations  # noqa: E402
 from tests.reference_evaluation import evaluate_detections_reference  # noqa: E402
 
 GT_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14" / "thumos14_anet_style.json"

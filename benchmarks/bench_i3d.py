@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the reference extractor
 
-from pipeline.models.i3d_weights import load_i3d  # noqa: E402
-from pipeline.stages.features import extract_features  # noqa: E402
-from pipeline.stages.runtime import resolve_device  # noqa: E402
-from pipeline.stages.timegrid import num_windows  # noqa: E402
+from tal_pipeline.models.i3d_weights import load_i3d  # noqa: E402
+from tal_pipeline.stages.data.features import extract_features  # noqa: E402
+from tal_pipeline.stages.runtime import resolve_device  # noqa: E402
+from tal_pipeline.stages.data.timegrid import num_windows  # noqa: E402
 from tests.reference_features import extract_features_naive  # noqa: E402
 
 

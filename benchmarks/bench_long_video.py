@@ -76,8 +76,8 @@ def synthetic_features(T: int, dim: int = FEATURE_DIM, seed: int = 0):
 
 
 def write_inputs(T: int, folder: Path) -> Path:
-    from pipeline.storage.features import TimeGrid, write_features
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.storage.features import TimeGrid, write_features
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     store = folder / "features.zarr"
     ArtifactStore(store).begin({"stage": "features", "params": {"T": T}})
@@ -92,11 +92,11 @@ def _import_stage_modules():
     import numpy  # noqa: F401
     import zarr  # noqa: F401
 
-    import pipeline.stages.proposal_features  # noqa: F401
-    import pipeline.stages.proposals  # noqa: F401
-    import pipeline.stages.similarity  # noqa: F401
-    import pipeline.stages.tsc  # noqa: F401
-    import pipeline.storage.features  # noqa: F401
+    import tal_pipeline.stages.bapg.proposal_features  # noqa: F401
+    import tal_pipeline.stages.bapg.proposals  # noqa: F401
+    import tal_pipeline.stages.bapg.similarity  # noqa: F401
+    import tal_pipeline.stages.bapg.tsc  # noqa: F401
+    import tal_pipeline.storage.features  # noqa: F401
 
 
 def child_baseline() -> dict:
@@ -104,7 +104,7 @@ def child_baseline() -> dict:
     imports = peak_rss_bytes()
     import numpy as np
 
-    from pipeline.stages.tsc import change_points
+    from tal_pipeline.stages.bapg.tsc import change_points
 
     change_points(np.eye(8, dtype=np.float32) + 0.1, ms=[2])  # loads the cached Numba kernels
     return {"imports": imports, "numba": peak_rss_bytes()}
@@ -114,11 +114,11 @@ def child_stages(folder: Path, T: int) -> dict:
     _import_stage_modules()
     import numpy as np
 
-    from pipeline.stages.proposal_features import proposal_features_to_store
-    from pipeline.stages.proposals import tsc_proposals_to_store
-    from pipeline.stages.similarity import write_similarity
-    from pipeline.storage.features import read_features
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.stages.bapg.proposal_features import proposal_features_to_store
+    from tal_pipeline.stages.bapg.proposals import tsc_proposals_to_store
+    from tal_pipeline.stages.bapg.similarity import write_similarity
+    from tal_pipeline.storage.features import read_features
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     out = {"start": peak_rss_bytes(), "stages": []}
     features_store = folder / "features.zarr"

@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.stages.tsc import change_points, cosine_similarity  # noqa: E402
+from tal_pipeline.stages.bapg.tsc import change_points, cosine_similarity  # noqa: E402
 
 MS = (10, 15, 20)
 STEPS_PER_SECOND = 7.5  # THUMOS14 feature steps per second of video (12548 steps / 1673 s)
@@ -102,7 +102,7 @@ def speed(T: int, repeats: int, per_m: bool) -> None:
 CHILD = r"""
 import resource, sys, time, numpy as np
 sys.path.insert(0, {repo!r})
-from pipeline.stages.tsc import segment
+from tal_pipeline.stages.bapg.tsc import segment
 T, m, path = {T}, {m}, {path!r}
 rng = np.random.default_rng(0)
 labels = np.sort(rng.integers(0, 40, size=T))

@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from pipeline.models.actionformer.model import ActionFormer
-from pipeline.models.afsd.model import AFSD
-from pipeline.models.fusion import BAPGFusion
+from tal_pipeline.models.actionformer.model import ActionFormer
+from tal_pipeline.models.afsd.model import AFSD
+from tal_pipeline.models.fusion import BAPGFusion
 
 DETECTORS: dict[str, type[nn.Module]] = {"afsd": AFSD, "actionformer": ActionFormer}
 # Positional arguments of every detector class, given by the data rather than by a configuration.

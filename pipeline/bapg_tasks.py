@@ -13,8 +13,8 @@ import luigi
 
 from pipeline.base import StageTask, gpu_resources, write_csv
 from pipeline.data_tasks import DatasetStage, dataset_annotations, features_task, gt_segments
-from pipeline.stages.proposals import SIMILARITY_SOURCES, SOURCES as BOUNDARY_SOURCES
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.stages.bapg.proposals import SIMILARITY_SOURCES, SOURCES as BOUNDARY_SOURCES
+from tal_pipeline.storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
 
@@ -25,8 +25,8 @@ CROSS_FIT_FOLDS = 2
 
 def encoder_report(state, cfg, features, actions, grids, config, seed, device) -> dict:
     """Positive vs hard-negative similarity on held-out videos: raw features, untrained encoder (same seed), trained."""
-    from pipeline.stages.encoder import make_embedder, train_encoder
-    from pipeline.stages.sample_pools import build_sample_pools, pool_similarity
+    from tal_pipeline.stages.bapg.encoder import make_embedder, train_encoder
+    from tal_pipeline.stages.bapg.sample_pools import build_sample_pools, pool_similarity
 
     pools = build_sample_pools(actions, grids, {v: len(x) for v, x in features.items()},
                                cfg["train"]["hard_negative_seconds"])
@@ -84,8 +84,8 @@ class TrainEncoder(StageTask):
     def run(self):
         import torch
 
-        from pipeline.stages.encoder import train_encoder
-        from pipeline.storage.features import load_feature_dict
+        from tal_pipeline.stages.bapg.encoder import train_encoder
+        from tal_pipeline.storage.features import load_feature_dict
 
         ann = dataset_annotations(self.data)
         train, test = ann.subset(self.data.train_subset), ann.subset(self.data.test_subset)
@@ -141,8 +141,8 @@ class SimilarityMatrices(DatasetStage):
         return {v: (folds[fold_of(v, train, self.cross_fit)].path if v in train else full) for v in videos}
 
     def run(self):
-        from pipeline.stages.parallel import threads_per_worker
-        from pipeline.stages.similarity import similarity_matrix_to_store
+        from tal_pipeline.stages.parallel import threads_per_worker
+        from tal_pipeline.stages.bapg.similarity import similarity_matrix_to_store
 
         features = self.input()["features"].store
         videos = features.videos()
@@ -191,7 +191,7 @@ class TSCProposals(DatasetStage):
         return {"features": features_task()}
 
     def run(self):
-        from pipeline.stages.proposals import tsc_proposals_to_store
+        from tal_pipeline.stages.bapg.proposals import tsc_proposals_to_store
 
         inputs = {k: t.path for k, t in self.input().items()}
         ann = dataset_annotations(self.data)
@@ -207,7 +207,7 @@ class TSCProposals(DatasetStage):
     def write_recall(self, store, done_videos: list[str]) -> None:
         import pandas as pd
 
-        from pipeline.stages.proposals import recall_table_from_store
+        from tal_pipeline.stages.bapg.proposals import recall_table_from_store
 
         ann = dataset_annotations(self.data)
         tables = []
@@ -240,7 +240,7 @@ class ProposalFeatures(DatasetStage):
         return {"features": features_task(), "proposals": TSCProposals(source=self.source)}
 
     def run(self):
-        from pipeline.stages.proposal_features import proposal_features_to_store
+        from tal_pipeline.stages.bapg.proposal_features import proposal_features_to_store
 
         proposals = self.input()["proposals"].store
         self.run_videos(proposal_features_to_store, proposals.videos(), self.skip_bad_videos,

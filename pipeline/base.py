@@ -12,9 +12,9 @@ import luigi
 
 from pipeline import config, dataset
 from pipeline.hashing import param_hash
-from pipeline.stages.parallel import run_per_video
-from pipeline.storage.atomic import atomic_folder
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.stages.parallel import run_per_video
+from tal_pipeline.storage.atomic import atomic_folder
+from tal_pipeline.storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
 

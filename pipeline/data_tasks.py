@@ -13,7 +13,7 @@ import luigi
 from pipeline import dataset
 from pipeline.base import DoneFileTarget, StageTask, gpu_resources
 from pipeline.hashing import param_hash
-from pipeline.storage.annotations import Annotations, load_annotations
+from tal_pipeline.storage.annotations import Annotations, load_annotations
 
 log = logging.getLogger("pipeline")
 
@@ -35,8 +35,8 @@ class SyntheticDataset(luigi.Task):
         return DoneFileTarget(dataset.synthetic_dir())
 
     def run(self):
-        from pipeline.stages.synthetic import generate
-        from pipeline.storage.atomic import atomic_folder
+        from tal_pipeline.synthetic.videos import generate
+        from tal_pipeline.storage.atomic import atomic_folder
 
         params = dataset.synthetic_params()
         with atomic_folder(self.output().path) as tmp:
@@ -74,7 +74,7 @@ class SampleFrames(DatasetStage):
         return self.dataset_requirement()
 
     def run(self):
-        from pipeline.stages.sample_frames import sample_frames_to_store
+        from tal_pipeline.stages.data.sample_frames import sample_frames_to_store
 
         videos = dataset_annotations(self.data).videos["video"].tolist()
         self.run_videos(sample_frames_to_store, videos, self.skip_bad_videos,
@@ -104,9 +104,9 @@ class ExtractFeatures(DatasetStage):
         return {**super().shaping_params(), "weights": self.weights_name}
 
     def run(self):
-        from pipeline.models.i3d_weights import ensure_i3d_weights, weights_sha256
-        from pipeline.stages.features import extract_video_features
-        from pipeline.stages.parallel import threads_per_worker
+        from tal_pipeline.models.i3d_weights import ensure_i3d_weights, weights_sha256
+        from tal_pipeline.stages.data.features import extract_video_features
+        from tal_pipeline.stages.parallel import threads_per_worker
 
         weights = ensure_i3d_weights(progress=log.info)
         frames = self.input().store
@@ -141,7 +141,7 @@ class ImportFeatures(DatasetStage):
         return None
 
     def run(self):
-        from pipeline.stages.import_features import import_video_features, infer_width
+        from tal_pipeline.stages.data.import_features import import_video_features, infer_width
 
         ann = dataset_annotations(self.data)
         videos = ann.videos["video"].tolist()

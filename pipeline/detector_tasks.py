@@ -12,7 +12,7 @@ import luigi
 from pipeline.bapg_tasks import ProposalFeatures, SimilarityMatrices, TrainEncoder, TSCProposals
 from pipeline.base import StageTask, gpu_resources, task_threads, write_csv
 from pipeline.data_tasks import ExtractFeatures, SampleFrames, dataset_annotations, features_task
-from pipeline.stages.proposals import SOURCES
+from tal_pipeline.stages.bapg.proposals import SOURCES
 
 log = logging.getLogger("pipeline")
 
@@ -54,7 +54,7 @@ class DetectorTask(StageTask):
         return inputs
 
     def load_features(self, subset: str):
-        from pipeline.storage.features import load_feature_dict
+        from tal_pipeline.storage.features import load_feature_dict
 
         ann = dataset_annotations(self.data).subset(subset)
         bapg = self.input()["bapg"].path if self.use_bapg else None
@@ -62,7 +62,7 @@ class DetectorTask(StageTask):
         return ann, features, grids
 
     def bapg_channels(self) -> int:
-        from pipeline.storage.zarr_store import ArtifactStore
+        from tal_pipeline.storage.zarr_store import ArtifactStore
 
         if not self.use_bapg:
             return 0
@@ -105,7 +105,7 @@ class TrainDetector(DetectorTask):
     def run(self):
         import torch
 
-        from pipeline.stages.detector_training import train_detector
+        from tal_pipeline.stages.detectors.training import train_detector
 
         torch.set_num_threads(task_threads())
         ann, features, grids = self.load_features(self.data.train_subset)
@@ -137,8 +137,8 @@ class TrainDetector(DetectorTask):
 
     def inference_recipe(self):
         """How this detector's input was made from a raw video (stages.recipe), for `tal-pipeline detect`."""
-        from pipeline.stages.proposal_features import PROJECTION_SEED
-        from pipeline.stages.recipe import BapgRecipe, FeaturesRecipe, FramesRecipe, InferenceRecipe
+        from tal_pipeline.stages.bapg.proposal_features import PROJECTION_SEED
+        from tal_pipeline.stages.detectors.recipe import BapgRecipe, FeaturesRecipe, FramesRecipe, InferenceRecipe
 
         feats = features_task()
         extracted = isinstance(feats, ExtractFeatures)
@@ -170,8 +170,8 @@ class Detect(DetectorTask):
                 **self.feature_inputs()}
 
     def run(self):
-        from pipeline.stages.detection import detect
-        from pipeline.stages.inference import checkpoint_file, load_checkpoint_file
+        from tal_pipeline.stages.detectors.detection import detect
+        from tal_pipeline.stages.detectors.inference import checkpoint_file, load_checkpoint_file
 
         ckpt = load_checkpoint_file(checkpoint_file(self.input()["model"].path))
         ann, features, grids = self.load_features(self.data.test_subset)

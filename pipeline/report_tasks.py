@@ -33,7 +33,7 @@ class Evaluate(DetectorTask):
         return Detect(**self.variant(), max_dets=self.max_dets)
 
     def run(self):
-        from pipeline.stages.evaluation import evaluate_detections, load_predictions
+        from tal_pipeline.stages.evaluation.mean_ap import evaluate_detections, load_predictions
 
         ann = dataset_annotations(self.data).subset(self.data.test_subset)
         predictions = load_predictions(Path(self.input().path) / "detections.json")
@@ -80,7 +80,7 @@ class Report(StageTask):
                 "similarity": SimilarityMatrices(), "proposals": TSCProposals(), "features": features_task()}
 
     def run(self):
-        from pipeline.stages.report import ExampleInputs, write_report
+        from tal_pipeline.stages.evaluation.report import ExampleInputs, write_report
 
         inputs = self.input()
         evaluations = [json.loads((Path(t.path) / "evaluation.json").read_text())

@@ -5,6 +5,6 @@ Numba's on-disk cache needs a writable folder; the package folder may not be
 """
 import os
 
-from pipeline.storage.paths import cache_dir as _cache_dir
+from tal_pipeline.storage.paths import cache_dir as _cache_dir
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(_cache_dir() / "numba"))

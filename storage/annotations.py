@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.storage.paths import check_video_id, read_json_mapping
+from tal_pipeline.storage.paths import check_video_id, read_json_mapping
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.storage.zarr_store import ArtifactStore
 
 TIME_CONVENTION = "feature i is centred at (i*stride + window/2)/fps seconds (stages.timegrid)"
 CHUNK_STEPS = 1024
@@ -23,12 +23,12 @@ class TimeGrid:
     stride: int
 
     def to_seconds(self, index):
-        from pipeline.stages.timegrid import feature_to_seconds
+        from tal_pipeline.stages.data.timegrid import feature_to_seconds
 
         return feature_to_seconds(index, self.fps, self.window, self.stride)
 
     def to_steps(self, seconds):
-        from pipeline.stages.timegrid import seconds_to_feature
+        from tal_pipeline.stages.data.timegrid import seconds_to_feature
 
         return seconds_to_feature(seconds, self.fps, self.window, self.stride)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.storage.zarr_store import ArtifactStore
 
 LONG_ATTR = 12  # attribute lists longer than this are summarised in the listing
 

@@ -26,8 +26,8 @@ from typing import Iterator
 import numpy as np
 import zarr
 
-from pipeline.storage.atomic import atomic_folder, atomic_write
-from pipeline.storage.paths import check_video_id
+from tal_pipeline.storage.atomic import atomic_folder, atomic_write
+from tal_pipeline.storage.paths import check_video_id
 
 COMPLETE_FLAG = ".complete"
 

@@ -24,7 +24,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory) -> Path:
     """4 short synthetic videos (2 train, 2 test) at 64 px: decodable mp4 + annotations.json."""
-    from pipeline.stages.synthetic import generate
+    from tal_pipeline.synthetic.videos import generate
 
     out = tmp_path_factory.mktemp("tiny_synth")
     generate(out, videos=4, seed=3, duration=12.0, size=64, test_fraction=0.5)

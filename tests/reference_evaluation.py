@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.stages.evaluation import (DEFAULT_MAX_DETS, DEFAULT_RECALL_AT, _check_args, _result, check_predictions,
+from tal_pipeline.stages.evaluation.mean_ap import (DEFAULT_MAX_DETS, DEFAULT_RECALL_AT, _check_args, _result, check_predictions,
                                         resolve_thresholds)
 
 

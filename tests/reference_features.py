@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.stages.features import DEFAULT_STRIDE, DEFAULT_WINDOW, _check_frames
-from pipeline.stages.timegrid import num_windows
+from tal_pipeline.stages.data.features import DEFAULT_STRIDE, DEFAULT_WINDOW, _check_frames
+from tal_pipeline.stages.data.timegrid import num_windows
 
 
 def extract_features_naive(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.stages.timegrid import feature_to_seconds
+from tal_pipeline.stages.data.timegrid import feature_to_seconds
 
 
 def synthetic_feature_dataset(num_videos: int = 16, channels: int = 1024, num_classes: int = 4, seed: int = 0,
@@ -65,7 +65,7 @@ def overfit_recall(make_model, lr: float, iterations: int = 60) -> tuple[float, 
     `iterations` AdamW steps on that batch."""
     import torch
 
-    from pipeline.stages.detector_data import build_training_set, collate
+    from tal_pipeline.stages.detectors.data import build_training_set, collate
 
     torch.manual_seed(0)
     feats, ann, labels, grid, _ = synthetic_feature_dataset(6, channels=16, num_classes=2, seed=1, min_len=48,

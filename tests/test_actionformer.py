@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from pipeline.models.actionformer.attention import local_attention_mask
-from pipeline.models.actionformer.blocks import MaskedDepthwiseConv, masked_max_pool
-from pipeline.models.actionformer.droppath import drop_path
-from pipeline.models.actionformer.heads import RegHead
-from pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss
-from pipeline.models.actionformer.model import ActionFormer
-from pipeline.models.actionformer.targets import assign_targets, default_regression_ranges
-from pipeline.models.actionformer.transformer import LocalTransformerBlock
+from tal_pipeline.models.actionformer.attention import local_attention_mask
+from tal_pipeline.models.actionformer.blocks import MaskedDepthwiseConv, masked_max_pool
+from tal_pipeline.models.actionformer.droppath import drop_path
+from tal_pipeline.models.actionformer.heads import RegHead
+from tal_pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss
+from tal_pipeline.models.actionformer.model import ActionFormer
+from tal_pipeline.models.actionformer.targets import assign_targets, default_regression_ranges
+from tal_pipeline.models.actionformer.transformer import LocalTransformerBlock
 from tests.synthetic_features import overfit_recall, synthetic_feature_dataset
 
 
@@ -259,7 +259,7 @@ def test_overfit_tiny_synthetic():
 
 
 def test_train_detector_lowers_regression_loss_and_stays_healthy():
-    from pipeline.stages.detector_training import train_detector
+    from tal_pipeline.stages.detectors.training import train_detector
 
     feats, ann, labels, grid, _ = synthetic_feature_dataset(num_videos=6, channels=32, num_classes=2, seed=2,
                                                             min_len=48, max_len=72)

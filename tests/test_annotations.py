@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline.storage.annotations import load_annotations, load_labels
+from tal_pipeline.storage.annotations import load_annotations, load_labels
 
 
 def test_three_thumos14_sources_agree(shared_data):

@@ -22,9 +22,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pipeline.stages.parallel import run_per_video
-from pipeline.stages.sample_frames import FrameSampler, sample_frames_to_store
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.stages.parallel import run_per_video
+from tal_pipeline.stages.data.sample_frames import FrameSampler, sample_frames_to_store
+from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import REPO, dataset_args, run_luigi
 
 SOURCE_DIRS = ("pipeline", "stages", "models", "storage")
@@ -132,7 +132,7 @@ def bad_videos(tmp_path_factory, tiny_synthetic) -> Path:
 
 
 def test_bad_video_files_fail_clearly_keep_the_others_and_are_reported(tmp_path, bad_videos):
-    # Decision (stages/sample_frames.py docstring, README): a truncated file fails as a whole, also
+    # Decision (stages/data/sample_frames.py docstring, README): a truncated file fails as a whole, also
     # when its first part decodes; nothing of it is written, and --skip-bad-videos goes on without it.
     store = _new_store(tmp_path / "frames.zarr")
     for video, (name, problem) in BAD_VIDEOS.items():
@@ -171,8 +171,8 @@ def test_bad_video_files_fail_clearly_keep_the_others_and_are_reported(tmp_path,
 def test_video_shorter_than_one_window_fails_alone(tmp_path):
     import torch
 
-    from pipeline.models.i3d import I3D
-    from pipeline.stages.features import extract_video_features
+    from tal_pipeline.models.i3d import I3D
+    from tal_pipeline.stages.data.features import extract_video_features
 
     torch.manual_seed(0)
     weights = tmp_path / "random_i3d.pt"
@@ -228,7 +228,7 @@ def test_frames_decoded_out_of_order_are_reordered(tmp_path, monkeypatch):
     """Decoders that hand frames out of presentation order: the reorder buffer restores it."""
     import av
 
-    import pipeline.stages.sample_frames as sf
+    import tal_pipeline.stages.data.sample_frames as sf
 
     frames = [av.VideoFrame.from_ndarray(np.full((16, 16, 3), i * 6, np.uint8), format="rgb24") for i in range(30)]
     order = [0, 3, 1, 2, 6, 4, 5, 9, 7, 8] + list(range(10, 30))
@@ -252,7 +252,7 @@ def test_frames_decoded_out_of_order_are_reordered(tmp_path, monkeypatch):
 # annotations
 # ---------------------------------------------------------------------------------------------
 def test_bad_annotation_files(tmp_path):
-    from pipeline.storage.annotations import load_annotations
+    from tal_pipeline.storage.annotations import load_annotations
 
     def write(name: str, content: str | bytes) -> Path:
         path = tmp_path / name
@@ -304,7 +304,7 @@ def test_bad_annotation_files(tmp_path):
 # imported features
 # ---------------------------------------------------------------------------------------------
 def test_imported_features_nan_inf_or_wrong_width(tmp_path):
-    from pipeline.stages.import_features import import_video_features
+    from tal_pipeline.stages.data.import_features import import_video_features
 
     src = tmp_path / "feats"
     src.mkdir()
@@ -340,7 +340,7 @@ def test_imported_features_nan_inf_or_wrong_width(tmp_path):
 def test_missing_or_corrupt_weights_files(tmp_path, monkeypatch):
     import torch
 
-    from pipeline.models.i3d_weights import cached_weights_path, ensure_i3d_weights, load_state_dict_file
+    from tal_pipeline.models.i3d_weights import cached_weights_path, ensure_i3d_weights, load_state_dict_file
 
     monkeypatch.setenv("TAL_PIPELINE_CACHE", str(tmp_path / "cache"))
     quiet = {"progress": lambda _: None}
@@ -394,7 +394,7 @@ def _keyword(call: ast.Call, name: str):
 
 
 def test_no_code_execution_from_files_and_no_public_bind(tmp_path):
-    from pipeline.models.i3d_weights import load_numpy_pickle, load_state_dict_file
+    from tal_pipeline.models.i3d_weights import load_numpy_pickle, load_state_dict_file
 
     marker = tmp_path / "pwned"
     evil = _System(f"echo x > {marker}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.stages.proposal_features import NEAREST_CLIP, boundary_aware_features, boundary_channels
-from pipeline.stages.proposals import (oracle_change_points, proposals_from_change_points, read_change_points, read_scales,
+from tal_pipeline.stages.bapg.proposal_features import NEAREST_CLIP, boundary_aware_features, boundary_channels
+from tal_pipeline.stages.bapg.proposals import (oracle_change_points, proposals_from_change_points, read_change_points, read_scales,
                               scale_counts, tsc_proposals_to_store)
-from pipeline.stages.similarity import write_similarity
-from pipeline.stages.timegrid import feature_to_seconds
-from pipeline.storage.features import TimeGrid, write_features
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.stages.bapg.similarity import write_similarity
+from tal_pipeline.stages.data.timegrid import feature_to_seconds
+from tal_pipeline.storage.features import TimeGrid, write_features
+from tal_pipeline.storage.zarr_store import ArtifactStore
 
 GRID = {"fps": 8.0, "window": 4, "stride": 4}  # 2 steps per second
 
@@ -43,7 +43,7 @@ def test_rates_give_longer_videos_more_change_points(stores):
     assert [len(c) for _, c in short][:3] == [3, 4, 10] and [len(c) for _, c in long_][:3] == [3, 16, 40]
     assert scale_counts(480, 240.0, [3], [4.0, 10.0]) == [3, 16, 40]
     # the scales of one video come from one DP: the same count gives the same (optimal) change points
-    from pipeline.stages.tsc import change_points
+    from tal_pipeline.stages.bapg.tsc import change_points
 
     S = ArtifactStore(stores["similarity"]).read("long")[...]
     for _, cps in long_:
@@ -103,7 +103,7 @@ def test_boundary_channels_known_answer():
 
 
 def test_proposal_contrast_ranks_the_coherent_span_first():
-    from pipeline.stages.proposals import proposal_contrast, soft_nms_rank
+    from tal_pipeline.stages.bapg.proposals import proposal_contrast, soft_nms_rank
 
     # three regimes: [0, 10) background A, [10, 20) action B, [20, 30) background A again
     x = np.zeros((30, 2))

@@ -1,4 +1,4 @@
-"""`tal-pipeline detect`: raw video -> detections with a TrainDetector checkpoint (stages/inference.py).
+"""`tal-pipeline detect`: raw video -> detections with a TrainDetector checkpoint (stages/detectors/inference.py).
 
 The key check: on a test video, the command's detections equal those of the pipeline's own Detect task with
 the same checkpoint (same segments, labels and scores), i.e. single-video inference rebuilds the detector's

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.models.encoder import bapg_loss, build_encoder, cosine_similarity, triplet_margin_loss
-from pipeline.stages.encoder import embed, load_encoder, make_embedder, train_encoder
-from pipeline.stages.sample_pools import build_sample_pools, pool_similarity, video_pools
-from pipeline.stages.timegrid import feature_to_seconds
+from tal_pipeline.models.encoder import bapg_loss, build_encoder, cosine_similarity, triplet_margin_loss
+from tal_pipeline.stages.bapg.encoder import embed, load_encoder, make_embedder, train_encoder
+from tal_pipeline.stages.bapg.sample_pools import build_sample_pools, pool_similarity, video_pools
+from tal_pipeline.stages.data.timegrid import feature_to_seconds
 
 UNIT = {"fps": 1.0, "window": 1, "stride": 1}  # step i is centred at i + 0.5 s
 GRID = {"fps": 10.0, "window": 4, "stride": 2}  # step i is centred at 0.2 i + 0.2 s

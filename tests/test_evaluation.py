@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.stages.evaluation import PRED_COLUMNS, evaluate_detections, load_predictions, threshold_preset
-from pipeline.storage.annotations import INSTANCE_COLUMNS, Annotations, load_annotations
+from tal_pipeline.stages.evaluation.mean_ap import PRED_COLUMNS, evaluate_detections, load_predictions, threshold_preset
+from tal_pipeline.storage.annotations import INSTANCE_COLUMNS, Annotations, load_annotations
 from tests.reference_evaluation import evaluate_detections_reference
 
 

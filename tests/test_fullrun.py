@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import dataset_args, run_luigi
 
 SMALL = ["--SampleFrames-size", "32", "--Report-seeds", "1", "--TrainDetector-epochs", "2",

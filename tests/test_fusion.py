@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.models.actionformer.model import ActionFormer
-from pipeline.models.detector_registry import DETECTORS, build_detector, resolve_model_config
-from pipeline.models.fusion import BAPGFusion
-from pipeline.stages.detection import detect, load_detector
-from pipeline.stages.detector_training import train_detector
+from tal_pipeline.models.actionformer.model import ActionFormer
+from tal_pipeline.models.detector_registry import DETECTORS, build_detector, resolve_model_config
+from tal_pipeline.models.fusion import BAPGFusion
+from tal_pipeline.stages.detectors.detection import detect, load_detector
+from tal_pipeline.stages.detectors.training import train_detector
 from tests.synthetic_features import synthetic_feature_dataset
 
 SMALL_MODEL = {"afsd": {"width": 16, "levels": 3}, "actionformer": {"width": 16, "levels": 3, "window": 5}}

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.models.i3d import I3D, Unit3D, max_pool_same, same_pads
-from pipeline.models.i3d_weights import (
+from tal_pipeline.models.i3d import I3D, Unit3D, max_pool_same, same_pads
+from tal_pipeline.models.i3d_weights import (
     BRANCHES,
     NUM_KEYS,
     STEMS,
@@ -24,8 +24,8 @@ from pipeline.models.i3d_weights import (
     load_state_dict_file,
     weights_sha256,
 )
-from pipeline.stages.features import extract_features
-from pipeline.stages.timegrid import num_windows
+from tal_pipeline.stages.data.features import extract_features
+from tal_pipeline.stages.data.timegrid import num_windows
 from tests.reference_features import extract_features_naive
 
 

@@ -5,9 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.stages.import_features import import_video_features, read_source
-from pipeline.storage.features import TimeGrid, read_features
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.stages.data.import_features import import_video_features, read_source
+from tal_pipeline.storage.features import TimeGrid, read_features
+from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import run_luigi
 
 

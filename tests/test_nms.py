@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.models.nms import batched_soft_nms, pairwise_tiou, select_detections, soft_nms
+from tal_pipeline.models.nms import batched_soft_nms, pairwise_tiou, select_detections, soft_nms
 from tests.reference_nms import naive_soft_nms
 
 

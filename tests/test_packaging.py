@@ -21,7 +21,7 @@ def _frames_store(workdir: Path) -> Path:
 
 
 def _complete(store: Path) -> bool:
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     return ArtifactStore(store).is_complete()
 
@@ -92,7 +92,7 @@ def test_wheel_runs_from_any_directory_with_its_shipped_config(tmp_path, tiny_sy
     elsewhere.mkdir()
     env = luigi_env(elsewhere)
     env.pop("PYTHONPATH", None)
-    where = subprocess.run([str(python), "-c", "import pipeline.stages.tsc as t, pipeline.models.fusion as f; "
+    where = subprocess.run([str(python), "-c", "import tal_pipeline.stages.bapg.tsc as t, tal_pipeline.models.fusion as f; "
                                                "print(t.__file__); print(f.__file__)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
     assert all(Path(p).is_relative_to(site) for p in where.stdout.split()), where.stdout  # not the checkout
@@ -117,6 +117,6 @@ def test_wheel_runs_from_any_directory_with_its_shipped_config(tmp_path, tiny_sy
     assert run.returncode == 0, run.stderr[-3000:]
     store = _frames_store(workdir)
     assert _complete(store)
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     assert ArtifactStore(store).attrs()["params"]["params"]["fps"] == 4.0  # ./luigi.cfg reached the task

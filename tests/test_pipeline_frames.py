@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, dataset_args, luigi_env, run_luigi
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.storage.zarr_store import ArtifactStore
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import luigi.scheduler
 import luigi.worker
 import pytest
 
-from pipeline.stages.parallel import run_per_video
+from tal_pipeline.stages.parallel import run_per_video
 
 
 def _square_or_fail(video: str, store_path: str) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.stages.proposal_recall import proposal_recall, recall_by_m, tiou
-from pipeline.stages.proposals import proposals_from_change_points
+from tal_pipeline.stages.bapg.proposal_recall import proposal_recall, recall_by_m, tiou
+from tal_pipeline.stages.bapg.proposals import proposals_from_change_points
 
 # fps 10, window 16, stride 4: feature i is centred at 0.4 i + 0.8 s, one step is 0.4 s, so the span of
 # steps [a, b) is [0.4 a + 0.6, 0.4 b + 0.6] s

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.stages.recipe import BapgRecipe, FeaturesRecipe, FramesRecipe, InferenceRecipe
+from tal_pipeline.stages.detectors.recipe import BapgRecipe, FeaturesRecipe, FramesRecipe, InferenceRecipe
 
 
 def _bapg(**overrides) -> BapgRecipe:

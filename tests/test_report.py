@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.stages.report import aggregate_results, paired_differences, results_markdown, write_report
+from tal_pipeline.stages.evaluation.report import aggregate_results, paired_differences, results_markdown, write_report
 
 THRESHOLDS = [0.3, 0.5, 0.7]
 HEALTHY = {"healthy": True, "problems": [], "loss_first_epoch": 2.0, "loss_last_epoch": 0.5, "positive_share": 1.0}

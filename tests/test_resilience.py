@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import BIN, dataset_args, luigi_env, run_luigi
 
 
 @pytest.fixture(scope="module")
 def eight_videos(tmp_path_factory):
-    from pipeline.stages.synthetic import generate
+    from tal_pipeline.synthetic.videos import generate
 
     folder = tmp_path_factory.mktemp("eight")
     generate(folder, videos=8, seed=11, duration=16.0, size=128)

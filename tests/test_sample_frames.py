@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.stages.sample_frames import FrameSampler, find_video, sample_frames_to_store, sample_video
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.stages.data.sample_frames import FrameSampler, find_video, sample_frames_to_store, sample_video
+from tal_pipeline.storage.zarr_store import ArtifactStore
 
 
 @pytest.mark.parametrize("name, frames, fps_src", [("mmaction2_demo", 280, 28.0), ("v_GGSY1Qvo990", 355, 981 / 50)])

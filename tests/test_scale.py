@@ -16,8 +16,8 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.stages.parallel import LOCAL_SCHEDULERS, threads_per_worker, worker_count
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.stages.parallel import LOCAL_SCHEDULERS, threads_per_worker, worker_count
+from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import dataset_args, run_luigi
 
 # --SimilarityMatrices-use-encoder False applies to the SimilarityMatrices that TSCProposals requires.

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.storage.atomic import atomic_folder, atomic_write
-from pipeline.storage.inspect import describe_store, plot_video
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.storage.atomic import atomic_folder, atomic_write
+from tal_pipeline.storage.inspect import describe_store, plot_video
+from tal_pipeline.storage.zarr_store import ArtifactStore
 
 
 def _store(tmp_path, params=None):

@@ -8,8 +8,8 @@ from pathlib import Path
 from tests.conftest import REPO
 
 # Repository folder -> installed package (pyproject.toml [tool.setuptools.package-dir]).
-PACKAGES = {"pipeline": "pipeline", "stages": "pipeline.stages", "models": "pipeline.models",
-            "storage": "pipeline.storage"}
+PACKAGES = {"pipeline": "pipeline", "stages": "tal_pipeline.stages", "models": "tal_pipeline.models",
+            "storage": "tal_pipeline.storage", "synthetic": "tal_pipeline.synthetic"}
 MAX_LINES = 400
 
 

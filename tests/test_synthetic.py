@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.stages.sample_frames import sample_video
-from pipeline.stages.synthetic import CLASSES, COLOURS, generate
-from pipeline.storage.annotations import load_annotations
+from tal_pipeline.stages.data.sample_frames import sample_video
+from tal_pipeline.synthetic.videos import CLASSES, COLOURS, generate
+from tal_pipeline.storage.annotations import load_annotations
 
 
 def _object_mask(frame, label):

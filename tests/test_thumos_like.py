@@ -1,4 +1,4 @@
-"""The THUMOS14-shaped feature-level benchmark (stages/thumos_like.py, `tal-pipeline synth --features`)."""
+"""The THUMOS14-shaped feature-level benchmark (synthetic/thumos_like.py, `tal-pipeline synth --features`)."""
 from __future__ import annotations
 
 import json
@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.stages.import_features import import_video_features
-from pipeline.stages.thumos_like import generate_thumos_like
-from pipeline.stages.thumos_like_features import class_directions
-from pipeline.stages.thumos_like_layout import CLASSES, SUBSETS, layout_statistics, sample_layout
-from pipeline.stages.timegrid import feature_to_seconds, num_windows
-from pipeline.storage.annotations import load_annotations
-from pipeline.storage.features import TimeGrid, read_features
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.stages.data.import_features import import_video_features
+from tal_pipeline.synthetic.thumos_like import generate_thumos_like
+from tal_pipeline.synthetic.thumos_like_features import class_directions
+from tal_pipeline.synthetic.thumos_like_layout import CLASSES, SUBSETS, layout_statistics, sample_layout
+from tal_pipeline.stages.data.timegrid import feature_to_seconds, num_windows
+from tal_pipeline.storage.annotations import load_annotations
+from tal_pipeline.storage.features import TimeGrid, read_features
+from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import REPO, SHARED
 
 SEED, WIDTH = 3, 128

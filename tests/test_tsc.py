@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from pipeline.stages.tsc import (Segmentation, change_points, cosine_similarity, counts_from_rates, penalised_count, segment,
+from tal_pipeline.stages.bapg.tsc import (Segmentation, change_points, cosine_similarity, counts_from_rates, penalised_count, segment,
                         segment_cost, segmentation_cost)
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.actionformer.blocks import MaskedDepthwiseConv
+from tal_pipeline.models.actionformer.blocks import MaskedDepthwiseConv
 
 
 def local_attention_mask(mask: torch.Tensor, window: int) -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.models.actionformer.blocks import MaskedConv
-from pipeline.models.actionformer.transformer import LocalTransformerBlock
+from tal_pipeline.models.actionformer.blocks import MaskedConv
+from tal_pipeline.models.actionformer.transformer import LocalTransformerBlock
 
 
 class ActionFormerBackbone(nn.Module):

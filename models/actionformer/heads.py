@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.actionformer.blocks import MaskedConv
+from tal_pipeline.models.actionformer.blocks import MaskedConv
 
 
 class ClsHead(nn.Module):

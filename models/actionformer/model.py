@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.actionformer.backbone import ActionFormerBackbone
-from pipeline.models.actionformer.heads import ClsHead, RegHead
-from pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss
-from pipeline.models.actionformer.neck import PyramidNorm
-from pipeline.models.actionformer.targets import assign_targets, default_regression_ranges
-from pipeline.models.nms import select_batch_detections
+from tal_pipeline.models.actionformer.backbone import ActionFormerBackbone
+from tal_pipeline.models.actionformer.heads import ClsHead, RegHead
+from tal_pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss
+from tal_pipeline.models.actionformer.neck import PyramidNorm
+from tal_pipeline.models.actionformer.targets import assign_targets, default_regression_ranges
+from tal_pipeline.models.nms import select_batch_detections
 
 
 class ActionFormer(nn.Module):

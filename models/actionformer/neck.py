@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.models.actionformer.blocks import ChannelNorm
+from tal_pipeline.models.actionformer.blocks import ChannelNorm
 
 
 class PyramidNorm(nn.Module):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.models.actionformer.attention import LocalConvAttention
-from pipeline.models.actionformer.blocks import masked_max_pool
-from pipeline.models.actionformer.droppath import LayerScaleDropPath
+from tal_pipeline.models.actionformer.attention import LocalConvAttention
+from tal_pipeline.models.actionformer.blocks import masked_max_pool
+from tal_pipeline.models.actionformer.droppath import LayerScaleDropPath
 
 
 class LocalTransformerBlock(nn.Module):

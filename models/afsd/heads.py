@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.afsd.boundary_pooling import boundary_max_pool
-from pipeline.models.afsd.pyramid import conv_gn_relu
+from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool
+from tal_pipeline.models.afsd.pyramid import conv_gn_relu
 
 
 class Scale(nn.Module):

@@ -5,14 +5,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.afsd.bcl import build_contrastive_clips
-from pipeline.models.afsd.boundary_pooling import boundary_max_pool, boundary_regions
-from pipeline.models.afsd.heads import CoarseHead, RefineBranch, decode_coarse
-from pipeline.models.afsd.losses import (activation_guided_loss, afsd_total, boundary_targets, boundary_triplet_loss,
+from tal_pipeline.models.afsd.bcl import build_contrastive_clips
+from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool, boundary_regions
+from tal_pipeline.models.afsd.heads import CoarseHead, RefineBranch, decode_coarse
+from tal_pipeline.models.afsd.losses import (activation_guided_loss, afsd_total, boundary_targets, boundary_triplet_loss,
                                 offset_l1_loss, quality_loss, segment_tiou, softmax_focal_loss, tiou_loss)
-from pipeline.models.afsd.pyramid import TemporalPyramid
-from pipeline.models.afsd.targets import coarse_targets, offset_targets, refined_targets
-from pipeline.models.nms import select_batch_detections
+from tal_pipeline.models.afsd.pyramid import TemporalPyramid
+from tal_pipeline.models.afsd.targets import coarse_targets, offset_targets, refined_targets
+from tal_pipeline.models.nms import select_batch_detections
 
 
 def refine_segments(coarse: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

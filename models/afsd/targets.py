@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.models.nms import pairwise_tiou
+from tal_pipeline.models.nms import pairwise_tiou
 
 
 def coarse_targets(positions: torch.Tensor, gt_segments: torch.Tensor, gt_labels: torch.Tensor

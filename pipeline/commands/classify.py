@@ -61,7 +61,7 @@ def classify_video(path: str | Path, model=None, top: int = 5, num_frames: int =
     """{'top5': [[label, index, probability], ...], 'logits': (400,) float32 ndarray}."""
     import torch
 
-    from pipeline.models.i3d_weights import kinetics400_labels, load_i3d
+    from tal_pipeline.models.i3d_weights import kinetics400_labels, load_i3d
 
     model = model if model is not None else load_i3d()
     clip = kinetics_clip(path, num_frames)

@@ -27,7 +27,7 @@ HELP = ("detections on a raw video (or every video of a folder) with a TrainDete
 
 def video_files(target: Path) -> list[Path]:
     """The video itself, or every file of the folder (not recursive) with a common video extension, sorted."""
-    from pipeline.stages.sample_frames import VIDEO_EXTENSIONS
+    from tal_pipeline.stages.data.sample_frames import VIDEO_EXTENSIONS
 
     if target.is_dir():
         files = sorted(p for p in target.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
@@ -40,8 +40,8 @@ def video_files(target: Path) -> list[Path]:
 
 
 def handle(args) -> int:
-    from pipeline.stages.inference import checkpoint_file, checkpoint_info, detect_video, load_checkpoint, plot_detections
-    from pipeline.storage.atomic import atomic_write
+    from tal_pipeline.stages.detectors.inference import checkpoint_file, checkpoint_info, detect_video, load_checkpoint, plot_detections
+    from tal_pipeline.storage.atomic import atomic_write
 
     if args.max_dets < 1:
         raise ValueError(f"--max-dets must be >= 1, got {args.max_dets}")

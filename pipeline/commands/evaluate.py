@@ -46,8 +46,8 @@ def _table(result: dict) -> str:
 
 
 def handle(args) -> int:
-    from pipeline.stages.evaluation import evaluate_detections, load_predictions  # heavy imports inside the handler
-    from pipeline.storage.annotations import load_annotations
+    from tal_pipeline.stages.evaluation.mean_ap import evaluate_detections, load_predictions  # heavy imports inside the handler
+    from tal_pipeline.storage.annotations import load_annotations
 
     thresholds = _parse_thresholds(args.thresholds) if args.thresholds else args.preset
     max_dets = None if args.max_dets == 0 else args.max_dets

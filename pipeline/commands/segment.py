@@ -21,7 +21,7 @@ def _parse_ms(text: str) -> list[int]:
 def handle(args) -> int:
     import numpy as np  # heavy imports inside the handler (the CLI imports every command module)
 
-    from pipeline.stages.tsc import change_points
+    from tal_pipeline.stages.bapg.tsc import change_points
 
     ms = _parse_ms(args.m)
     path = Path(args.similarity)

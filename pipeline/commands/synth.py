@@ -1,8 +1,8 @@
 """`tal-pipeline synth`: write a synthetic dataset.
 
-`--out DIR`: the small video dataset (mp4 files + annotations.json, stages/synthetic.py).
+`--out DIR`: the small video dataset (mp4 files + annotations.json, synthetic/videos.py).
 `--features OUT`: the THUMOS14-shaped feature-level benchmark (OUT/features/<video>.npy,
-OUT/annotations.json, OUT/README.txt; stages/thumos_like.py), no videos.
+OUT/annotations.json, OUT/README.txt; synthetic/thumos_like.py), no videos.
 """
 
 
@@ -11,14 +11,14 @@ HELP = "generate the synthetic dataset (videos) or the THUMOS14-shaped feature b
 
 def handle(args) -> int:
     if args.features is not None:
-        from pipeline.stages.thumos_like import generate_thumos_like
+        from tal_pipeline.synthetic.thumos_like import generate_thumos_like
 
         path = generate_thumos_like(args.features, videos_train=args.videos_train, videos_test=args.videos_test,
                                     seed=args.seed, width=args.width, max_duration=args.max_duration)
         print(path)
         print(f"see {path.parent / 'README.txt'} for the luigi command")
         return 0
-    from pipeline.stages.synthetic import generate
+    from tal_pipeline.synthetic.videos import generate
 
     path = generate(args.out, videos=args.videos, seed=args.seed, duration=args.duration, size=args.size)
     print(path)

@@ -9,7 +9,7 @@ NAMES = ("i3d-rgb-k400",)
 def handle(args) -> int:
     import sys
 
-    from pipeline.models.i3d_weights import ensure_i3d_weights
+    from tal_pipeline.models.i3d_weights import ensure_i3d_weights
 
     # Progress to stderr so stdout is only the path (scriptable).
     path = ensure_i3d_weights(args.source, progress=lambda msg: print(msg, file=sys.stderr))

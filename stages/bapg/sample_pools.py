@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.stages.timegrid import feature_to_seconds, video_grid
+from tal_pipeline.stages.data.timegrid import feature_to_seconds, video_grid
 
 
 @dataclass(frozen=True)

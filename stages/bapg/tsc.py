@@ -19,7 +19,7 @@ are kept, never a T x T prefix sum. The block sum uses (S + S^T) / 2, which has 
 so a slightly asymmetric S (float16 rounding) is handled exactly as the formula says.
 
 The DP kernels (Numba: register-blocked min-plus reductions, block sums in row blocks) are in
-stages/tsc_kernels.py; their arithmetic is that of the plain loops, so the costs and change points are the same,
+stages/bapg/tsc_kernels.py; their arithmetic is that of the plain loops, so the costs and change points are the same,
 to the bit, as one segment end b and one count k at a time.
 
 Ties: every argmin takes the smallest segment start a, and the backtracking runs from the end, so among
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.stages.tsc_kernels import GROUP, QUAD, dp_block
+from tal_pipeline.stages.bapg.tsc_kernels import GROUP, QUAD, dp_block
 
 DEFAULT_MS = (10, 15, 20)
 DEFAULT_BLOCK_ROWS = 256

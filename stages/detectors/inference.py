@@ -81,7 +81,7 @@ def load_checkpoint_file(file: str | Path) -> dict:
 
     import torch
 
-    from pipeline.stages.recipe import InferenceRecipe
+    from tal_pipeline.stages.detectors.recipe import InferenceRecipe
 
     file = Path(file)
     if file.stat().st_size == 0:
@@ -143,16 +143,16 @@ def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tup
     Returns (x (T, C') float32, {scale name: change points} or {}), exactly as SimilarityMatrices ->
     TSCProposals -> ProposalFeatures and load_feature_dict build it in the pipeline.
     """
-    from pipeline.stages.proposal_features import boundary_aware_features
-    from pipeline.stages.proposals import tsc_scales
-    from pipeline.stages.similarity import similarity_matrix
+    from tal_pipeline.stages.bapg.proposal_features import boundary_aware_features
+    from tal_pipeline.stages.bapg.proposals import tsc_scales
+    from tal_pipeline.stages.bapg.similarity import similarity_matrix
 
     recipe = checkpoint["recipe"]
     bapg = recipe.bapg
     if bapg is None:
         return features, {}
     if bapg.use_encoder:
-        from pipeline.stages.encoder import embed
+        from tal_pipeline.stages.bapg.encoder import embed
 
         enc = checkpoint["encoder"]
         embeddings = embed(enc["state"], enc["config"], features, device=ENCODER_DEVICE)  # (T, D)
@@ -174,12 +174,12 @@ def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", ma
     file stem (checked file-name safe). info: duration, frame / feature counts, change points, device, timings.
     Raises FileNotFoundError / ValueError naming the file for a missing, unreadable or too short video.
     """
-    from pipeline.models.i3d_weights import ensure_i3d_weights
-    from pipeline.stages.detection import detect
-    from pipeline.stages.features import extract_features, require_one_window, shared_i3d
-    from pipeline.stages.runtime import resolve_device
-    from pipeline.stages.sample_frames import sample_video
-    from pipeline.storage.paths import check_video_id
+    from tal_pipeline.models.i3d_weights import ensure_i3d_weights
+    from tal_pipeline.stages.detectors.detection import detect
+    from tal_pipeline.stages.data.features import extract_features, require_one_window, shared_i3d
+    from tal_pipeline.stages.runtime import resolve_device
+    from tal_pipeline.stages.data.sample_frames import sample_video
+    from tal_pipeline.storage.paths import check_video_id
 
     path = Path(path)
     if not path.is_file():

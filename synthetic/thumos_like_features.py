@@ -1,4 +1,4 @@
-"""Features of the THUMOS14-shaped benchmark (stages/thumos_like.py, whose docstring is the data model): the
+"""Features of the THUMOS14-shaped benchmark (synthetic/thumos_like.py, whose docstring is the data model): the
 orthonormal class directions and the (T, width) I3D-like features of one video rendered from its layout."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.stages.thumos_like_layout import CLASSES, FPS, STRIDE, SUBSETS, WINDOW, ThumosLikeParams, VideoLayout
-from pipeline.stages.timegrid import num_windows
+from tal_pipeline.synthetic.thumos_like_layout import CLASSES, FPS, STRIDE, SUBSETS, WINDOW, ThumosLikeParams, VideoLayout
+from tal_pipeline.stages.data.timegrid import num_windows
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from pipeline.stages.timegrid import seconds_to_feature, video_grid
+from tal_pipeline.stages.data.timegrid import seconds_to_feature, video_grid
 
 
 @dataclass

@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipeline.stages.detector_data import (VideoItem, bapg_statistics, build_training_set, collate, crop_item,
+from tal_pipeline.stages.detectors.data import (VideoItem, bapg_statistics, build_training_set, collate, crop_item,
                                            random_crop, window_starts)
-from pipeline.stages.runtime import ema_decay_at, lr_at, resolve_device, seed_everything
+from tal_pipeline.stages.runtime import ema_decay_at, lr_at, resolve_device, seed_everything
 
 DEFAULT_TRAIN: dict[str, Any] = {
     "epochs": 30,
@@ -154,7 +154,7 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     import torch
     from tqdm import tqdm
 
-    from pipeline.models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
+    from tal_pipeline.models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
 
     cfg = resolve_train_config(name, config)
     model_cfg = resolve_model_config(name, cfg["model"])

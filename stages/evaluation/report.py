@@ -272,7 +272,7 @@ class ExampleInputs:
 
     def videos(self) -> list[str]:
         """The test videos with the most ground-truth instances (ties: by id), up to `count`."""
-        from pipeline.storage.zarr_store import ArtifactStore
+        from tal_pipeline.storage.zarr_store import ArtifactStore
 
         have = set(ArtifactStore(self.similarity_store).videos()) & set(ArtifactStore(self.proposals_store).videos())
         counts = self.annotations.actions.groupby("video").size()
@@ -288,9 +288,9 @@ def plot_similarity(path: Path, video: str, examples: ExampleInputs) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from pipeline.stages.proposals import read_change_points
-    from pipeline.stages.timegrid import seconds_to_feature
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.stages.bapg.proposals import read_change_points
+    from tal_pipeline.stages.data.timegrid import seconds_to_feature
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     array = ArtifactStore(examples.similarity_store).read(video)
     S = np.asarray(array[...], dtype=np.float32)  # (T, T); examples are test videos, drawn whole

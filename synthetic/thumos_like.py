@@ -2,7 +2,7 @@
 
 No videos are rendered: each video is a (T, width) float32 array on the time grid of the public
 THUMOS14 I3D features (fps 30, window 16, stride 4, i.e. 7.5 steps per second; feature i is the
-mean of frames [4i, 4i + 16), centred at (4i + 8)/30 s, stages/timegrid.py), so the BAPG chain
+mean of frames [4i, 4i + 16), centred at (4i + 8)/30 s, stages/data/timegrid.py), so the BAPG chain
 (ImportFeatures -> encoder -> similarity -> TSC -> detectors -> evaluation) runs in minutes.
 
 Model of the data (all numbers are fields of :class:`ThumosLikeParams`; norms are L2 norms of
@@ -56,17 +56,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.stages.thumos_like_features import class_directions, render_features
-from pipeline.stages.thumos_like_layout import (CLASSES, FPS, STRIDE, WINDOW, ThumosLikeParams, layout_statistics,
+from tal_pipeline.synthetic.thumos_like_features import class_directions, render_features
+from tal_pipeline.synthetic.thumos_like_layout import (CLASSES, FPS, STRIDE, WINDOW, ThumosLikeParams, layout_statistics,
                                                 sample_layout)
-from pipeline.stages.timegrid import feature_step_seconds
+from tal_pipeline.stages.data.timegrid import feature_step_seconds
 
 
 def _readme(out: Path, seed: int, width: int, max_duration: float, counts: dict, stats: dict, seconds: float,
             nbytes: int) -> str:
     ann, feats = out.resolve() / "annotations.json", out.resolve() / "features"
     s = stats
-    return f"""THUMOS14-shaped feature-level benchmark (tal-pipeline, stages/thumos_like.py)
+    return f"""THUMOS14-shaped feature-level benchmark (tal-pipeline, synthetic/thumos_like.py)
 
 Made by: tal-pipeline synth --features {out} --videos-train {counts['validation']} --videos-test {counts['test']} \\
     --seed {seed} --width {width} --max-duration {max_duration:g}
@@ -78,7 +78,7 @@ annotations.json is ActivityNet style: subset "validation" (train) / "test", dur
 20 THUMOS14 class names; extra keys (hard_negatives = [warm-up, cool-down] per action, scene_cuts,
 classes) are for inspection and ignored by the pipeline. The data model (scenes, drift, camera
 motion, class appearance + motion, warm-ups/cool-downs with the appearance but not the motion,
-noise) is described in the docstring of stages/thumos_like.py.
+noise) is described in the docstring of synthetic/thumos_like.py.
 
 Statistics ({s['videos']} videos, {s['instances']} actions, {s['total_hours']:.2f} h; generated in {seconds:.1f} s, {nbytes / 1e6:.0f} MB of features):
   video duration, s: mean {s['video_duration_s']['mean']:.1f} / median {s['video_duration_s']['median']:.1f} / min {s['video_duration_s']['min']:.1f} / max {s['video_duration_s']['max']:.1f}

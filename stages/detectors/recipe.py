@@ -116,7 +116,7 @@ class InferenceRecipe:
 
     def require_raw_video_inference(self, where: str = "checkpoint") -> None:
         """ValueError unless this input can be rebuilt from a raw video (single-video inference)."""
-        from pipeline.stages.proposals import SIMILARITY_SOURCES
+        from tal_pipeline.stages.bapg.proposals import SIMILARITY_SOURCES
 
         if self.frames is None:
             raise ValueError(f"{where}: the detector was trained on imported features ({self.features.task}), which "

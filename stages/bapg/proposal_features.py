@@ -107,8 +107,8 @@ def boundary_aware_features(features: np.ndarray, change_points, projection_dim:
 def proposal_features_to_store(video: str, *, features_store: str, proposals_store: str, store_path: str,
                                projection_dim: int = 0, seed: int = PROJECTION_SEED) -> None:
     """ProposalFeatures for one video: B from the cached change points of every scale, in the feature-store layout."""
-    from pipeline.stages.proposals import read_change_points, read_scales
-    from pipeline.storage.features import read_features, write_features
+    from tal_pipeline.stages.bapg.proposals import read_change_points, read_scales
+    from tal_pipeline.storage.features import read_features, write_features
 
     features, grid = read_features(features_store, video)  # (T, C)
     _, attrs = read_change_points(proposals_store, video)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.stages.runtime import resolve_device
-from pipeline.stages.timegrid import num_windows
+from tal_pipeline.stages.runtime import resolve_device
+from tal_pipeline.stages.data.timegrid import num_windows
 
 DEFAULT_WINDOW = 16
 DEFAULT_STRIDE = 4
@@ -191,7 +191,7 @@ _MODELS_LOCK = threading.Lock()
 
 def shared_i3d(device: torch.device, weights: str | Path) -> torch.nn.Module:
     """One eval-mode I3D per process, device and weights file, shared by every video this process runs."""
-    from pipeline.models.i3d_weights import load_i3d
+    from tal_pipeline.models.i3d_weights import load_i3d
 
     key = (str(device), str(weights))
     with _MODELS_LOCK:
@@ -214,8 +214,8 @@ def extract_video_features(video: str, *, frames_store: str, store_path: str, wi
                            weights: str, weights_sha256: str, device: str = "auto", batch_size: int = 0,
                            num_threads: int = 0) -> None:
     """Per-video worker of ExtractFeatures (module-level: Dask may pickle it)."""
-    from pipeline.storage.features import TimeGrid, write_features
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.storage.features import TimeGrid, write_features
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     frames = ArtifactStore(frames_store).read(video)
     # Before loading the model: a short video fails alone, with the numbers.

@@ -13,15 +13,15 @@ from typing import Mapping
 
 import numpy as np
 
-from pipeline.stages.detector_data import check_features, window_starts
-from pipeline.stages.detector_training import DEFAULT_TRAIN
-from pipeline.stages.runtime import resolve_device
-from pipeline.stages.timegrid import feature_to_seconds, video_grid
+from tal_pipeline.stages.detectors.data import check_features, window_starts
+from tal_pipeline.stages.detectors.training import DEFAULT_TRAIN
+from tal_pipeline.stages.runtime import resolve_device
+from tal_pipeline.stages.data.timegrid import feature_to_seconds, video_grid
 
 
 def load_detector(model_state: Mapping, config_dict: Mapping, device: str = "auto"):
     """Rebuild the detector of a checkpoint (strict weight loading) on `device`, in eval mode."""
-    from pipeline.models.detector_registry import build_detector
+    from tal_pipeline.models.detector_registry import build_detector
 
     dev = resolve_device(device)
     # The recorded options are complete (resolve_model_config at training time): today's defaults do not matter.

@@ -1,4 +1,4 @@
-"""THUMOS14 shape of the feature-level benchmark (stages/thumos_like.py, whose docstring is the data model):
+"""THUMOS14 shape of the feature-level benchmark (synthetic/thumos_like.py, whose docstring is the data model):
 classes, time grid, the model's numbers, and the annotations of one video (actions with their warm-ups and
 cool-downs, scene cuts) with their statistics."""
 from __future__ import annotations
@@ -44,7 +44,7 @@ SUBSETS = ("validation", "test")
 
 @dataclass(frozen=True)
 class ThumosLikeParams:
-    """Every number of the data model (docstring of stages/thumos_like.py)."""
+    """Every number of the data model (docstring of synthetic/thumos_like.py)."""
 
     # layout
     duration_median: float = 150.0

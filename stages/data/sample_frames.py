@@ -232,7 +232,7 @@ def sample_frames_to_store(video: str, *, videos_dir: str, store_path: str, fps:
 
     Frames are appended to the Zarr array chunk by chunk, so memory stays at one chunk.
     """
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     path = find_video(videos_dir, video)
     sampler = FrameSampler(path, fps, size, video)

@@ -37,10 +37,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import pipeline.stages  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles anything)
 from numba import njit
-from pipeline.storage.annotations import finite_number
-from pipeline.storage.paths import read_json_mapping
+from tal_pipeline.storage.annotations import finite_number
+from tal_pipeline.storage.paths import read_json_mapping
 
 MODES = ("anet", "thumos14")
 # (first, last, step): expanded by threshold_preset() on an integer grid, so no float drift

@@ -1,4 +1,4 @@
-"""Numba kernels of Temporal Similarity Clustering (stages/tsc.py): one row block of S joins the block sums
+"""Numba kernels of Temporal Similarity Clustering (stages/bapg/tsc.py): one row block of S joins the block sums
 and advances the min-plus DP of BAPG eqs. 4-5 (`dp_block`).
 
 Speed (O(m_max * T^2) DP cells, O(T^2) block-sum updates): the DP inner loop is min over a of
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-import pipeline.stages  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles anything)
 from llvmlite import ir as lir
 from numba import njit, types
 from numba.extending import intrinsic

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.storage.features import TimeGrid, write_features
+from tal_pipeline.storage.features import TimeGrid, write_features
 
 
 def source_file(source: str | Path, video: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.storage.zarr_store import ArtifactStore
 
 DEFAULT_BLOCK = 1024
 
@@ -82,7 +82,7 @@ def similarity_matrix_to_store(video: str, *, features_store: str, store_path: s
     encoder: folder of a TrainEncoder checkpoint (checkpoint.pt), or {video: folder} (cross-fitting: each
     video's own encoder), or None to use the features themselves (the ablation "no contrastive encoder").
     """
-    from pipeline.storage.features import read_features
+    from tal_pipeline.storage.features import read_features
 
     features, grid = read_features(features_store, video)  # (T, C)
     if isinstance(encoder, dict):
@@ -101,8 +101,8 @@ def embed_with_checkpoint(encoder: str | Path, features: np.ndarray, device: str
     """Embeddings (T, D) of features (T, C) with the encoder checkpoint in folder `encoder`."""
     import torch
 
-    from pipeline.stages.encoder import embed
-    from pipeline.stages.features import torch_threads
+    from tal_pipeline.stages.bapg.encoder import embed
+    from tal_pipeline.stages.data.features import torch_threads
 
     path = Path(encoder) / "checkpoint.pt"
     if not path.is_file():

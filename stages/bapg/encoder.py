@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.stages.runtime import resolve_device, seed_everything
-from pipeline.stages.sample_pools import InstancePool, SamplePools, build_sample_pools
+from tal_pipeline.stages.runtime import resolve_device, seed_everything
+from tal_pipeline.stages.bapg.sample_pools import InstancePool, SamplePools, build_sample_pools
 
 DEFAULT_ENCODER: dict[str, Any] = {
     "encoder": "mlp",            # "mlp" on per-step features (default) or "cnn" on uint8 frames (T, H, W, 3)
@@ -47,7 +47,7 @@ MODEL_KEYS = ("encoder", "hidden", "dim", "width", "loss", "margin", "gamma")
 
 def _check_inputs(features: Mapping[str, np.ndarray], kind: str) -> tuple[int, ...]:
     """Common per-step input shape of all videos (without T); errors name the video."""
-    from pipeline.models.encoder import input_shape_ok
+    from tal_pipeline.models.encoder import input_shape_ok
 
     if not features:
         raise ValueError("no feature sequences given for encoder training")
@@ -139,7 +139,7 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, tim
     import torch
     from tqdm import tqdm
 
-    from pipeline.models.encoder import build_encoder, contrastive_loss
+    from tal_pipeline.models.encoder import build_encoder, contrastive_loss
 
     cfg = {**DEFAULT_ENCODER, **(dict(config) if config else {})}
     unknown = sorted(set(cfg) - set(DEFAULT_ENCODER))
@@ -217,7 +217,7 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, tim
 
 def load_encoder(state: Mapping, config_dict: Mapping, device: str = "auto"):
     """Rebuild Phi from a checkpoint (strict weight loading), on `device`, in eval mode."""
-    from pipeline.models.encoder import build_encoder
+    from tal_pipeline.models.encoder import build_encoder
 
     model = build_encoder(config_dict["encoder"], config_dict.get("in_channels"), config_dict["hidden"],
                           config_dict["dim"], config_dict.get("width", 32))

@@ -1,4 +1,4 @@
-"""Proposals from TSC change points (BAPG II-C, DESIGN 3.3); their recall (AR@AN): stages/proposal_recall.py.
+"""Proposals from TSC change points (BAPG II-C, DESIGN 3.3); their recall (AR@AN): stages/bapg/proposal_recall.py.
 
 A segment of feature steps [a, b) spans, in seconds, from the start of step a to the end of step b-1:
     start = feature_to_seconds(a) - step / 2,   end = feature_to_seconds(b - 1) + step / 2,
@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.stages.proposal_recall import recall_by_m
-from pipeline.stages.timegrid import feature_step_seconds, feature_to_seconds
+from tal_pipeline.stages.bapg.proposal_recall import recall_by_m
+from tal_pipeline.stages.data.timegrid import feature_step_seconds, feature_to_seconds
 
 COLUMNS = ["start", "end", "start_step", "end_step", "m", "n_segments", "score"]
 
@@ -108,7 +108,7 @@ def soft_nms_rank(segments: np.ndarray, scores: np.ndarray, sigma: float = 1.0) 
     """
     import torch
 
-    from pipeline.models.nms import soft_nms
+    from tal_pipeline.models.nms import soft_nms
 
     score = np.asarray(scores, dtype=np.float64)
     score = score - score.min() + 1e-3 if score.size else score
@@ -148,7 +148,7 @@ def scale_names(ms=(), rates=(), penalty: float = 0.0) -> list[str]:
 
 def scale_counts(num_steps: int, seconds: float, ms=(), rates=(), min_size: int = 1) -> list[int]:
     """Change-point counts of the fixed-count and rate scales of one video (the penalised one needs the DP)."""
-    from pipeline.stages.tsc import counts_from_rates
+    from tal_pipeline.stages.bapg.tsc import counts_from_rates
 
     fit = max(num_steps // min_size - 1, 0)
     counts = [min(int(m), fit) for m in ms]
@@ -162,7 +162,7 @@ def tsc_scales(similarity, seconds: float, ms=(), rates=(), penalty: float = 0.0
     The largest count bounds the pass; the penalised scale (KTS model selection, stages.tsc.penalised_count)
     searches m up to that count (or one change point per second of video when it is the only scale).
     """
-    from pipeline.stages.tsc import penalised_count, segment
+    from tal_pipeline.stages.bapg.tsc import penalised_count, segment
 
     T = int(similarity.shape[0])
     counts = scale_counts(T, seconds, ms, rates, min_size)
@@ -189,7 +189,7 @@ def oracle_change_points(gt_seconds: np.ndarray, num_steps: int, fps: float, win
     A boundary at time s lies at the continuous step x = seconds_to_feature(s); the step boundary nearest to
     it, between steps i-1 and i (at i - 0.5), is the change point i = round(x + 0.5).
     """
-    from pipeline.stages.timegrid import seconds_to_feature
+    from tal_pipeline.stages.data.timegrid import seconds_to_feature
 
     x = seconds_to_feature(np.asarray(gt_seconds, dtype=np.float64).reshape(-1), fps, window, stride)
     cps = np.unique(np.round(x + 0.5).astype(np.int64))
@@ -219,7 +219,7 @@ def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", 
     hold the change points per count m ({"10": [...], ...}), the scales in feature order ([{"name", "m"}]), the
     number of steps and the time grid. durations: {video: seconds} (proposal ends are clipped to it).
     """
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     if source not in SOURCES:
         raise ValueError(f"unknown boundary source {source!r}; known: {SOURCES}")
@@ -259,7 +259,7 @@ def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", 
 
 def read_change_points(store_path: str, video: str) -> tuple[dict[int, np.ndarray], dict]:
     """Change points {m: (m,) int64} of one video from a TSCProposals store, and the array's attributes."""
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     attrs = dict(ArtifactStore(store_path).read(video).attrs)
     return {int(m): np.asarray(c, dtype=np.int64) for m, c in attrs["change_points"].items()}, attrs
@@ -274,7 +274,7 @@ def read_scales(store_path: str, video: str) -> list[tuple[str, np.ndarray]]:
 
 def read_proposals(store_path: str, video: str) -> pd.DataFrame:
     """The cached (deduplicated, ranked) proposal table of one video."""
-    from pipeline.storage.zarr_store import ArtifactStore
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
     array = ArtifactStore(store_path).read(video)
     table = pd.DataFrame(np.asarray(array[...]), columns=list(array.attrs["columns"]))

@@ -1,0 +1,1 @@
+"""Detectors: training windows and batches, training, detection, single-video inference and its recipe."""

@@ -1,0 +1,1 @@
+"""Evaluation (mAP at tIoU thresholds) and the results report."""
