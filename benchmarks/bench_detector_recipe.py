@@ -98,7 +98,7 @@ def main() -> None:
     for cand in candidates:
         maps, healthy, t0 = [], 0, time.perf_counter()
         for seed in range(args.seeds):
-            for f, val in enumerate(folds):
+            for val in folds:
                 fit = [v for v in videos if v not in set(val)]
                 m, health = held_out_map(args.detector, features, train, labels, grids, fit, val, cand, seed,
                                          bapg_channels)

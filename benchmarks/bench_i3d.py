@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the
 
 from tal_pipeline.models.i3d_weights import load_i3d  # noqa: E402
 from tal_pipeline.stages.data.features import extract_features  # noqa: E402
-from tal_pipeline.stages.runtime import resolve_device  # noqa: E402
 from tal_pipeline.stages.data.timegrid import num_windows  # noqa: E402
+from tal_pipeline.stages.runtime import resolve_device  # noqa: E402
 from tests.reference_features import extract_features_naive  # noqa: E402
 
 

@@ -9,7 +9,8 @@ features followed by `bapg_channels` boundary-aware channels, and the detector s
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 

@@ -13,7 +13,7 @@ Losses (a = anchor, p = positive, n = negative; s = cosine similarity in [-1, 1]
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -1,19 +1,22 @@
 """Luigi tasks of the TAL + BAPG pipeline: `luigi --module pipeline FullRun`.
 
-Importing this package registers every task with luigi (and nothing heavy: no torch, no Numba).
+Importing this package registers every task with luigi, puts the shipped luigi.cfg first in luigi's
+configuration path and sends stage messages to stderr: what `luigi --module pipeline` needs. The pure code
+(tal_pipeline.stages, .models, .storage, .synthetic) never imports it, so importing a stage does none of this.
 """
-from pipeline.config import use_package_defaults as _use_package_defaults
+import logging as _logging
 
-_use_package_defaults()  # the shipped luigi.cfg, read first: ./luigi.cfg, $LUIGI_CONFIG_PATH and flags override it
+from pipeline.bapg_tasks import *  # noqa: F403
+from pipeline.config import use_package_defaults as _use_package_defaults
 
 # The task modules follow the data flow, each importing only those before it:
 # data_tasks -> bapg_tasks -> detector_tasks -> report_tasks (pipeline.base: what every task shares).
-from pipeline.data_tasks import *  # noqa: F401,F403 - luigi finds tasks by importing the module
-from pipeline.bapg_tasks import *  # noqa: F401,F403
-from pipeline.detector_tasks import *  # noqa: F401,F403
-from pipeline.report_tasks import *  # noqa: F401,F403
+# luigi finds tasks by importing the module.
+from pipeline.data_tasks import *  # noqa: F403
+from pipeline.detector_tasks import *  # noqa: F403
+from pipeline.report_tasks import *  # noqa: F403
 
-import logging as _logging
+_use_package_defaults()  # the shipped luigi.cfg, read first: ./luigi.cfg, $LUIGI_CONFIG_PATH and flags override it
 
 # Stage messages (videos done/to do, failures) go to stderr next to luigi's own lines.
 _log = _logging.getLogger("pipeline")

@@ -13,7 +13,8 @@ import luigi
 
 from pipeline.base import StageTask, gpu_resources, write_csv
 from pipeline.data_tasks import DatasetStage, dataset_annotations, features_task, gt_segments
-from tal_pipeline.stages.bapg.proposals import SIMILARITY_SOURCES, SOURCES as BOUNDARY_SOURCES
+from tal_pipeline.stages.bapg.proposals import SIMILARITY_SOURCES
+from tal_pipeline.stages.bapg.proposals import SOURCES as BOUNDARY_SOURCES
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
@@ -141,8 +142,8 @@ class SimilarityMatrices(DatasetStage):
         return {v: (folds[fold_of(v, train, self.cross_fit)].path if v in train else full) for v in videos}
 
     def run(self):
-        from tal_pipeline.stages.parallel import threads_per_worker
         from tal_pipeline.stages.bapg.similarity import similarity_matrix_to_store
+        from tal_pipeline.stages.parallel import threads_per_worker
 
         features = self.input()["features"].store
         videos = features.videos()

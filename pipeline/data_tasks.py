@@ -35,8 +35,8 @@ class SyntheticDataset(luigi.Task):
         return DoneFileTarget(dataset.synthetic_dir())
 
     def run(self):
-        from tal_pipeline.synthetic.videos import generate
         from tal_pipeline.storage.atomic import atomic_folder
+        from tal_pipeline.synthetic.videos import generate
 
         params = dataset.synthetic_params()
         with atomic_folder(self.output().path) as tmp:

@@ -53,7 +53,7 @@ class Annotations:
         """Non-ambiguous instances only."""
         return self.instances[~self.instances["ambiguous"]].reset_index(drop=True)
 
-    def subset(self, name: str | None) -> "Annotations":
+    def subset(self, name: str | None) -> Annotations:
         """Videos of one subset; names compare case-insensitively (THUMOS14 says Test, ActivityNet test)."""
         if not name:
             return self

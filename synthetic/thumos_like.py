@@ -56,10 +56,17 @@ from pathlib import Path
 
 import numpy as np
 
-from tal_pipeline.synthetic.thumos_like_features import class_directions, render_features
-from tal_pipeline.synthetic.thumos_like_layout import (CLASSES, FPS, STRIDE, WINDOW, ThumosLikeParams, layout_statistics,
-                                                sample_layout)
 from tal_pipeline.stages.data.timegrid import feature_step_seconds
+from tal_pipeline.synthetic.thumos_like_features import class_directions, render_features
+from tal_pipeline.synthetic.thumos_like_layout import (
+    CLASSES,
+    FPS,
+    STRIDE,
+    WINDOW,
+    ThumosLikeParams,
+    layout_statistics,
+    sample_layout,
+)
 
 
 def _readme(out: Path, seed: int, width: int, max_duration: float, counts: dict, stats: dict, seconds: float,

@@ -7,8 +7,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tal_pipeline.synthetic.thumos_like_layout import CLASSES, FPS, STRIDE, SUBSETS, WINDOW, ThumosLikeParams, VideoLayout
 from tal_pipeline.stages.data.timegrid import num_windows
+from tal_pipeline.synthetic.thumos_like_layout import (
+    CLASSES,
+    FPS,
+    STRIDE,
+    SUBSETS,
+    WINDOW,
+    ThumosLikeParams,
+    VideoLayout,
+)
 
 
 @dataclass

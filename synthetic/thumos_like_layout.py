@@ -152,14 +152,14 @@ def sample_layout(seed: int, subset: str, index: int, max_duration: float = 240.
         warm, cool = (int(x) for x in rng.integers(lo_f, hi_f + 1, size=2))
         items.append([label, warm, length, cool])
         covered += length
-    while len(items) > 1 and sum(w + l + c for _, w, l, c in items) > dur_ds:
+    while len(items) > 1 and sum(w + n + c for _, w, n, c in items) > dur_ds:
         items.pop()
     if sum(items[0][1:]) > dur_ds:  # one action longer than a short video: shrink it to fit
         label, warm, length, cool = items[0]
         length = min(length, dur_ds // 2)
         warm = cool = min(warm, cool, (dur_ds - length) // 2)
         items[0] = [label, warm, length, cool]
-    free = dur_ds - sum(w + l + c for _, w, l, c in items)
+    free = dur_ds - sum(w + n + c for _, w, n, c in items)
     cuts = np.sort(rng.integers(0, free + 1, size=len(items)))
     gaps = np.diff(np.concatenate([[0], cuts, [free]]))
     actions, t = [], int(gaps[0])

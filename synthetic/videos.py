@@ -11,7 +11,6 @@ scaled down by `duration` so the default run is cheap. Deterministic for a seed.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,7 +128,6 @@ def generate(out: str | Path, videos: int = 16, seed: int = 0, duration: float =
         raise ValueError(f"--duration must be at least 10 s, got {duration}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     n_test = max(1, int(round(videos * test_fraction)))
     database = {}
     for v in range(videos):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tal_pipeline.stages.evaluation.mean_ap import (DEFAULT_MAX_DETS, DEFAULT_RECALL_AT, _check_args, _result, check_predictions,
-                                        resolve_thresholds)
+from tal_pipeline.stages.evaluation.mean_ap import (
+    DEFAULT_MAX_DETS,
+    DEFAULT_RECALL_AT,
+    _check_args,
+    _result,
+    check_predictions,
+    resolve_thresholds,
+)
 
 
 def _ref_tiou(a, b) -> float:

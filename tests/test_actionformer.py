@@ -17,7 +17,6 @@ from tal_pipeline.models.actionformer.targets import assign_targets, default_reg
 from tal_pipeline.models.actionformer.transformer import LocalTransformerBlock
 from tests.synthetic_features import overfit_recall, synthetic_feature_dataset
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
 
 

@@ -1,19 +1,25 @@
 """AFSD on features: every equation on a hand-checkable input, plus a tiny end-to-end overfit."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from tal_pipeline.models.afsd.bcl import build_contrastive_clips
 from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool, boundary_regions
 from tal_pipeline.models.afsd.heads import decode_coarse
-from tal_pipeline.models.afsd.losses import (activation_guided_loss, afsd_total, boundary_targets, boundary_triplet_loss,
-                                offset_l1_loss, quality_loss, softmax_focal_loss, tiou_loss)
+from tal_pipeline.models.afsd.losses import (
+    activation_guided_loss,
+    afsd_total,
+    boundary_targets,
+    boundary_triplet_loss,
+    offset_l1_loss,
+    quality_loss,
+    softmax_focal_loss,
+    tiou_loss,
+)
 from tal_pipeline.models.afsd.model import AFSD, fuse_scores, refine_segments
 from tal_pipeline.models.afsd.targets import coarse_targets, offset_targets, refined_targets
 from tests.synthetic_features import overfit_recall
-
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
 

@@ -22,8 +22,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tal_pipeline.stages.parallel import run_per_video
 from tal_pipeline.stages.data.sample_frames import FrameSampler, sample_frames_to_store
+from tal_pipeline.stages.parallel import run_per_video
 from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import REPO, dataset_args, run_luigi
 

@@ -7,11 +7,17 @@ import pytest
 import zarr
 
 from tal_pipeline.stages.bapg.proposal_features import boundary_aware_features, projection_matrix, segment_pooling
-from tal_pipeline.stages.bapg.proposals import (proposals_from_change_points, read_change_points, read_proposals,
-                              recall_table_from_store, score_proposals, tsc_proposals_to_store)
-from tal_pipeline.stages.evaluation.report import aggregate_results, results_markdown, write_report
+from tal_pipeline.stages.bapg.proposals import (
+    proposals_from_change_points,
+    read_change_points,
+    read_proposals,
+    recall_table_from_store,
+    score_proposals,
+    tsc_proposals_to_store,
+)
 from tal_pipeline.stages.bapg.similarity import similarity_matrix, similarity_tiles, write_similarity
 from tal_pipeline.stages.bapg.tsc import change_points, cosine_similarity
+from tal_pipeline.stages.evaluation.report import aggregate_results, results_markdown, write_report
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 GRID = {"fps": 8.0, "window": 16, "stride": 4}

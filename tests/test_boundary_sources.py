@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from tal_pipeline.stages.bapg.proposal_features import NEAREST_CLIP, boundary_aware_features, boundary_channels
-from tal_pipeline.stages.bapg.proposals import (oracle_change_points, proposals_from_change_points, read_change_points, read_scales,
-                              scale_counts, tsc_proposals_to_store)
+from tal_pipeline.stages.bapg.proposals import (
+    oracle_change_points,
+    proposals_from_change_points,
+    read_change_points,
+    read_scales,
+    scale_counts,
+    tsc_proposals_to_store,
+)
 from tal_pipeline.stages.bapg.similarity import write_similarity
 from tal_pipeline.stages.data.timegrid import feature_to_seconds
 from tal_pipeline.storage.features import TimeGrid, write_features

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from tal_pipeline.stages.detectors.detection import detect
+from tal_pipeline.stages.data.timegrid import seconds_to_feature
 from tal_pipeline.stages.detectors.data import VideoItem, build_training_set, random_crop, window_starts
+from tal_pipeline.stages.detectors.detection import detect
 from tal_pipeline.stages.detectors.training import train_detector
 from tal_pipeline.stages.runtime import ema_decay_at, lr_at, resolve_device
-from tal_pipeline.stages.data.timegrid import seconds_to_feature
 from tests.synthetic_features import synthetic_feature_dataset
 
 GRID = {"fps": 10.0, "window": 4, "stride": 2}

@@ -2,13 +2,12 @@
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, dataset_args, luigi_env, run_luigi
 from tal_pipeline.storage.zarr_store import ArtifactStore
+from tests.conftest import BIN, dataset_args, luigi_env, run_luigi
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from tal_pipeline.stages.data.sample_frames import sample_video
-from tal_pipeline.synthetic.videos import CLASSES, COLOURS, generate
 from tal_pipeline.storage.annotations import load_annotations
+from tal_pipeline.synthetic.videos import CLASSES, COLOURS, generate
 
 
 def _object_mask(frame, label):

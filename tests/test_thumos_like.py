@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from tal_pipeline.stages.data.import_features import import_video_features
-from tal_pipeline.synthetic.thumos_like import generate_thumos_like
-from tal_pipeline.synthetic.thumos_like_features import class_directions
-from tal_pipeline.synthetic.thumos_like_layout import CLASSES, SUBSETS, layout_statistics, sample_layout
 from tal_pipeline.stages.data.timegrid import feature_to_seconds, num_windows
 from tal_pipeline.storage.annotations import load_annotations
 from tal_pipeline.storage.features import TimeGrid, read_features
 from tal_pipeline.storage.zarr_store import ArtifactStore
+from tal_pipeline.synthetic.thumos_like import generate_thumos_like
+from tal_pipeline.synthetic.thumos_like_features import class_directions
+from tal_pipeline.synthetic.thumos_like_layout import CLASSES, SUBSETS, layout_statistics, sample_layout
 from tests.conftest import REPO, SHARED
 
 SEED, WIDTH = 3, 128

@@ -8,8 +8,16 @@ import warnings
 import numpy as np
 import pytest
 
-from tal_pipeline.stages.bapg.tsc import (Segmentation, change_points, cosine_similarity, counts_from_rates, penalised_count, segment,
-                        segment_cost, segmentation_cost)
+from tal_pipeline.stages.bapg.tsc import (
+    Segmentation,
+    change_points,
+    cosine_similarity,
+    counts_from_rates,
+    penalised_count,
+    segment,
+    segment_cost,
+    segmentation_cost,
+)
 
 
 def brute_force(S: np.ndarray, m: int, min_size: int = 1):

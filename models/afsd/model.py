@@ -8,8 +8,17 @@ from torch import nn
 from tal_pipeline.models.afsd.bcl import build_contrastive_clips
 from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool, boundary_regions
 from tal_pipeline.models.afsd.heads import CoarseHead, RefineBranch, decode_coarse
-from tal_pipeline.models.afsd.losses import (activation_guided_loss, afsd_total, boundary_targets, boundary_triplet_loss,
-                                offset_l1_loss, quality_loss, segment_tiou, softmax_focal_loss, tiou_loss)
+from tal_pipeline.models.afsd.losses import (
+    activation_guided_loss,
+    afsd_total,
+    boundary_targets,
+    boundary_triplet_loss,
+    offset_l1_loss,
+    quality_loss,
+    segment_tiou,
+    softmax_focal_loss,
+    tiou_loss,
+)
 from tal_pipeline.models.afsd.pyramid import TemporalPyramid
 from tal_pipeline.models.afsd.targets import coarse_targets, offset_targets, refined_targets
 from tal_pipeline.models.nms import select_batch_detections

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-
 HELP = "print the resolved configuration and where each value came from"
 
 

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-
 HELP = ("detections on a raw video (or every video of a folder) with a TrainDetector checkpoint; ActivityNet "
         "results JSON")
 
@@ -40,7 +39,13 @@ def video_files(target: Path) -> list[Path]:
 
 
 def handle(args) -> int:
-    from tal_pipeline.stages.detectors.inference import checkpoint_file, checkpoint_info, detect_video, load_checkpoint, plot_detections
+    from tal_pipeline.stages.detectors.inference import (
+        checkpoint_file,
+        checkpoint_info,
+        detect_video,
+        load_checkpoint,
+        plot_detections,
+    )
     from tal_pipeline.storage.atomic import atomic_write
 
     if args.max_dets < 1:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-
 HELP = "temporal detection mAP of ActivityNet-style results against ground truth"
 
 
@@ -46,7 +45,10 @@ def _table(result: dict) -> str:
 
 
 def handle(args) -> int:
-    from tal_pipeline.stages.evaluation.mean_ap import evaluate_detections, load_predictions  # heavy imports inside the handler
+    from tal_pipeline.stages.evaluation.mean_ap import (  # heavy imports inside the handler
+        evaluate_detections,
+        load_predictions,
+    )
     from tal_pipeline.storage.annotations import load_annotations
 
     thresholds = _parse_thresholds(args.thresholds) if args.thresholds else args.preset

@@ -1,7 +1,6 @@
 """`tal-pipeline inspect STORE [--json] [--plot VIDEO --out FILE.png]`: look inside a cached artifact."""
 import json
 
-
 HELP = "list or plot what a Zarr artifact store holds"
 
 

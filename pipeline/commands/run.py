@@ -5,7 +5,6 @@ options given here (pipeline.config); `tal-pipeline config` shows the result.
 """
 from __future__ import annotations
 
-
 HELP = "run a pipeline task with luigi (e.g. FullRun, SampleFrames --force)"
 
 

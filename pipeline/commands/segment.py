@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 HELP = "TSC change points of a (T, T) similarity matrix saved with numpy"
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tal_pipeline.stages.runtime import resolve_device, seed_everything
 from tal_pipeline.stages.bapg.sample_pools import InstancePool, SamplePools, build_sample_pools
+from tal_pipeline.stages.runtime import resolve_device, seed_everything
 
 DEFAULT_ENCODER: dict[str, Any] = {
     "encoder": "mlp",            # "mlp" on per-step features (default) or "cnn" on uint8 frames (T, H, W, 3)

@@ -14,8 +14,8 @@ Instances with no step centre inside them (shorter than a step) are skipped and 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -180,6 +180,9 @@ def pool_similarity(embeddings: Mapping[str, np.ndarray] | Callable[[str], np.nd
         easy = pools.easy_negative.get(p.video, np.zeros(0, np.int64))
         if easy.size:
             easy_m.append(float((a @ e[cut(easy)].T).mean()))
-    mean = (lambda xs: float(np.mean(xs)) if xs else float("nan"))
+
+    def mean(xs: list[float]) -> float:
+        return float(np.mean(xs)) if xs else float("nan")
+
     return {"positive": mean(pos_m), "hard_negative": mean(hard_m), "easy_negative": mean(easy_m),
             "gap": mean(pos_m) - mean(hard_m), "n_instances": len(pos_m)}

@@ -16,7 +16,6 @@ order), so the costs and change points are the same, to the bit, as one b and on
 from __future__ import annotations
 
 import numpy as np
-
 from llvmlite import ir as lir
 from numba import njit, types
 from numba.extending import intrinsic

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tal_pipeline.stages.runtime import resolve_device
 from tal_pipeline.stages.data.timegrid import num_windows
+from tal_pipeline.stages.runtime import resolve_device
 
 DEFAULT_WINDOW = 16
 DEFAULT_STRIDE = 4

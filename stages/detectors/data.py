@@ -6,8 +6,8 @@ through `stages.timegrid.seconds_to_feature`.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 

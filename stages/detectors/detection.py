@@ -9,14 +9,14 @@ back its seconds exactly.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
+from tal_pipeline.stages.data.timegrid import feature_to_seconds, video_grid
 from tal_pipeline.stages.detectors.data import check_features, window_starts
 from tal_pipeline.stages.detectors.training import DEFAULT_TRAIN
 from tal_pipeline.stages.runtime import resolve_device
-from tal_pipeline.stages.data.timegrid import feature_to_seconds, video_grid
 
 
 def load_detector(model_state: Mapping, config_dict: Mapping, device: str = "auto"):

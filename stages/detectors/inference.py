@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -175,10 +176,10 @@ def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", ma
     Raises FileNotFoundError / ValueError naming the file for a missing, unreadable or too short video.
     """
     from tal_pipeline.models.i3d_weights import ensure_i3d_weights
-    from tal_pipeline.stages.detectors.detection import detect
     from tal_pipeline.stages.data.features import extract_features, require_one_window, shared_i3d
-    from tal_pipeline.stages.runtime import resolve_device
     from tal_pipeline.stages.data.sample_frames import sample_video
+    from tal_pipeline.stages.detectors.detection import detect
+    from tal_pipeline.stages.runtime import resolve_device
     from tal_pipeline.storage.paths import check_video_id
 
     path = Path(path)

@@ -8,8 +8,9 @@ pipeline's on the day one of them changes, so an old checkpoint without a field 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 # Features that single-video inference can recompute from a raw video (models/i3d_weights.py).
 SUPPORTED_WEIGHTS = ("i3d-rgb-k400",)
@@ -100,7 +101,7 @@ class InferenceRecipe:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, use_bapg: bool, where: str = "checkpoint") -> "InferenceRecipe":
+    def from_dict(cls, data: Any, use_bapg: bool, where: str = "checkpoint") -> InferenceRecipe:
         """The recipe recorded as config["inputs"], validated; ValueError naming `where` and the key."""
         where = f"{where}: config['inputs']"
         if not isinstance(data, Mapping):

@@ -8,12 +8,20 @@ the EMA weights after the last epoch.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from tal_pipeline.stages.detectors.data import (VideoItem, bapg_statistics, build_training_set, collate, crop_item,
-                                           random_crop, window_starts)
+from tal_pipeline.stages.detectors.data import (
+    VideoItem,
+    bapg_statistics,
+    build_training_set,
+    collate,
+    crop_item,
+    random_crop,
+    window_starts,
+)
 from tal_pipeline.stages.runtime import ema_decay_at, lr_at, resolve_device, seed_everything
 
 DEFAULT_TRAIN: dict[str, Any] = {

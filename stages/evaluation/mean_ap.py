@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from numba import njit
+
 from tal_pipeline.storage.annotations import finite_number
 from tal_pipeline.storage.paths import read_json_mapping
 

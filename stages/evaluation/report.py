@@ -32,9 +32,9 @@ mAP values (and their differences) are fractions in [0, 1]; std is the populatio
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
