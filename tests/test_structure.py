@@ -3,6 +3,9 @@ small enough to read in one sitting."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -79,3 +82,33 @@ def test_no_module_over_the_size_limit():
     too_long = {str(file.relative_to(REPO)): n for file in _modules().values()
                 if (n := len(file.read_text().splitlines())) > MAX_LINES}
     assert too_long == {}
+
+
+def test_importing_the_pure_code_has_no_luigi_config_or_logging_side_effects(tmp_path):
+    # Every module of tal_pipeline (stages, models, storage, synthetic), imported in a fresh interpreter from a
+    # folder outside the checkout: neither luigi (so its configuration cannot change) nor the task package is
+    # imported, and no handler is added to the root logger or to ours.
+    names = sorted(n for n in _modules() if n.startswith("tal_pipeline."))
+    probe = f"""
+import importlib, logging, sys
+ours = ("pipeline", "tal_pipeline", "luigi")
+def handlers():
+    found = {{"": list(logging.getLogger().handlers)}}
+    for name, lg in logging.Logger.manager.loggerDict.items():
+        if name.split(".")[0] in ours:
+            found[name] = list(getattr(lg, "handlers", []))
+    return found
+before = handlers()
+for name in {names!r}:
+    importlib.import_module(name)
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("pipeline", "luigi"))
+assert not leaked, leaked
+after = handlers()
+assert all(after[k] == before.get(k, []) for k in after), (before, after)
+print(len({names!r}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert int(run.stdout.strip()) == len(names) > 40
