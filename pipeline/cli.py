@@ -10,7 +10,8 @@ from pipeline import commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tal-pipeline", description="Temporal action localization pipeline with BAPG.")
+    parser = argparse.ArgumentParser(prog="tal-pipeline",
+                                     description="Temporal action localization pipeline with BAPG.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"pipeline.commands.{info.name}")

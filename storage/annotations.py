@@ -167,7 +167,8 @@ def _read_gtad_csv(path: Path, video_info: str | Path | None) -> tuple[pd.DataFr
             bad = pd.to_numeric(table[column], errors="coerce").isna()
             if bad.any():
                 row = table[bad].iloc[0]
-                raise ValueError(f"annotation file {file}: video {row['video']!r}: {column} {row[column]!r} is not a number")
+                raise ValueError(f"annotation file {file}: video {row['video']!r}: "
+                                 f"{column} {row[column]!r} is not a number")
         for video in table["video"].astype(str).unique():
             if video not in seen:
                 fps, count = info.get(video, (math.nan, math.nan))
@@ -188,11 +189,13 @@ def _read_video_info(path: Path) -> dict[str, tuple[float, float]]:
         table = _read_csv(file, "video info file")
         missing = {"video", "fps", "count"} - set(table.columns)
         if missing:
-            raise ValueError(f"video info file {file}: missing columns {sorted(missing)} (AFSD layout: video,fps,...,count)")
+            raise ValueError(f"video info file {file}: missing columns {sorted(missing)} "
+                             "(AFSD layout: video,fps,...,count)")
         for row in table.itertuples(index=False):
             fps, count = pd.to_numeric(pd.Series([row.fps, row.count]), errors="coerce")
             if not (fps > 0 and count >= 0):
-                raise ValueError(f"video info file {file}: video {row.video!r}: fps {row.fps!r} / count {row.count!r} invalid")
+                raise ValueError(f"video info file {file}: video {row.video!r}: "
+                                 f"fps {row.fps!r} / count {row.count!r} invalid")
             out[str(row.video)] = (float(fps), float(count))
     return out
 
@@ -268,7 +271,8 @@ def _validate(videos, instances, source, labels, beyond_duration) -> Annotations
     negative = instances["end"] < instances["start"]
     if negative.any():
         row = instances[negative].iloc[0]
-        raise ValueError(f"{source}: video {row['video']!r}: segment [{row['start']}, {row['end']}] ends before it starts")
+        raise ValueError(f"{source}: video {row['video']!r}: "
+                         f"segment [{row['start']}, {row['end']}] ends before it starts")
     before = instances["start"] < 0
     if before.any() and beyond_duration == "keep":
         row = instances[before].iloc[0]
@@ -276,8 +280,8 @@ def _validate(videos, instances, source, labels, beyond_duration) -> Annotations
     if before.any():  # "clip": the part before the video starts is cut off, a segment wholly before it dropped
         gone = instances["end"] <= 0
         if gone.any():
-            _warn(messages, f"{source}: dropped {int(gone.sum())} segment(s) that end before the video starts (t <= 0), "
-                            f"in {_examples(instances[gone])}")
+            _warn(messages, f"{source}: dropped {int(gone.sum())} segment(s) that end before the video starts "
+                            f"(t <= 0), in {_examples(instances[gone])}")
             instances, before = instances[~gone], before[~gone]
         if before.any():
             _warn(messages, f"{source}: clipped {int(before.sum())} negative segment start(s) to 0 in "
@@ -316,7 +320,8 @@ def _validate(videos, instances, source, labels, beyond_duration) -> Annotations
             instances, duration = instances[~outside], duration[~outside]
         past = instances["end"] > duration
         if past.any():
-            _warn(messages, f"{source}: clipped {int(past.sum())} segment end(s) to the video duration in {_examples(instances[past])}")
+            _warn(messages, f"{source}: clipped {int(past.sum())} segment end(s) to the video duration in "
+                            f"{_examples(instances[past])}")
             instances = instances.assign(end=np.where(past, duration, instances["end"]))
 
     orphans = set(instances["video"]) - set(videos["video"])

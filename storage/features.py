@@ -68,7 +68,8 @@ def load_feature_dict(store_path: str | Path, videos: list[str], extra_store: st
         if extra_store is not None:
             extra, _ = read_features(extra_store, video)
             if extra.shape[0] != x.shape[0]:
-                raise ValueError(f"video {video!r}: {extra_store} has {extra.shape[0]} steps, features have {x.shape[0]}")
+                raise ValueError(f"video {video!r}: {extra_store} has {extra.shape[0]} steps, "
+                                 f"features have {x.shape[0]}")
             x = np.concatenate([x, extra], axis=1)
         features[video] = x
         grids[video] = {"fps": grid.fps, "window": grid.window, "stride": grid.stride}

@@ -23,7 +23,8 @@ def check_video_id(video_id: str, source: str = "") -> str:
     fullmatch, not match: `$` in match() also accepts a trailing newline.
     """
     where = f" in {source}" if source else ""
-    if not isinstance(video_id, str) or not VIDEO_ID_PATTERN.fullmatch(video_id) or video_id in {".", ".."} or ".." in video_id:
+    if (not isinstance(video_id, str) or not VIDEO_ID_PATTERN.fullmatch(video_id)
+            or video_id in {".", ".."} or ".." in video_id):
         raise ValueError(
             f"video id {video_id!r}{where} is not file-name safe: ids must match [A-Za-z0-9_.-]+ and not contain '..'"
         )

@@ -73,6 +73,8 @@ def _readme(out: Path, seed: int, width: int, max_duration: float, counts: dict,
             nbytes: int) -> str:
     ann, feats = out.resolve() / "annotations.json", out.resolve() / "features"
     s = stats
+    # In the template a doubled backslash at a line end is a literal one in the README (shell continuation);
+    # a single backslash joins two source lines into one README line (keeps the source under 120 columns).
     return f"""THUMOS14-shaped feature-level benchmark (tal-pipeline, synthetic/thumos_like.py)
 
 Made by: tal-pipeline synth --features {out} --videos-train {counts['validation']} --videos-test {counts['test']} \\
@@ -80,18 +82,24 @@ Made by: tal-pipeline synth --features {out} --videos-train {counts['validation'
 (or stages.thumos_like.generate_thumos_like), deterministic for the seed.
 
 No videos: features/<video>.npy are float32 (T, {width}) arrays on the THUMOS14 I3D time grid
-(fps 30, window 16, stride 4: {1 / feature_step_seconds(FPS, STRIDE):g} steps per second, feature i centred at (4i + 8)/30 s).
+(fps 30, window 16, stride 4: {1 / feature_step_seconds(FPS, STRIDE):g} steps per second, \
+feature i centred at (4i + 8)/30 s).
 annotations.json is ActivityNet style: subset "validation" (train) / "test", duration, fps 30,
 20 THUMOS14 class names; extra keys (hard_negatives = [warm-up, cool-down] per action, scene_cuts,
 classes) are for inspection and ignored by the pipeline. The data model (scenes, drift, camera
 motion, class appearance + motion, warm-ups/cool-downs with the appearance but not the motion,
 noise) is described in the docstring of synthetic/thumos_like.py.
 
-Statistics ({s['videos']} videos, {s['instances']} actions, {s['total_hours']:.2f} h; generated in {seconds:.1f} s, {nbytes / 1e6:.0f} MB of features):
-  video duration, s: mean {s['video_duration_s']['mean']:.1f} / median {s['video_duration_s']['median']:.1f} / min {s['video_duration_s']['min']:.1f} / max {s['video_duration_s']['max']:.1f}
-  actions per video: mean {s['actions_per_video']['mean']:.1f} / median {s['actions_per_video']['median']:.0f} / min {s['actions_per_video']['min']:.0f} / max {s['actions_per_video']['max']:.0f}
-  action length, s: mean {s['action_len_s']['mean']:.2f} / median {s['action_len_s']['median']:.2f} / min {s['action_len_s']['min']:.1f} / max {s['action_len_s']['max']:.1f}
-  share of time covered by actions: mean {s['foreground_fraction']['mean']:.2f} / median {s['foreground_fraction']['median']:.2f}
+Statistics ({s['videos']} videos, {s['instances']} actions, {s['total_hours']:.2f} h; \
+generated in {seconds:.1f} s, {nbytes / 1e6:.0f} MB of features):
+  video duration, s: mean {s['video_duration_s']['mean']:.1f} / median {s['video_duration_s']['median']:.1f} \
+/ min {s['video_duration_s']['min']:.1f} / max {s['video_duration_s']['max']:.1f}
+  actions per video: mean {s['actions_per_video']['mean']:.1f} / median {s['actions_per_video']['median']:.0f} \
+/ min {s['actions_per_video']['min']:.0f} / max {s['actions_per_video']['max']:.0f}
+  action length, s: mean {s['action_len_s']['mean']:.2f} / median {s['action_len_s']['median']:.2f} \
+/ min {s['action_len_s']['min']:.1f} / max {s['action_len_s']['max']:.1f}
+  share of time covered by actions: mean {s['foreground_fraction']['mean']:.2f} \
+/ median {s['foreground_fraction']['median']:.2f}
   videos with 1 / 2 / 3 classes: {' / '.join(str(k) for k in s['videos_with_1_2_3_classes'])}
 
 Run the pipeline on it (from the project folder, where luigi.cfg is; or `tal-pipeline run FullRun ...`):

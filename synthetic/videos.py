@@ -139,7 +139,8 @@ def generate(out: str | Path, videos: int = 16, seed: int = 0, duration: float =
         n_classes = 1 if vrng.random() < 0.7 else 2
         # Cycle classes over videos so every class appears in the training subset.
         first = (v + seed) % len(CLASSES)
-        classes = [first] + ([int((first + 1 + vrng.integers(0, len(CLASSES) - 1)) % len(CLASSES))] if n_classes == 2 else [])
+        classes = [first] + ([int((first + 1 + vrng.integers(0, len(CLASSES) - 1)) % len(CLASSES))]
+                             if n_classes == 2 else [])
         instances = _layout(vrng, length, classes)
         _write_mp4(out / f"{video}.mp4", _render(instances, length, size, vrng), size)
         database[video] = {

@@ -114,7 +114,8 @@ def test_missing_file_and_unknown_subset(tmp_path):
 def test_gtad_csv_single_file(tmp_path):
     csv = tmp_path / "test_Annotation.csv"
     pd.DataFrame({"video": ["v1", "v1"], "type": ["A", "Ambiguous"], "type_idx": [1, 0],
-                  "start": [1.0, 2.0], "end": [2.0, 3.0], "startFrame": [30, 60], "endFrame": [60, 90]}).to_csv(csv, index=False)
+                  "start": [1.0, 2.0], "end": [2.0, 3.0],
+                  "startFrame": [30, 60], "endFrame": [60, 90]}).to_csv(csv, index=False)
     ann = load_annotations(csv)
     assert ann.videos["subset"].tolist() == ["test"]
     assert ann.labels == ["A"] and ann.instances["ambiguous"].tolist() == [False, True]

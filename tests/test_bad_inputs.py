@@ -270,7 +270,8 @@ def test_bad_annotation_files(tmp_path):
         ("nodb.json", '{"database": {}}', r"nodb\.json: 'database' holds no video"),
         ("list.json", "[1, 2]", r"list\.json: expected an object"),
         ("amb.json", json.dumps({"database": {"v1": {**video([]), "ambiguous": [5]}}}), r"v1.*malformed ambiguous"),
-        ("nolabel.json", json.dumps({"database": {"v1": video([{"segment": [1, 2], "label": None}])}}), r"v1.*no label"),
+        ("nolabel.json", json.dumps({"database": {"v1": video([{"segment": [1, 2], "label": None}])}}),
+         r"v1.*no label"),
         ("zero.csv", b"", r"zero\.csv is empty"),
         ("bad_Annotation.csv", b"\xff\xfe\x00\x01", r"bad_Annotation\.csv is not a readable CSV"),
     ]:
@@ -326,8 +327,10 @@ def test_imported_features_nan_inf_or_wrong_width(tmp_path):
                            stride=4, width=8)
     assert result.done == ["good"]
     failures = result.failures
-    assert re.search(r"video 'has_nan': features in .*has_nan\.npy hold 1 NaN and 0 inf .*first at step 4", failures["has_nan"])
-    assert re.search(r"video 'has_inf': features in .*has_inf\.npy hold 0 NaN and 1 inf .*first at step 7", failures["has_inf"])
+    assert re.search(r"video 'has_nan': features in .*has_nan\.npy hold 1 NaN and 0 inf .*first at step 4",
+                     failures["has_nan"])
+    assert re.search(r"video 'has_inf': features in .*has_inf\.npy hold 0 NaN and 1 inf .*first at step 7",
+                     failures["has_inf"])
     assert re.search(r"video 'narrow': features in .*narrow\.npy are 6 wide, expected 8", failures["narrow"])
     assert re.search(r"video 'broken': .*broken\.npy is not a plain numeric \.npy", failures["broken"])
     assert store.done_videos() == {"good"} and _leftovers(store) == []
@@ -425,7 +428,8 @@ def test_no_code_execution_from_files_and_no_public_bind(tmp_path):
         for call in _calls(tree, "pickle", ("load", "loads")):
             unsafe.append(f"{where}:{call.lineno}: pickle.{call.func.attr} (use a restricted Unpickler)")
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"\b0\.0\.0\.0\b|^::$|^\[::\]", node.value):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and re.search(r"\b0\.0\.0\.0\b|^::$|^\[::\]", node.value)):
                 binds.append(f"{where}:{node.lineno}: {node.value!r}")
     for cfg in (REPO / "luigi.cfg", REPO / "pipeline" / "luigi.cfg"):
         binds += [f"{cfg}: {line}" for line in cfg.read_text().splitlines()

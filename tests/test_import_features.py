@@ -55,10 +55,12 @@ def test_hdf5_source(tmp_path):
         f["b"] = np.ones((5,), np.float32)
     store = ArtifactStore(tmp_path / "f.zarr")
     store.begin({"params": {}})
-    import_video_features("a", source=str(h5), store_path=str(store.path), fps_by_video={"a": 30.0}, window=16, stride=4, width=3)
+    import_video_features("a", source=str(h5), store_path=str(store.path), fps_by_video={"a": 30.0},
+                          window=16, stride=4, width=3)
     assert store.read("a").shape == (5, 3)
     with pytest.raises(ValueError, match=r"video 'b'.*shape \(5,\)"):
-        import_video_features("b", source=str(h5), store_path=str(store.path), fps_by_video={"b": 30.0}, window=16, stride=4)
+        import_video_features("b", source=str(h5), store_path=str(store.path), fps_by_video={"b": 30.0},
+                              window=16, stride=4)
     with pytest.raises(FileNotFoundError, match="no dataset 'c'"):
         read_source(h5, "c")
 

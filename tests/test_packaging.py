@@ -52,7 +52,8 @@ def test_user_packages_named_like_ours_are_not_imported(tmp_path, tiny_synthetic
 
 
 def _tracked_copy(dest: Path) -> Path:
-    """The files of the checkout, untracked ones included, without ignored ones (build outputs, virtual environments)."""
+    """The files of the checkout, untracked ones included, without ignored ones
+    (build outputs, virtual environments)."""
     try:
         files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                                capture_output=True, text=True, check=True).stdout
@@ -92,8 +93,9 @@ def test_wheel_runs_from_any_directory_with_its_shipped_config(tmp_path, tiny_sy
     elsewhere.mkdir()
     env = luigi_env(elsewhere)
     env.pop("PYTHONPATH", None)
-    where = subprocess.run([str(python), "-c", "import tal_pipeline.stages.bapg.tsc as t, tal_pipeline.models.fusion as f; "
-                                               "print(t.__file__); print(f.__file__)"],
+    where = subprocess.run([str(python), "-c",
+                            "import tal_pipeline.stages.bapg.tsc as t, tal_pipeline.models.fusion as f; "
+                            "print(t.__file__); print(f.__file__)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
     assert all(Path(p).is_relative_to(site) for p in where.stdout.split()), where.stdout  # not the checkout
 

@@ -87,7 +87,8 @@ def test_find_video_any_extension(tmp_path):
 def test_store_worker_streams_in_chunks(tmp_path, tiny_synthetic):
     store = ArtifactStore(tmp_path / "frames.zarr")
     store.begin({"params": {"x": 1}})
-    sample_frames_to_store("synth_0002", videos_dir=str(tiny_synthetic), store_path=str(store.path), fps=8, size=48, chunk_len=7)
+    sample_frames_to_store("synth_0002", videos_dir=str(tiny_synthetic), store_path=str(store.path), fps=8, size=48,
+                           chunk_len=7)
     arr = store.read("synth_0002")
     direct, info = sample_video(tiny_synthetic / "synth_0002.mp4", 8, 48)
     np.testing.assert_array_equal(arr[...], direct)

@@ -73,7 +73,8 @@ def test_inspect_json_and_plots(tmp_path):
     store.write_video("frames", frames, 2, ["time", "y", "x", "rgb"], {"timestamps": [0, 0.5, 1, 1.5, 2]})
     info = describe_store(store.path)
     assert info["complete"] is False
-    assert info["videos"]["sim"] == {"shape": [20, 20], "dtype": "float16", "chunks": [8, 20], "attrs": {}, "complete": True}
+    assert info["videos"]["sim"] == {"shape": [20, 20], "dtype": "float16", "chunks": [8, 20], "attrs": {},
+                                     "complete": True}
     store.mark_complete(["sim", "frames"])
     assert describe_store(store.path)["complete"] is True
     for video in ("sim", "frames"):

@@ -37,15 +37,18 @@ def test_annotations_match_pixels(tiny_synthetic):
             label = CLASSES.index(row.label)
             at = lambda t: frames[min(len(frames) - 1, int(round(t * fps)))]  # noqa: E731
             # The object is on screen during the action and in its warm-up and cool-down (hard negatives).
-            for t in (row.start + 0.2, (row.start + row.end) / 2, row.end - 0.2, (warm[0] + warm[1]) / 2, (cool[0] + cool[1]) / 2):
+            for t in (row.start + 0.2, (row.start + row.end) / 2, row.end - 0.2,
+                      (warm[0] + warm[1]) / 2, (cool[0] + cool[1]) / 2):
                 assert _object_mask(at(t), label).sum() > 20, (video, row.label, t)
             # It moves (or, for Pulse, changes size) during the action, and stays still in the warm-up.
             c0, a0 = _centroid_and_area(at(row.start + 0.05), label)
             change = max(
                 np.linalg.norm(c - c0) + abs(a - a0) / 10
-                for c, a in (_centroid_and_area(at(row.start + f * (row.end - row.start)), label) for f in (0.125, 0.3, 0.6))
+                for c, a in (_centroid_and_area(at(row.start + f * (row.end - row.start)), label)
+                             for f in (0.125, 0.3, 0.6))
             )
-            (w1, _), (w2, _) = _centroid_and_area(at(warm[0] + 0.1), label), _centroid_and_area(at(warm[1] - 0.1), label)
+            (w1, _), (w2, _) = (_centroid_and_area(at(warm[0] + 0.1), label),
+                                _centroid_and_area(at(warm[1] - 0.1), label))
             assert change > 3 and np.linalg.norm(w1 - w2) < 2.5, (video, row.label, change)
             covered[int(warm[0] * fps): int(cool[1] * fps) + 1] = True
         # Outside actions and their warm-up/cool-down no class object is visible (easy negatives).

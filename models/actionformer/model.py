@@ -47,7 +47,8 @@ class ActionFormer(nn.Module):
         # EMA of the number of positives per batch (a plain float: not in state_dict, checkpoints load strictly);
         # dividing by it rather than by the batch's own count keeps the loss scale steady on small batches.
         self.loss_normalizer, self.loss_norm_momentum = float(loss_norm_init), float(loss_norm_momentum)
-        self.score_thresh, self.pre_nms_topk, self.nms_sigma, self.max_dets = score_thresh, pre_nms_topk, nms_sigma, max_dets
+        self.score_thresh, self.pre_nms_topk = score_thresh, pre_nms_topk
+        self.nms_sigma, self.max_dets = nms_sigma, max_dets
         self.backbone = ActionFormerBackbone(in_channels, width, levels, heads, window, embed_convs, stem_blocks,
                                              mlp_ratio, dropout, drop_path, layer_scale_init)
         self.neck = PyramidNorm(width, levels)

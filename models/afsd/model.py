@@ -54,7 +54,8 @@ class AFSD(nn.Module):
         self.lam, self.gamma_q, self.con_weight, self.focal_gamma = lam, gamma_q, con_weight, focal_gamma
         self.refine_iou, self.trip_margin = refine_iou, trip_margin
         self.act_radius_min, self.act_radius_ratio = act_radius_min, act_radius_ratio
-        self.score_thresh, self.pre_nms_topk, self.nms_sigma, self.max_dets = score_thresh, pre_nms_topk, nms_sigma, max_dets
+        self.score_thresh, self.pre_nms_topk = score_thresh, pre_nms_topk
+        self.nms_sigma, self.max_dets = nms_sigma, max_dets
         self.pyramid = TemporalPyramid(in_channels, width, levels)
         self.coarse = CoarseHead(width, num_classes, levels)
         self.refine_loc = RefineBranch(width)

@@ -30,7 +30,8 @@ class TemporalPyramid(nn.Module):
         # Frame-level branch (AFSD's f_frame): full resolution, its own convs on the projected input.
         self.frame = nn.Sequential(*[conv_gn_relu(width, width) for _ in range(frame_convs)])
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         # x: (B, C_in, T), mask: (B, T) bool, T divisible by 2^(levels-1)
         m = mask[:, None, :].to(x.dtype)  # (B, 1, T)
         h = self.proj(x) * m  # (B, D, T)

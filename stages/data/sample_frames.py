@@ -44,7 +44,8 @@ def find_video(folder: str | Path, video: str) -> Path:
         for candidate in (folder / f"{video}{ext}", folder / f"{video}{ext.upper()}"):
             if candidate.is_file():
                 return candidate
-    raise FileNotFoundError(f"video {video!r}: no file {video}.<ext> in {folder} (extensions {', '.join(VIDEO_EXTENSIONS)})")
+    raise FileNotFoundError(f"video {video!r}: no file {video}.<ext> in {folder} "
+                            f"(extensions {', '.join(VIDEO_EXTENSIONS)})")
 
 
 def _resize_crop(frame, size: int) -> np.ndarray:
@@ -90,7 +91,8 @@ def _decoded_frames(path: Path, video: str) -> Iterator[tuple[float, object, obj
                 yield t, frame, stream
         except av.error.FFmpegError as exc:
             if index == 0:
-                raise ValueError(f"video {video!r}: {path} could not be decoded: truncated or corrupt ({exc})") from None
+                raise ValueError(f"video {video!r}: {path} could not be decoded: "
+                                 f"truncated or corrupt ({exc})") from None
             raise ValueError(f"video {video!r}: {path} is truncated or corrupt after frame {index} ({exc})") from None
         if index == 0:
             raise ValueError(f"video {video!r}: {path} has a video stream but no decodable frame")
@@ -227,7 +229,8 @@ def sample_video(path: str | Path, fps: float, size: int, video: str | None = No
     return stacked, sampler.info
 
 
-def sample_frames_to_store(video: str, *, videos_dir: str, store_path: str, fps: float, size: int, chunk_len: int = 64) -> None:
+def sample_frames_to_store(video: str, *, videos_dir: str, store_path: str, fps: float, size: int,
+                           chunk_len: int = 64) -> None:
     """Per-video worker of the SampleFrames stage (module-level: Dask may pickle it).
 
     Frames are appended to the Zarr array chunk by chunk, so memory stays at one chunk.
@@ -237,7 +240,8 @@ def sample_frames_to_store(video: str, *, videos_dir: str, store_path: str, fps:
     path = find_video(videos_dir, video)
     sampler = FrameSampler(path, fps, size, video)
     store = ArtifactStore(store_path)
-    with store.video_array(video, (0, size, size, 3), np.uint8, (chunk_len, size, size, 3), ["time", "y", "x", "rgb"]) as array:
+    with store.video_array(video, (0, size, size, 3), np.uint8, (chunk_len, size, size, 3),
+                           ["time", "y", "x", "rgb"]) as array:
         block, written = [], 0
         for _, image in sampler:
             block.append(image)
