@@ -229,8 +229,9 @@ class ProposalFeatures(DatasetStage):
     """Boundary-aware per-step features from the TSC segmentations (BAPG II-D), same layout as features."""
 
     artifact = "bapg_features"
-    # 128: the +BAPG input grows by 3 x 129 channels instead of 3 x 1025, which keeps the detectors' first layer
-    # (and the default run) about as cheap as the baseline's; 0 pools the full Fv as DESIGN 3.4 describes.
+    # 128: the +BAPG input grows by (scales) x (128 pooled + 4 boundary channels), 3 x 132 = 396 by default,
+    # instead of 3 x (1024 + 4) unprojected, which keeps the detectors' first layer (and the default run) about
+    # as cheap as the baseline's; 0 pools the full Fv as DESIGN 3.4 describes.
     projection_dim = luigi.IntParameter(default=128, description="fixed random orthogonal projection of Fv before "
                                                                  "pooling (0: none, pool the full features)")
 
