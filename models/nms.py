@@ -1,4 +1,4 @@
-"""Temporal segment IoU and Gaussian Soft-NMS (Bodla et al. 2017), per class, in plain torch.
+"""Gaussian Soft-NMS (Bodla et al. 2017), per class, in plain torch (tIoU: models/segments.py).
 
 Segments are (N, 2) float tensors [start, end] in any consistent unit (feature steps here).
 Classes are handled in one pass: each class is shifted to its own disjoint stretch of the time
@@ -10,12 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def pairwise_tiou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """tIoU of every segment in a (N, 2) with every segment in b (M, 2) -> (N, M)."""
-    inter = (torch.minimum(a[:, None, 1], b[None, :, 1]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
-    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter  # (N, M)
-    return inter / union.clamp(min=1e-8)
+from tal_pipeline.models.segments import tiou
 
 
 def soft_nms(segments: torch.Tensor, scores: torch.Tensor, sigma: float = 0.5, min_score: float = 1e-3,
@@ -33,7 +28,6 @@ def soft_nms(segments: torch.Tensor, scores: torch.Tensor, sigma: float = 0.5, m
     cur = scores.detach().to(torch.float64).cpu().numpy().copy()  # (N,) decayed scores
     alive = np.flatnonzero(cur >= min_score)  # (R,) indices still competing
     start, end = segs[:, 0], segs[:, 1]
-    length = np.maximum(end - start, 0.0)
     keep, kept_scores = [], []
     limit = segs.shape[0] if max_keep is None else max_keep
     while alive.size > 0 and len(keep) < limit:  # '> 0', not '> 1': the last candidate is kept too
@@ -44,8 +38,7 @@ def soft_nms(segments: torch.Tensor, scores: torch.Tensor, sigma: float = 0.5, m
         alive = np.delete(alive, best_pos)  # (R-1,)
         if alive.size == 0:
             break
-        inter = np.maximum(np.minimum(end[alive], end[best]) - np.maximum(start[alive], start[best]), 0.0)
-        iou = inter / np.maximum(length[alive] + length[best] - inter, 1e-8)  # (R-1,)
+        iou = tiou(start[alive], end[alive], start[best], end[best], min_union=1e-8)  # (R-1,)
         decayed = cur[alive] * np.exp(-(iou * iou) / sigma)
         cur[alive] = decayed
         alive = alive[decayed >= min_score]
@@ -57,7 +50,8 @@ def soft_nms(segments: torch.Tensor, scores: torch.Tensor, sigma: float = 0.5, m
 def batched_soft_nms(segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, sigma: float = 0.5,
                      min_score: float = 1e-3, max_keep: int | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Soft-NMS independently per class (labels (N,) int): returns (segments (K,2), scores (K,), labels (K,)), best first.
+    """Soft-NMS independently per class (labels (N,) int): returns (segments (K,2), scores (K,), labels (K,)), best
+    first.
 
     The same segment may appear once per class (multi-label detections are kept).
     """

@@ -5,15 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from tal_pipeline.models.nms import batched_soft_nms, pairwise_tiou, select_detections, soft_nms
+from tal_pipeline.models.nms import batched_soft_nms, select_detections, soft_nms
 from tests.reference_nms import naive_soft_nms
-
-
-def test_pairwise_tiou_hand_values():
-    a = torch.tensor([[0.0, 2.0], [0.0, 1.0]])
-    b = torch.tensor([[1.0, 3.0], [5.0, 6.0]])
-    expect = torch.tensor([[1 / 3, 0.0], [0.0, 0.0]])
-    assert torch.allclose(pairwise_tiou(a, b), expect)
 
 
 def test_two_overlapping_hand_decay():

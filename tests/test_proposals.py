@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tal_pipeline.stages.bapg.proposal_recall import proposal_recall, recall_by_m, tiou
+from tal_pipeline.stages.bapg.proposal_recall import proposal_recall, recall_by_m
 from tal_pipeline.stages.bapg.proposals import proposals_from_change_points
 
 # fps 10, window 16, stride 4: feature i is centred at 0.4 i + 0.8 s, one step is 0.4 s, so the span of
@@ -36,7 +36,8 @@ def test_union_limit_and_no_dedup():
     assert len(proposals_from_change_points({1: np.array([5]), 3: np.array([2, 5, 8])}, num_steps=10, max_union=1,
                                             **GRID)) == 2 + 4  # no shared span here
     shared = {1: np.array([5]), 2: np.array([5, 8])}
-    assert len(proposals_from_change_points(shared, num_steps=10, max_union=1, **GRID)) == 4  # [0,5) once: [0,5), [5,10), [5,8), [8,10)
+    # [0,5) once: [0,5), [5,10), [5,8), [8,10)
+    assert len(proposals_from_change_points(shared, num_steps=10, max_union=1, **GRID)) == 4
     assert len(proposals_from_change_points(shared, num_steps=10, max_union=1, dedup=False, **GRID)) == 5
     # no duration: only the 0 s floor applies
     t = proposals_from_change_points({0: np.array([], dtype=np.int64)}, num_steps=3, fps=1.0, window=1, stride=1)
@@ -48,12 +49,6 @@ def test_bad_change_points_rejected():
         proposals_from_change_points({2: np.array([5, 3])}, num_steps=10, **GRID)
     with pytest.raises(ValueError, match="ascending"):
         proposals_from_change_points({1: np.array([10])}, num_steps=10, **GRID)
-
-
-def test_tiou_vectorised():
-    got = tiou(np.array([[0.0, 10.0], [5.0, 15.0], [20.0, 30.0]]), np.array([[0.0, 10.0], [0.0, 0.0]]))
-    assert got.shape == (2, 3)
-    np.testing.assert_allclose(got, [[1.0, 5 / 15, 0.0], [0.0, 0.0, 0.0]])
 
 
 def test_recall_hand_made():

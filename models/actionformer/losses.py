@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tal_pipeline.models.segments import tiou
+
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
                        ) -> torch.Tensor:
@@ -22,9 +24,7 @@ def diou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     same location: (N, 2) each. d = distance between centres, c = length of the smallest enclosing segment."""
     ps, pe = -pred[:, 0], pred[:, 1]
     ts, te = -target[:, 0], target[:, 1]
-    inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
-    union = (pe - ps) + (te - ts) - inter
-    iou = inter / union.clamp(min=1e-8)
+    iou = tiou(ps, pe, ts, te, min_union=1e-8)
     enclose = (torch.maximum(pe, te) - torch.minimum(ps, ts)).clamp(min=1e-8)
     dist = 0.5 * ((ps + pe) - (ts + te))
     return (1.0 - iou + (dist / enclose) ** 2).sum()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tal_pipeline.models.segments import tiou
+
 
 def softmax_focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Sum over rows of -(1 - p_t)^gamma * log p_t. logits (N, K+1), labels (N,) in [0, K] (0 = background)."""
@@ -14,10 +16,10 @@ def softmax_focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float 
 
 
 def segment_tiou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Row-wise tIoU of pred (N, 2) and gt (N, 2) [start, end] -> (N,)."""
-    inter = (torch.minimum(pred[:, 1], gt[:, 1]) - torch.maximum(pred[:, 0], gt[:, 0])).clamp(min=0)
-    union = (pred[:, 1] - pred[:, 0]).clamp(min=0) + (gt[:, 1] - gt[:, 0]) - inter
-    return inter / union.clamp(min=1e-6)
+    """Row-wise tIoU of pred (N, 2) and gt (N, 2) [start, end] -> (N,), the union floored at 1e-6.
+
+    A reversed prediction (end < start) has no intersection, so its tIoU is 0 whatever its length."""
+    return tiou(pred[:, 0], pred[:, 1], gt[:, 0], gt[:, 1], min_union=1e-6)
 
 
 def tiou_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

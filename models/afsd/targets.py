@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from tal_pipeline.models.nms import pairwise_tiou
+from tal_pipeline.models.segments import pairwise_tiou
 
 
 def coarse_targets(positions: torch.Tensor, gt_segments: torch.Tensor, gt_labels: torch.Tensor
@@ -33,7 +33,7 @@ def refined_targets(coarse: torch.Tensor, gt_segments: torch.Tensor, gt_labels: 
     k = coarse.shape[0]
     if gt_segments.numel() == 0:
         return torch.zeros(k, dtype=torch.long, device=coarse.device), coarse.new_zeros(k, 2)
-    iou = pairwise_tiou(coarse, gt_segments)  # (K, M)
+    iou = pairwise_tiou(coarse, gt_segments, min_union=1e-8)  # (K, M)
     best_iou, best = iou.max(dim=1)  # (K,)
     labels = torch.where(best_iou > threshold, gt_labels[best] + 1, torch.zeros_like(best))
     return labels, gt_segments[best]

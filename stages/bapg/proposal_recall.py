@@ -1,21 +1,14 @@
-"""Proposal recall (AR@AN): temporal IoU, the recall of ground-truth instances by ranked proposals, and the
-recall of each change-point count m alone. AR@AN keeps the first AN proposals of each video."""
+"""Proposal recall (AR@AN): the recall of ground-truth instances by ranked proposals (tIoU: models/segments.py),
+and the recall of each change-point count m alone. AR@AN keeps the first AN proposals of each video."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from tal_pipeline.models.segments import pairwise_tiou
+
 DEFAULT_TIOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)  # 0.5:0.05:0.95 (10 thresholds)
 DEFAULT_ANS = (1, 5, 10, 20, 50, 100)
-
-
-def tiou(proposals: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Temporal IoU of every ground truth with every proposal: (G, 2), (N, 2) seconds -> (G, N)."""
-    p = np.asarray(proposals, dtype=np.float64).reshape(-1, 2)[None, :, :]  # (1, N, 2)
-    g = np.asarray(gt, dtype=np.float64).reshape(-1, 2)[:, None, :]  # (G, 1, 2)
-    inter = np.clip(np.minimum(p[..., 1], g[..., 1]) - np.maximum(p[..., 0], g[..., 0]), 0.0, None)  # (G, N)
-    union = (p[..., 1] - p[..., 0]) + (g[..., 1] - g[..., 0]) - inter  # (G, N)
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def proposal_recall(proposals_by_video: dict[str, np.ndarray], gt_by_video: dict[str, np.ndarray],
@@ -41,7 +34,7 @@ def proposal_recall(proposals_by_video: dict[str, np.ndarray], gt_by_video: dict
         if gt.shape[0] == 0:
             continue
         props = np.asarray(proposals_by_video.get(video, np.zeros((0, 2))), dtype=np.float64).reshape(-1, 2)
-        iou = tiou(props, gt)  # (G, N)
+        iou = pairwise_tiou(gt, props)  # (G, N)
         # running max over the rank: best tIoU of each ground truth within the top n proposals
         run = np.maximum.accumulate(iou, axis=1) if iou.shape[1] else np.zeros((gt.shape[0], 1))  # (G, N|1)
         for i, lim in enumerate(limits):

@@ -17,7 +17,8 @@ Two modes:
 Common rules:
 
 - tIoU = intersection / (len(a) + len(b) - intersection), computed in float64 as written, with no
-  tolerance (as both official tools do); a detection of length 0 against a GT of length 0 has tIoU 0.
+  tolerance (as both official tools do); a detection of length 0 against a GT of length 0 has tIoU 0
+  (models/segments.py).
 - Equal tIoU between several free GTs: the first in (video, start, end) order wins.
 - mAP is the mean over the classes present in the (subset's) GT; a class with no detection has AP 0.
 - Inputs are cleaned, and each step is counted in the report: duplicate GT rows (same video,
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from tal_pipeline.models.segments import intersection, tiou
 from tal_pipeline.storage.annotations import finite_number
 from tal_pipeline.storage.paths import read_json_mapping
 
@@ -129,14 +131,15 @@ def check_predictions(predictions: pd.DataFrame, name: str = "predictions", inva
         bad = ~np.isfinite(values)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{name}: video {table['video'].iloc[i]!r}: {column} {table[column].iloc[i]!r} is not a finite number")
+            raise ValueError(f"{name}: video {table['video'].iloc[i]!r}: {column} {table[column].iloc[i]!r} "
+                             "is not a finite number")
         numbers[column] = values
     backwards = numbers["end"] < numbers["start"]
     if backwards.any() and invalid == "error":
         i = int(np.flatnonzero(backwards)[0])
-        raise ValueError(f"{name}: video {table['video'].iloc[i]!r}: segment [{numbers['start'][i]}, {numbers['end'][i]}] "
-                         f"ends before it starts ({int(backwards.sum())} such segment(s); drop them with "
-                         "invalid='drop', `tal-pipeline evaluate --drop-invalid`)")
+        raise ValueError(f"{name}: video {table['video'].iloc[i]!r}: segment [{numbers['start'][i]}, "
+                         f"{numbers['end'][i]}] ends before it starts ({int(backwards.sum())} such segment(s); "
+                         "drop them with invalid='drop', `tal-pipeline evaluate --drop-invalid`)")
     keep = ~backwards
     out = pd.DataFrame({"video": table["video"].astype(str)[keep].to_numpy(), "start": numbers["start"][keep],
                         "end": numbers["end"][keep], "label": table["label"].astype(str)[keep].to_numpy(),
@@ -183,7 +186,8 @@ def _cap_per_video(video_code: np.ndarray, score: np.ndarray, max_dets) -> np.nd
     return keep
 
 
-def _filter_predictions(preds: pd.DataFrame, videos: list[str], labels: list[str], max_dets) -> tuple[pd.DataFrame, dict]:
+def _filter_predictions(preds: pd.DataFrame, videos: list[str], labels: list[str], max_dets
+                        ) -> tuple[pd.DataFrame, dict]:
     """Drop detections of unknown videos/labels, then apply the per-video cap; returns (kept, report)."""
     known_video = preds["video"].isin(set(videos)).to_numpy()  # (N,)
     known_label = preds["label"].isin(set(labels)).to_numpy()  # (N,)
@@ -219,17 +223,6 @@ def _pairs(det_key: np.ndarray, ref_key: np.ndarray) -> tuple[np.ndarray, np.nda
     pair_det = np.repeat(np.arange(len(det_key)), counts)  # (P,)
     pair_ref = lo[pair_det] + np.arange(ptr[-1]) - ptr[pair_det]  # (P,)
     return ptr, pair_det, pair_ref.astype(np.int64)
-
-
-def _intersection(s1, e1, s2, e2) -> np.ndarray:
-    return np.maximum(0.0, np.minimum(e1, e2) - np.maximum(s1, s2))
-
-
-def _tiou(s1, e1, s2, e2) -> np.ndarray:
-    inter = _intersection(s1, e1, s2, e2)
-    union = (e1 - s1) + (e2 - s2) - inter
-    # union 0 only for two zero-length segments: no overlap to speak of
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 @njit(cache=True)
@@ -269,7 +262,7 @@ def _match(dets: pd.DataFrame, actions: pd.DataFrame, ambiguous: pd.DataFrame, v
     g_key = g_label[g_order] * n_videos + g_video[g_order]
     ptr, pair_det, pair_ref = _pairs(d_label * n_videos + d_video, g_key)
     gi = g_order[pair_ref]  # (P,) GT row of each pair
-    iou = _tiou(d_start[pair_det], d_end[pair_det], g_start[gi], g_end[gi])  # (P,)
+    iou = tiou(d_start[pair_det], d_end[pair_det], g_start[gi], g_end[gi])  # (P,) two zero-length segments: 0
     tp = _greedy_match(ptr, pair_ref, iou, np.asarray(thresholds, dtype=np.float64), len(actions), mode == "thumos14")
 
     hit = np.zeros(len(dets), dtype=bool)  # (D,) intersects an Ambiguous segment of its video
@@ -278,7 +271,8 @@ def _match(dets: pd.DataFrame, actions: pd.DataFrame, ambiguous: pd.DataFrame, v
         a_order = np.argsort(a_video, kind="stable")
         _, a_det, a_ref = _pairs(d_video, a_video[a_order])
         ai = a_order[a_ref]
-        inter = _intersection(d_start[a_det], d_end[a_det], ambiguous["start"].to_numpy()[ai], ambiguous["end"].to_numpy()[ai])
+        inter = intersection(d_start[a_det], d_end[a_det], ambiguous["start"].to_numpy()[ai],
+                             ambiguous["end"].to_numpy()[ai])
         hit[a_det[inter > 0]] = True
     return tp, hit, d_label
 
