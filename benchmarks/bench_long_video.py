@@ -220,4 +220,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _readme import run_recorded  # benchmarks/_readme.py: writes this script's section of benchmarks/README.md
+
+    run_recorded("bench_long_video", main, record="--child" not in sys.argv)  # --no-readme: print only
