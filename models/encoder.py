@@ -9,7 +9,7 @@ Losses (a = anchor, p = positive, n = negative; s = cosine similarity in [-1, 1]
   is never active because s <= 1, so the loss is -s(a,p) alone: negatives get no gradient and the
   minimum is reached by mapping everything to one point.
 - `triplet_margin_loss`: [s(a,n) - s(a,p) + margin]_+, the project's default (a documented deviation from
-  eq. 3, DESIGN 3.2): it pushes a negative away until it is `margin` less similar than the positive.
+  eq. 3, docs/method.md §2): it pushes a negative away until it is `margin` less similar than the positive.
 """
 from __future__ import annotations
 

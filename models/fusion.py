@@ -1,7 +1,7 @@
 """BAPG fusion that cannot hurt at initialisation: any registered detector, plus boundary-aware channels.
 
 The input (B, C + K, T) holds the video features Fv (C channels) followed by K BAPG channels (boundary-aware
-features, DESIGN 3.4). The wrapped detector sees C channels, as the baseline does:
+features, BAPG II-D; docs/method.md §5). The wrapped detector sees C channels, as the baseline does:
 
     Fv' = Fv + W2 relu(W1 z(B))        z(B) = (B - mean) / std, training-split statistics (buffers)
 

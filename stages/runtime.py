@@ -47,6 +47,6 @@ def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
 
 
 def ema_decay_at(n: int, decay: float) -> float:
-    """Warm-up EMA decay min(d, (1+n)/(10+n)) at update n (DESIGN 3.5): a fixed 0.999 over a few hundred
+    """Warm-up EMA decay min(d, (1+n)/(10+n)) at update n (docs/method.md §8): a fixed 0.999 over a few hundred
     updates would leave the average mostly made of the random initial weights."""
     return min(decay, (1.0 + n) / (10.0 + n))

@@ -1,4 +1,4 @@
-"""`tal-pipeline evaluate --gt GT --pred PRED.json`: temporal detection mAP (DESIGN 3.6).
+"""`tal-pipeline evaluate --gt GT --pred PRED.json`: temporal detection mAP (docs/method.md §10).
 
 GT in any layout storage.annotations.load_annotations reads, kept as written (no clipping to the video
 duration, as the official tools score against the files); predictions in the ActivityNet results layout.

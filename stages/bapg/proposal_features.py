@@ -1,4 +1,4 @@
-"""Boundary-aware proposal features (BAPG II-D; DESIGN 3.4) for per-step detectors.
+"""Boundary-aware proposal features (BAPG II-D; docs/method.md §5) for per-step detectors.
 
 A TSC proposal's feature is the video feature Fv cut to its span. A per-step detector needs one vector per
 step, so each step t gets, for every segmentation m (ascending), the mean of Fv over the segment that

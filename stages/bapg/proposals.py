@@ -1,4 +1,4 @@
-"""Proposals from TSC change points (BAPG II-C, DESIGN 3.3); their recall (AR@AN): stages/bapg/proposal_recall.py.
+"""Proposals from TSC change points (BAPG II-C; docs/method.md §4); recall (AR@AN): stages/bapg/proposal_recall.py.
 
 A segment of feature steps [a, b) spans, in seconds, from the start of step a to the end of step b-1:
     start = feature_to_seconds(a) - step / 2,   end = feature_to_seconds(b - 1) + step / 2,

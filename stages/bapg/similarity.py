@@ -1,4 +1,4 @@
-"""Similarity matrices (BAPG II-C, eq. 2; DESIGN 3.3): S[i, j] = cosine similarity of the encoder
+"""Similarity matrices (BAPG II-C, eq. 2; docs/method.md §3): S[i, j] = cosine similarity of the encoder
 embeddings of feature steps i and j, one (T, T) float16 array per video.
 
 S is written tile by tile (tile = Zarr chunk, `block` x `block`), so memory stays O(T * D + block^2)

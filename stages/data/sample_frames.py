@@ -1,6 +1,6 @@
 """SampleFrames: decode a video with PyAV and sample frames at a target fps by presentation time.
 
-Sampling by timestamp, not frame index (DESIGN 3.1): sample k is the frame on screen at
+Sampling by timestamp, not frame index (docs/method.md §1): sample k is the frame on screen at
 t_k = k / fps, i.e. the last frame whose presentation time is <= t_k. Timestamps may start late,
 arrive out of order or be variable-rate; the video's real fps and frame count are recorded.
 Frames are resized so the short side is `size` (bilinear, swscale) and centre-cropped to size x size.

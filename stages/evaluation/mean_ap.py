@@ -1,4 +1,4 @@
-"""Temporal action detection mAP (DESIGN 3.6), vectorised with NumPy, greedy matching in Numba.
+"""Temporal action detection mAP (docs/method.md §10), vectorised with NumPy, greedy matching in Numba.
 
 Two modes:
 

@@ -9,25 +9,8 @@ only read when bapg is true: "tsc" TSC on the trained encoder's similarity, "raw
 similarity, "random" random change points with the same counts, "oracle" ground-truth boundaries) and "health"
 (absent: unknown, shown as "?"). Health never removes a run from the aggregates; it is reported next to them.
 
-report.json:
-    {"results": [{"detector": str, "bapg": bool, "untrained": bool, "bapg_source": str | null (null when bapg is
-                  false), "name": row name, "seeds": [int], "mAP": {"0.3": [mean, std], ...},
-                  "average_mAP": [mean, std], "per_seed_average_mAP": [float], "per_seed_mAP": {"0.3": [float]},
-                  "health": {"healthy_runs": int, "unhealthy_runs": int, "unknown": int,
-                             "per_seed": [{"seed": int, "healthy": bool | null, "problems": [str]}]}}, ...],
-     "paired_differences": [{"detector": str, "variant": row name, "bapg_source": str, "seeds": [int],
-                             "mAP": {"0.3": D, ...}, "average_mAP": D}, ...],
-     "health": {"runs": int, "healthy": int, "unhealthy": int, "unknown": int,
-                "unhealthy_runs": [{"detector", "variant": row name, "seed", "problems"}]},
-     "evaluation": {"mode": str, "thresholds": [float], "max_dets": int},
-     "proposal_recall": {"<m>": {"n_gt", "proposals_per_video", "recall@0.5", "recall@0.7", "AR@<AN>"...}, "all": ...},
-     "encoder": {"before": {...}, "after": {...}, ...},
-     "plots": [file names], "artifacts": {input name: artifact folder}}
-with D = {"mean", "std", "improved": seeds with a difference > 0, "n": seeds paired, "per_seed": [diff per seed]}
-(mean and std null when no seed is paired). Rows are ordered per detector (by name): the baseline, + BAPG (TSC
-on the trained encoder), the ablations (raw, random, oracle, then any other source), then the untrained rows.
-Paired differences: each + BAPG row (not untrained) minus the same detector's baseline row, on the seeds both have.
-mAP values (and their differences) are fractions in [0, 1]; std is the population std over seeds (0 for one seed).
+Output: report.md, report.json and the PNGs, described field by field in docs/report.md (the one description
+of the report.json schema: keep it in step with write_report and the functions it calls).
 """
 from __future__ import annotations
 
