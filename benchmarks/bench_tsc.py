@@ -35,7 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tal_pipeline.stages.bapg.tsc import change_points, cosine_similarity  # noqa: E402
+from tal_pipeline.stages.bapg.tsc import change_points  # noqa: E402
+from tests.reference_similarity import cosine_similarity_matrix as cosine_similarity  # noqa: E402
 
 MS = (10, 15, 20)
 STEPS_PER_SECOND = 7.5  # THUMOS14 feature steps per second of video (12548 steps / 1673 s)

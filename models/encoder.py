@@ -1,6 +1,7 @@
-"""BAPG contrastive encoder Phi (eq. 1), cosine similarity (eq. 2) and the two contrastive losses.
+"""BAPG contrastive encoder Phi (eq. 1) and the two contrastive losses.
 
-Phi maps one time step to an L2-normalised embedding, so the cosine similarity of eq. 2 is a dot product.
+Phi maps one time step to an L2-normalised embedding, so the cosine similarity of eq. 2 is a dot product (the
+training loop's, stages/bapg/encoder.py; the similarity stage's, stages/bapg/similarity.py).
 Two encoders: `StepEncoder` on the per-step I3D feature (the project's default) and `FrameEncoder`, a small
 2-D CNN on the sampled uint8 frame (stands in for the paper's ResNet-50 on frames; plain torch).
 
@@ -66,11 +67,6 @@ def build_encoder(kind: str = "mlp", in_channels: int | None = None, hidden: int
     if kind == "cnn":
         return FrameEncoder(hidden, dim, width)
     raise ValueError(f"unknown encoder {kind!r} (known: {', '.join(ENCODERS)})")
-
-
-def cosine_similarity(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Eq. 2, row by row: a (N, D), b (N, D) -> (N,)."""
-    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=eps)
 
 
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:

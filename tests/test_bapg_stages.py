@@ -16,9 +16,10 @@ from tal_pipeline.stages.bapg.proposals import (
     tsc_proposals_to_store,
 )
 from tal_pipeline.stages.bapg.similarity import similarity_matrix, similarity_tiles, write_similarity
-from tal_pipeline.stages.bapg.tsc import change_points, cosine_similarity
+from tal_pipeline.stages.bapg.tsc import change_points
 from tal_pipeline.stages.evaluation.report import aggregate_results, results_markdown, write_report
 from tal_pipeline.storage.zarr_store import ArtifactStore
+from tests.reference_similarity import cosine_similarity_matrix
 
 GRID = {"fps": 8.0, "window": 16, "stride": 4}
 
@@ -36,7 +37,7 @@ def test_similarity_tiles_symmetric_unit_diagonal_equal_cosine(block):
     assert S.dtype == np.float16 and S.shape == (53, 53)
     assert np.array_equal(S, S.T)  # exactly symmetric, whatever the tiling
     assert np.all(np.diag(S) == 1.0)
-    np.testing.assert_allclose(S.astype(np.float64), cosine_similarity(x), atol=1e-3)
+    np.testing.assert_allclose(S.astype(np.float64), cosine_similarity_matrix(x), atol=1e-3)
 
 
 def test_similarity_refuses_zero_and_nan_rows():

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from tal_pipeline.models.encoder import bapg_loss, build_encoder, cosine_similarity, triplet_margin_loss
+from tal_pipeline.models.encoder import bapg_loss, build_encoder, triplet_margin_loss
 from tal_pipeline.stages.bapg.encoder import embed, load_encoder, make_embedder, train_encoder
 from tal_pipeline.stages.bapg.sample_pools import build_sample_pools, pool_similarity, video_pools
 from tal_pipeline.stages.data.timegrid import feature_to_seconds
+from tests.reference_similarity import cosine_similarity_rows
 
 UNIT = {"fps": 1.0, "window": 1, "stride": 1}  # step i is centred at i + 0.5 s
 GRID = {"fps": 10.0, "window": 4, "stride": 2}  # step i is centred at 0.2 i + 0.2 s
@@ -109,9 +110,15 @@ def test_pools_other_videos_and_unannotated_videos():
 
 # ----------------------------------------------------------------------------------------------- losses
 
-def test_cosine_similarity_eq2():
+def test_embedding_dot_products_are_the_cosine_similarity_eq2():
     a, b = torch.tensor([[3.0, 4.0], [1.0, 0.0]]), torch.tensor([[4.0, 3.0], [-2.0, 0.0]])
-    assert torch.allclose(cosine_similarity(a, b), torch.tensor([24 / 25, -1.0]))
+    assert torch.allclose(cosine_similarity_rows(a, b), torch.tensor([24 / 25, -1.0]))  # the reference, by hand
+    torch.manual_seed(0)
+    encoder = build_encoder("mlp", 6)
+    x, y = torch.randn(5, 6), torch.randn(5, 6)
+    # training's s(a, b) is the dot product of unit embeddings: eq. 2 on the network's outputs before the norm
+    dot = (encoder(x) * encoder(y)).sum(-1)
+    torch.testing.assert_close(dot, cosine_similarity_rows(encoder.net(x), encoder.net(y)), rtol=1e-5, atol=1e-6)
 
 
 def test_loss_values_by_hand():

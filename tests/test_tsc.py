@@ -11,13 +11,12 @@ import pytest
 from tal_pipeline.stages.bapg.tsc import (
     Segmentation,
     change_points,
-    cosine_similarity,
     counts_from_rates,
     penalised_count,
     segment,
-    segment_cost,
-    segmentation_cost,
 )
+from tests.reference_similarity import cosine_similarity_matrix as cosine_similarity
+from tests.reference_tsc import segment_cost, segmentation_cost
 
 
 def brute_force(S: np.ndarray, m: int, min_size: int = 1):

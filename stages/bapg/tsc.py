@@ -261,26 +261,3 @@ def penalised_count(seg: Segmentation, penalty: float = 1.0) -> int:
     only the counts `seg` was built for: build it with a generous max_change_points.
     """
     return int(np.argmin(penalised_criterion(seg, penalty)))
-
-
-def segment_cost(similarity, a: int, b: int) -> float:
-    """v(a, b) of BAPG eq. 4 computed directly from S (for tests and checks): 0 <= a < b <= T."""
-    S = np.asarray(similarity[a:b, a:b], dtype=np.float64)
-    if not 0 <= a < b <= similarity.shape[0]:
-        raise ValueError(f"segment [{a}, {b}) is outside [0, {similarity.shape[0]}]")
-    return float(np.trace(S) - S.sum() / (b - a))
-
-
-def segmentation_cost(similarity, cps, T: int | None = None) -> float:
-    """Total cost of the segmentation with change points `cps` (sum of v over its segments)."""
-    T = similarity.shape[0] if T is None else T
-    bounds = [0, *[int(c) for c in cps], T]
-    return float(sum(segment_cost(similarity, a, b) for a, b in zip(bounds[:-1], bounds[1:])))
-
-
-def cosine_similarity(x: np.ndarray) -> np.ndarray:
-    """S = cosine similarity of the rows of x: (T, D) -> (T, T) float64 (zero rows give 0 similarity)."""
-    x = np.asarray(x, dtype=np.float64)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)  # (T, 1)
-    xn = x / np.where(norm > 0, norm, 1.0)
-    return xn @ xn.T
