@@ -17,8 +17,8 @@ import pytest
 from pipeline.cli import main
 from tests.conftest import dataset_args, run_luigi
 
-SMALL = ["--TrainDetector-epochs", "2", "--TrainEncoder-epochs", "2", "--TSCProposals-ms", "[2,4]", "--TSCProposals-rates", "[]",
-         "--SampleFrames-size", "32"]
+SMALL = ["--TrainDetector-epochs", "2", "--TrainEncoder-epochs", "2", "--TSCProposals-ms", "[2,4]",
+         "--TSCProposals-rates", "[]", "--SampleFrames-size", "32"]
 TEST_VIDEO = "synth_0002"  # test subset of generate(videos=4, seed=3, test_fraction=0.5)
 
 
@@ -127,8 +127,10 @@ def test_detect_folder_without_bapg_reports_bad_video_and_plots(chain, tmp_path,
 def _fake_checkpoint(path: Path, **inputs) -> Path:
     import torch
 
+    from tal_pipeline.models.detector_registry import resolve_model_config
+
     config = {"name": "actionformer", "labels": ["a", "b"], "use_bapg": False, "in_channels": 1024,
-              "num_classes": 2, "model": {}, "inputs": inputs}
+              "num_classes": 2, "model": resolve_model_config("actionformer"), "inputs": inputs}
     torch.save({"state": {}, "config": config}, path)
     return path
 

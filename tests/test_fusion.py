@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tal_pipeline.models.actionformer.model import ActionFormer
-from tal_pipeline.models.detector_registry import DETECTORS, build_detector, resolve_model_config
+from tal_pipeline.models.detector_registry import DETECTORS, build_detector, resolve_fusion_config, resolve_model_config
 from tal_pipeline.models.fusion import BAPGFusion
 from tal_pipeline.stages.detectors.detection import detect, load_detector
 from tal_pipeline.stages.detectors.training import train_detector
@@ -29,9 +29,10 @@ def _outputs(model, x, mask):
 def test_fusion_at_initialisation_is_exactly_the_baseline(name, torch_one_thread):
     C, K, T = 12, 7, 24
     torch.manual_seed(0)
-    base = build_detector(name, C, 3, **SMALL_MODEL[name])
+    model = resolve_model_config(name, SMALL_MODEL[name])
+    base = build_detector(name, C, 3, model)
     torch.manual_seed(0)
-    fused = build_detector(name, C + K, 3, bapg_channels=K, **SMALL_MODEL[name])
+    fused = build_detector(name, C + K, 3, model, bapg_channels=K, fusion=resolve_fusion_config())
     assert isinstance(fused, BAPGFusion) and fused.fusion_norm() == 0.0
     fused.set_bapg_statistics(np.full(K, 2.0), np.full(K, 3.0))
     x = torch.randn(2, C, T)
@@ -51,8 +52,8 @@ def test_fusion_at_initialisation_is_exactly_the_baseline(name, torch_one_thread
 
 def test_fusion_standardises_and_masks_the_bapg_channels():
     torch.manual_seed(0)
-    fused = build_detector("actionformer", 4 + 2, 2, bapg_channels=2, fusion={"channel_dropout": 0.0},
-                           **SMALL_MODEL["actionformer"])
+    fused = build_detector("actionformer", 4 + 2, 2, resolve_model_config("actionformer", SMALL_MODEL["actionformer"]),
+                           bapg_channels=2, fusion=resolve_fusion_config({"channel_dropout": 0.0}))
     with torch.no_grad():
         fused.outer.weight.fill_(0.1)
     fused.set_bapg_statistics([10.0, -5.0], [2.0, 4.0])
@@ -128,7 +129,8 @@ def test_checkpoint_loads_with_its_recorded_settings_after_defaults_change(monke
 
     monkeypatch.setitem(DETECTORS, "actionformer", NewDefaults)
     with pytest.raises(RuntimeError):  # built from today's defaults the weights would not even fit
-        build_detector("actionformer", cfg["in_channels"], cfg["num_classes"]).load_state_dict(state)
+        build_detector("actionformer", cfg["in_channels"], cfg["num_classes"],
+                       resolve_model_config("actionformer")).load_state_dict(state)
     model, _ = load_detector(state, cfg, "cpu")
     assert model.score_thresh == cfg["model"]["score_thresh"]
     assert detect("actionformer", state, cfg, feats, labels, grid, durations) == before
@@ -172,3 +174,63 @@ def test_task_threads_share_the_cores_among_luigi_workers(monkeypatch):
             assert task_threads() == threads
     monkeypatch.setenv("TAL_PIPELINE_GPU_RESOURCE", "1")
     assert gpu_resources() == {"gpu": 1}
+
+
+def _bapg_data():
+    feats, ann, labels, grid, durations = _data(num_videos=3)
+    rng = np.random.default_rng(1)
+    both = {v: np.concatenate([x, rng.normal(size=(len(x), 3)).astype(np.float32)], 1) for v, x in feats.items()}
+    return both, ann, labels, grid, durations
+
+
+def test_fusion_lr_scale_is_a_fusion_setting(torch_one_thread):
+    both, ann, labels, grid, _ = _bapg_data()
+    small = {"epochs": 1, "warmup_epochs": 0, "model": SMALL_MODEL["actionformer"]}
+    frozen, cfg, _ = train_detector("actionformer", both, ann, labels, grid, {**small, "fusion": {"lr_scale": 0.0}},
+                                    bapg_channels=3, progress=False)
+    assert cfg["fusion"] == resolve_fusion_config({"lr_scale": 0.0}) and "fusion_lr_scale" not in cfg["train"]
+    assert cfg["fusion_norm"] == 0.0 and not frozen["outer.weight"].any()  # lr 0: the fusion never moved
+    _, learning, _ = train_detector("actionformer", both, ann, labels, grid, small, bapg_channels=3, progress=False)
+    assert learning["fusion"]["lr_scale"] == 0.1 and learning["fusion_norm"] > 0
+    with pytest.raises(ValueError, match=r"fusion_lr_scale is now in the fusion settings.*\"lr_scale\""):
+        train_detector("actionformer", both, ann, labels, grid, {**small, "fusion_lr_scale": 0.5}, bapg_channels=3,
+                       progress=False)
+
+
+def test_build_detector_builds_only_resolved_settings():
+    model = resolve_model_config("afsd", SMALL_MODEL["afsd"])
+    assert isinstance(build_detector("afsd", 8 + 2, 2, model, bapg_channels=2, fusion=resolve_fusion_config()),
+                      BAPGFusion)
+    with pytest.raises(ValueError, match=r"not a resolved set of options \(missing \[.*'delta_a'"):
+        build_detector("afsd", 8, 2, SMALL_MODEL["afsd"])  # partial options would take today's defaults
+    with pytest.raises(ValueError, match=r"BAPG fusion settings: not a resolved .*missing \['lr_scale'\]"):
+        build_detector("afsd", 8 + 2, 2, model, bapg_channels=2, fusion={"hidden": 8, "channel_dropout": 0.0,
+                                                                         "input_dropout": 0.0})
+    with pytest.raises(ValueError, match=r"unknown \['widht'\]"):
+        build_detector("afsd", 8, 2, {**model, "widht": 8})
+
+
+def test_checkpoint_loader_refuses_settings_of_another_version(tmp_path, torch_one_thread):
+    from tal_pipeline.stages.detectors.inference import load_checkpoint_file
+    from tal_pipeline.stages.detectors.recipe import BapgRecipe, FeaturesRecipe, InferenceRecipe
+
+    both, ann, labels, grid, _ = _bapg_data()
+    state, cfg, _ = train_detector("actionformer", both, ann, labels, grid,
+                                   {"epochs": 1, "model": SMALL_MODEL["actionformer"]}, bapg_channels=3, progress=False)
+    recipe = InferenceRecipe(FeaturesRecipe("ImportFeatures", 4, 2, None),
+                             bapg=BapgRecipe("oracle", False, None, (), (8.0,), 0.0, 1, 3, 128, 0))
+    cfg = {**cfg, "use_bapg": True, "inputs": recipe.to_dict()}
+    torch.save({"state": state, "config": cfg}, tmp_path / "new.pt")
+    ckpt = load_checkpoint_file(tmp_path / "new.pt")
+    assert ckpt["recipe"] == recipe and ckpt["config"]["fusion"]["lr_scale"] == 0.1
+    # The layout before lr_scale moved: a training setting, and fusion settings without it.
+    old = {**cfg, "train": {**cfg["train"], "fusion_lr_scale": 0.1},
+           "fusion": {k: v for k, v in cfg["fusion"].items() if k != "lr_scale"}}
+    torch.save({"state": state, "config": old}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"old\.pt: config: BAPG fusion settings: .*missing \['lr_scale'\].*"
+                                         r"fusion_lr_scale.*retrain it \(--TrainDetector-force\)"):
+        load_checkpoint_file(tmp_path / "old.pt")
+    partial = {**cfg, "model": dict(SMALL_MODEL["actionformer"])}
+    torch.save({"state": state, "config": partial}, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match=r"partial\.pt: config: detector 'actionformer' options: not a resolved"):
+        load_checkpoint_file(tmp_path / "partial.pt")

@@ -24,10 +24,10 @@ def load_detector(model_state: Mapping, config_dict: Mapping, device: str = "aut
     from tal_pipeline.models.detector_registry import build_detector
 
     dev = resolve_device(device)
-    # The recorded options are complete (resolve_model_config at training time): today's defaults do not matter.
+    # The recorded options are complete (resolved at training time): today's defaults do not matter.
     model = build_detector(config_dict["name"], int(config_dict["in_channels"]), int(config_dict["num_classes"]),
-                           bapg_channels=int(config_dict.get("bapg_channels", 0)), fusion=config_dict.get("fusion"),
-                           **dict(config_dict.get("model") or {}))
+                           config_dict["model"], bapg_channels=int(config_dict.get("bapg_channels", 0)),
+                           fusion=config_dict.get("fusion"))
     model.load_state_dict(dict(model_state), strict=True)
     return model.to(dev).eval(), dev
 

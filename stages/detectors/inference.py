@@ -82,6 +82,7 @@ def load_checkpoint_file(file: str | Path) -> dict:
 
     import torch
 
+    from tal_pipeline.models.detector_registry import require_resolved
     from tal_pipeline.stages.detectors.recipe import InferenceRecipe
 
     file = Path(file)
@@ -99,6 +100,12 @@ def load_checkpoint_file(file: str | Path) -> dict:
     if not isinstance(cfg.get("model"), Mapping):
         raise ValueError(f"{where}: config has no recorded detector options ('model'); it was written before "
                          "checkpoints recorded their settings: retrain it (--TrainDetector-force)")
+    try:  # the recorded settings are built as they are: each option exactly once, none filled in from today's code
+        require_resolved(str(cfg["name"]), cfg["model"], cfg.get("fusion"), bapg=bool(cfg["use_bapg"]))
+    except ValueError as exc:
+        raise ValueError(f"{where}: config: {exc}; it was written by another version (the fusion's lr_scale, for "
+                         "one, was once the training setting fusion_lr_scale): retrain it (--TrainDetector-force)"
+                         ) from None
     if "inputs" not in cfg:
         raise ValueError(f"{where}: config has no 'inputs' (how the detector's input was made from a video); "
                          "it was written before TrainDetector recorded its inference recipe: retrain it "

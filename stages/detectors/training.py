@@ -42,10 +42,6 @@ DEFAULT_TRAIN: dict[str, Any] = {
     # start and end distances are both positive, and the trained weights' loss against the initial weights'.
     "health_min_positive_share": 0.9,
     "health_max_loss_ratio": 0.7,
-    # +BAPG: the fusion's learning rate relative to the detector's (the fusion starts at zero, models/fusion.py).
-    # Chosen on held-out training videos (benchmarks/bench_detector_recipe.py --use-bapg, 2 folds x 2 seeds):
-    # ActionFormer + BAPG 60.7 (1.0), 73.8 (1.0 with input dropout 0.5), 78.5 (0.1); AFSD + BAPG 58.0, 55.8, 59.3.
-    "fusion_lr_scale": 0.1,
 }
 # Per-detector recipes. ActionFormer follows the published THUMOS14 recipe (AdamW, weight decay 0.05, 5 warm-up
 # epochs then cosine, always a random 90-100 % crop) except for lr and length, chosen on held-out training
@@ -56,23 +52,29 @@ DETECTOR_TRAIN: dict[str, dict[str, Any]] = {
     "actionformer": {"epochs": 160, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 5, "crop_ratio": [0.9, 1.0]},
 }
 TRAIN_KEYS = frozenset(DEFAULT_TRAIN)
+# Training settings that moved elsewhere: named in the error, so an old luigi.cfg is fixed in one step.
+MOVED_KEYS = {"fusion_lr_scale": 'the fusion settings: [<detector>] fusion = {"lr_scale": ...}'}
 
 
 def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, Any]:
     """Training settings of detector `name`: given values over its recipe over DEFAULT_TRAIN (unknown keys refused).
 
-    config may also hold "model" (detector options) and "fusion" (BAPG fusion options); they are passed through.
+    config may also hold "model" (detector options) and "fusion" (BAPG fusion settings); they are passed through
+    unresolved (train_detector resolves them, once).
     """
     config = dict(config or {})
     nested = {k: dict(config.pop(k) or {}) for k in ("model", "fusion") if k in config}
     unknown = sorted(set(config) - TRAIN_KEYS)
     if unknown:
-        raise ValueError(f"detector {name!r}: unknown training setting(s) {unknown}; known: {sorted(TRAIN_KEYS)}")
+        moved = "".join(f"; {k} is now in {MOVED_KEYS[k]}" for k in unknown if k in MOVED_KEYS)
+        raise ValueError(f"detector {name!r}: unknown training setting(s) {unknown}{moved}; known: "
+                         f"{sorted(TRAIN_KEYS)}")
     cfg = {**DEFAULT_TRAIN, **DETECTOR_TRAIN.get(name, {}), **config}
     if cfg["crop_ratio"] is not None:
         lo, hi = (float(x) for x in cfg["crop_ratio"])
         if not 0 < lo <= hi <= 1:
-            raise ValueError(f"detector {name!r}: crop_ratio must be [lo, hi] with 0 < lo <= hi <= 1, got {cfg['crop_ratio']}")
+            raise ValueError(f"detector {name!r}: crop_ratio must be [lo, hi] with 0 < lo <= hi <= 1, got "
+                             f"{cfg['crop_ratio']}")
         cfg["crop_ratio"] = [lo, hi]
     for key in ("epochs", "batch_size", "max_seq_len"):
         if int(cfg[key]) != cfg[key] or cfg[key] < (0 if key == "epochs" else 1):
@@ -150,8 +152,9 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     """Train detector `name` on all videos of `features`; returns (model_state, config_dict, log_rows).
 
     config: training settings (DEFAULT_TRAIN keys) plus "model" (detector options) and "fusion" (BAPG fusion
-    options); see resolve_train_config. bapg_channels > 0: the last bapg_channels of every feature array are
-    BAPG channels, standardised with this training split's statistics and fused by models.fusion.BAPGFusion.
+    settings, lr_scale included); see resolve_train_config. Both are resolved here, once, and built as resolved.
+    bapg_channels > 0: the last bapg_channels of every feature array are BAPG channels, standardised with this
+    training split's statistics and fused by models.fusion.BAPGFusion.
     model_state: EMA weights after the last epoch (dict of CPU tensors). config_dict: JSON-able, with the fully
     resolved model, fusion and training settings and the health check (config_dict["health"]), enough for
     `detect`. log_rows: one dict per iteration with epoch, iteration, lr and every loss term.
@@ -174,17 +177,13 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     dev = resolve_device(device)
     items = build_training_set(features, annotations, labels, time_grid)
     in_channels = items[0].features.shape[1]
-    model = build_detector(name, in_channels, len(labels), bapg_channels=bapg_channels, fusion=fusion_cfg,
-                           **model_cfg)
+    model = build_detector(name, in_channels, len(labels), model_cfg, bapg_channels=bapg_channels, fusion=fusion_cfg)
     if bapg_channels:
         model.set_bapg_statistics(*bapg_statistics(items, bapg_channels))
     model = model.to(dev)
     model.train()
-    fusion_params = model.fusion_parameters() if bapg_channels else []
-    fusion_ids = {id(p) for p in fusion_params}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in fusion_ids], "lr_scale": 1.0}]
-    if fusion_params:
-        groups.append({"params": fusion_params, "lr_scale": float(cfg["fusion_lr_scale"])})
+    # +BAPG: the fusion layers learn at the fusion settings' lr_scale (models.fusion.BAPGFusion.parameter_groups).
+    groups = model.parameter_groups() if bapg_channels else [{"params": list(model.parameters()), "lr_scale": 1.0}]
     opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     per_epoch = math.ceil(len(items) / cfg["batch_size"])
     total = per_epoch * cfg["epochs"]
