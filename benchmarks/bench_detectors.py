@@ -1,7 +1,10 @@
-"""Detector speed: inference feature-steps/s at C = 1024 and 1024 + BAPG width, training time per epoch on the
-default-size synthetic set, and the vectorised kernels against naive loops (boundary max pooling, Soft-NMS).
+"""Detector speed: inference feature-steps/s of each detector on C = 1024 features and of its +BAPG variant (the
+detector wrapped by BAPGFusion, as TrainDetector builds it, on 1024 + BAPG-width channels), training time per
+epoch of both on the default-size synthetic set, and the vectorised kernels against naive loops (boundary max
+pooling, Soft-NMS). The default BAPG width is that of the default run, computed by the ProposalFeatures stage code
+with the default TSCProposals scales and projection (3 scales x (128 + 4) = 396).
 
-    PYTHONPATH=. python benchmarks/bench_detectors.py [--quick] [--device cuda] [--threads 2]
+    PYTHONPATH=. python benchmarks/bench_detectors.py [--quick] [--device cuda] [--threads 2] [--bapg-width K]
 """
 from __future__ import annotations
 
@@ -27,6 +30,20 @@ def timed(fn, repeats: int) -> float:
     return (time.perf_counter() - t) / repeats
 
 
+def default_bapg_width(video_channels: int = 1024) -> int:
+    """Channels ProposalFeatures adds in the default run: its stage function on dummy features, with the scales of
+    the default TSCProposals (fixed counts ms, rates, the KTS scale when penalty > 0) and its projection_dim."""
+    import pipeline  # noqa: F401 - the shipped luigi.cfg: the defaults of a run
+    from pipeline.bapg_tasks import ProposalFeatures, TSCProposals
+    from tal_pipeline.stages.bapg.proposal_features import boundary_aware_features
+
+    tsc = TSCProposals()
+    scales = len(tsc.ms) + len(tsc.rates) + int(tsc.penalty > 0)
+    change_points = {m: np.array([8, 24]) for m in range(scales)}  # the width does not depend on where they are
+    features = np.zeros((32, video_channels), np.float32)
+    return int(boundary_aware_features(features, change_points, ProposalFeatures().projection_dim).shape[1])
+
+
 def naive_pool(feat, regions, lengths):
     out = torch.empty(feat.shape[0], feat.shape[1], regions.shape[1])
     for b in range(feat.shape[0]):
@@ -43,14 +60,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, one training epoch")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
-    ap.add_argument("--bapg-width", type=int, default=3 * (1024 + 1),
-                    help="extra channels of BAPG (default: 3 values of m x (pooled 1024-d Fv + relative position))")
+    ap.add_argument("--bapg-width", type=int, default=0,
+                    help="BAPG channels of the +BAPG detector (0: those of the default run, scales x (projection + 4))")
     ap.add_argument("--seq-len", type=int, default=256)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool
-    from tal_pipeline.models.detector_registry import build_detector
+    from tal_pipeline.models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
     from tal_pipeline.models.nms import soft_nms
     from tal_pipeline.stages.detectors.training import train_detector
     from tal_pipeline.stages.runtime import resolve_device
@@ -59,7 +76,8 @@ def main() -> None:
 
     dev = resolve_device(args.device)
     reps = 2 if args.quick else 5
-    print(f"device={dev} threads={torch.get_num_threads()} seq_len={args.seq_len}")
+    bapg_width = args.bapg_width or default_bapg_width()
+    print(f"device={dev} threads={torch.get_num_threads()} seq_len={args.seq_len} bapg_width={bapg_width}")
 
     # Kernels against naive loops (same inputs, same results checked).
     g = torch.Generator().manual_seed(0)
@@ -85,8 +103,11 @@ def main() -> None:
 
     # Inference throughput: one batch of 4 windows of seq_len steps, forward + predict (NMS included).
     for name in ("afsd", "actionformer"):
-        for c in (1024, 1024 + args.bapg_width):
-            model = build_detector(name, c, 20).to(dev).eval()
+        for bapg in (0, bapg_width):
+            c = 1024 + bapg
+            # Default settings, resolved once, as train_detector resolves them; +BAPG: BAPGFusion(detector).
+            model = build_detector(name, c, 20, resolve_model_config(name), bapg_channels=bapg,
+                                   fusion=resolve_fusion_config() if bapg else None).to(dev).eval()
             x = torch.randn(4, c, args.seq_len, device=dev)
             mask = torch.ones(4, args.seq_len, dtype=torch.bool, device=dev)
 
@@ -95,19 +116,27 @@ def main() -> None:
                     model.predict(model(x, mask))
             t = timed(run, reps)
             n_par = sum(p.numel() for p in model.parameters())
-            print(f"inference {name:12s} C={c:5d}: {4 * args.seq_len / t:9.0f} feature steps/s "
+            label = f"{name} + BAPG" if bapg else name
+            print(f"inference {label:19s} C={c:5d}: {4 * args.seq_len / t:9.0f} feature steps/s "
                   f"({t * 1e3:.0f} ms per 4x{args.seq_len}, {n_par / 1e6:.2f} M params)")
 
     # Training time per epoch on the default-size synthetic set (16 videos x 120-250 steps).
+    # +BAPG: random BAPG channels after the features, fused as in TrainDetector (train_detector, bapg_channels).
     feats, ann, labels, grid, _ = synthetic_feature_dataset(16, channels=1024, num_classes=4, seed=0)
+    rng = np.random.default_rng(0)
+    with_bapg = {v: np.concatenate([x, rng.normal(size=(len(x), bapg_width)).astype(np.float32)], 1)
+                 for v, x in feats.items()}
     epochs = 1 if args.quick else 2
     for name in ("afsd", "actionformer"):
-        cfg = {"epochs": epochs, "warmup_epochs": 0}
-        t = time.perf_counter()
-        _, _, log = train_detector(name, feats, ann, labels, grid, cfg, seed=0, device=str(dev), progress=False)
-        dt = (time.perf_counter() - t) / epochs
-        print(f"training {name:12s} C=1024: {dt:.2f} s/epoch ({len(log) // epochs} iterations/epoch, "
-              f"batch 4, max_seq_len 256)")
+        for bapg, data in ((0, feats), (bapg_width, with_bapg)):
+            cfg = {"epochs": epochs, "warmup_epochs": 0}
+            t = time.perf_counter()
+            _, _, log = train_detector(name, data, ann, labels, grid, cfg, seed=0, device=str(dev), progress=False,
+                                       bapg_channels=bapg)
+            dt = (time.perf_counter() - t) / epochs
+            label = f"{name} + BAPG" if bapg else name
+            print(f"training {label:19s} C={1024 + bapg:5d}: {dt:.2f} s/epoch ({len(log) // epochs} "
+                  f"iterations/epoch, batch 4, max_seq_len 256)")
 
 
 if __name__ == "__main__":
