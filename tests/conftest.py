@@ -42,7 +42,7 @@ def torch_one_thread():
     torch.set_num_threads(old)
 
 
-def luigi_env(tmp: Path) -> dict:
+def luigi_env() -> dict:
     """The environment of a luigi subprocess: the package's shipped luigi.cfg (no LUIGI_CONFIG_PATH: it runs in a
     folder without a luigi.cfg); the user's (or CI's) cache, so the I3D weights are fetched once, not per test."""
     env = dict(os.environ)
@@ -53,7 +53,7 @@ def luigi_env(tmp: Path) -> dict:
 def run_luigi(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `luigi --module pipeline ...` command; returns the completed process."""
     cmd = [str(BIN / "luigi"), "--module", "pipeline", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env or luigi_env(cwd), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=cwd, env=env or luigi_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def dataset_args(folder: Path, workdir: Path) -> list[str]:

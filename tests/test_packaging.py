@@ -32,7 +32,7 @@ def test_user_packages_named_like_ours_are_not_imported(tmp_path, tiny_synthetic
     for name in ("models", "stages", "storage"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(f"raise ImportError('the user\\'s own {name} was imported')\n")
-    env = luigi_env(tmp_path)
+    env = luigi_env()
     probe = subprocess.run([sys.executable, "-c", "import models"], cwd=tmp_path, env=env, capture_output=True,
                            text=True)
     assert "the user's own models was imported" in probe.stderr  # the trap is armed
@@ -91,7 +91,7 @@ def test_wheel_runs_from_any_directory_with_its_shipped_config(tmp_path, tiny_sy
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = luigi_env(elsewhere)
+    env = luigi_env()
     env.pop("PYTHONPATH", None)
     where = subprocess.run([str(python), "-c",
                             "import tal_pipeline.stages.bapg.tsc as t, tal_pipeline.models.fusion as f; "

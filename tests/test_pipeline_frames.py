@@ -102,7 +102,7 @@ def test_hash_in_path_force_and_skip(tmp_path, dataset_copy):
 
 def test_retcode_from_another_directory(tmp_path):
     # `tal-pipeline run` reads the package's luigi.cfg ([retcode] included): a failing task exits non-zero.
-    env = luigi_env(tmp_path)
+    env = luigi_env()
     cmd = [str(BIN / "tal-pipeline"), "run", "SampleFrames", "--dataset-videos", str(tmp_path),
            "--dataset-annotations", str(tmp_path / "missing.json"), "--paths-workdir", str(tmp_path / "w")]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

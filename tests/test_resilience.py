@@ -51,7 +51,7 @@ def test_sigkill_half_way_then_resume(tmp_path, eight_videos):
     workdir, reference = tmp_path / "runs", tmp_path / "reference"
     args = ["SampleFrames", "--SampleFrames-size", "64", "--dask-scheduler", "synchronous"]
     cmd = [str(BIN / "luigi"), "--module", "pipeline", *args, *dataset_args(eight_videos, workdir)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=luigi_env(tmp_path), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=luigi_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     store = None
     deadline = time.time() + 120

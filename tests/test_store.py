@@ -5,7 +5,7 @@ import pytest
 import zarr
 
 from tal_pipeline.storage.atomic import atomic_folder, atomic_write
-from tal_pipeline.storage.inspect import describe_store, plot_video
+from tal_pipeline.storage.summary import describe_store, plot_video
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 

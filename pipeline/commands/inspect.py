@@ -5,7 +5,7 @@ HELP = "list or plot what a Zarr artifact store holds"
 
 
 def handle(args) -> int:
-    from tal_pipeline.storage.inspect import describe_store, format_listing, plot_video
+    from tal_pipeline.storage.summary import describe_store, format_listing, plot_video
 
     if args.plot:
         if not args.out:
