@@ -85,9 +85,9 @@ def handle(args) -> int:
         if args.plot:
             png = Path(f"{plot_stem}_{video}.png")
             png.parent.mkdir(parents=True, exist_ok=True)
+            bapg = " + BAPG" if checkpoint["config"]["use_bapg"] else ""
             plot_detections(png, video, dets, info["duration"], top=10,
-                            title=f"{video}: top-10 {checkpoint['config']['name']}"
-                                  f"{' + BAPG' if checkpoint['config']['use_bapg'] else ''} detections (opacity = score)")
+                            title=f"{video}: top-10 {checkpoint['config']['name']}{bapg} detections (opacity = score)")
             print(f"tal-pipeline detect: wrote {png}", file=sys.stderr)
 
     payload = {
@@ -115,5 +115,6 @@ def add_arguments(p) -> None:
     p.add_argument("--plot", action="store_true",
                    help="also write <out stem>_<video>.png (default stem: ./detections): the top-10 detections "
                         "on a time line, opacity = score")
-    p.add_argument("--max-dets", type=int, default=200, help="keep at most this many detections per video (default 200)")
+    p.add_argument("--max-dets", type=int, default=200,
+                   help="keep at most this many detections per video (default 200)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: CUDA when present)")

@@ -24,19 +24,23 @@ def _table(result: dict) -> str:
     head = f"{'tIoU':<{width}} " + " ".join(f"{t:>6.2f}" for t in thresholds) + "    avg"
     lines = [head, "-" * len(head)]
     for label, aps in result["per_class_AP"].items():
-        lines.append(f"{label:<{width}} " + " ".join(f"{100 * x:6.2f}" for x in aps) + f" {100 * sum(aps) / len(aps):6.2f}")
+        lines.append(f"{label:<{width}} " + " ".join(f"{100 * x:6.2f}" for x in aps)
+                     + f" {100 * sum(aps) / len(aps):6.2f}")
     lines.append("-" * len(head))
-    lines.append(f"{'mAP':<{width}} " + " ".join(f"{100 * x:6.2f}" for x in result["mAP"]) + f" {100 * result['average_mAP']:6.2f}")
+    lines.append(f"{'mAP':<{width}} " + " ".join(f"{100 * x:6.2f}" for x in result["mAP"])
+                 + f" {100 * result['average_mAP']:6.2f}")
     for key, values in result["recall"].items():
         lines.append(f"{'R@' + key + ' #GT':<{width}} " + " ".join(f"{100 * x:6.2f}" for x in values))
     report = result["report"]
     lines.append(
-        f"mode {report['mode']}, {report['evaluated_predictions']} detections against {report['gt_instances']} GT instances; "
+        f"mode {report['mode']}, {report['evaluated_predictions']} detections against {report['gt_instances']} GT "
+        "instances; "
         f"max {report['max_dets']} per video ({report['dropped_by_cap']} dropped); "
         f"{report['duplicate_gt_removed']} duplicate GT removed"
     )
     if report["ignored_videos"]:
-        lines.append(f"ignored {len(report['ignored_videos'])} video(s) absent from the GT: {', '.join(report['ignored_videos'][:5])}")
+        lines.append(f"ignored {len(report['ignored_videos'])} video(s) absent from the GT: "
+                     f"{', '.join(report['ignored_videos'][:5])}")
     if report["ignored_labels"]:
         lines.append(f"ignored label(s) absent from the GT: {', '.join(report['ignored_labels'])}")
     if report.get("invalid_dropped"):
@@ -66,7 +70,8 @@ def handle(args) -> int:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--gt", required=True, help="ground truth: ActivityNet-style JSON, ActionFormer JSON or G-TAD CSV(s)")
+    p.add_argument("--gt", required=True,
+                   help="ground truth: ActivityNet-style JSON, ActionFormer JSON or G-TAD CSV(s)")
     p.add_argument("--pred", required=True, help='predictions: {"results": {video: [{"segment", "label", "score"}]}}')
     p.add_argument("--preset", choices=["thumos14", "activitynet"], default="thumos14",
                    help="tIoU thresholds: thumos14 0.3:0.1:0.7 (default), activitynet 0.5:0.05:0.95")

@@ -32,7 +32,8 @@ def handle(args) -> int:
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"{path}: not a readable .npy array ({exc})") from None
     if not isinstance(similarity, np.ndarray) or not np.issubdtype(similarity.dtype, np.number):
-        raise ValueError(f"{path}: expected a numeric (T, T) array, got {getattr(similarity, 'dtype', type(similarity))}")
+        raise ValueError(f"{path}: expected a numeric (T, T) array, got "
+                         f"{getattr(similarity, 'dtype', type(similarity))}")
     result = change_points(similarity, ms=ms, min_size=args.min_size, name=str(path))
     if args.json:
         print(json.dumps({str(m): [int(t) for t in result[m]] for m in ms}))
