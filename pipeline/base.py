@@ -36,6 +36,18 @@ def task_threads() -> int:
     return max(1, (os.cpu_count() or 1) // max(1, luigi.interface.core().workers))
 
 
+def upstream(task: luigi.Task, cls: type, where=lambda t: True):
+    """The first task of type `cls` (for which `where` holds) upstream of `task`, reading each task's requires()
+    depth first; None when there is none. Downstream tasks read their upstream ones from the graph this way."""
+    for dep in luigi.task.flatten(task.requires()):
+        if isinstance(dep, cls) and where(dep):
+            return dep
+        found = upstream(dep, cls, where)
+        if found is not None:
+            return found
+    return None
+
+
 class StageFailed(RuntimeError):
     """A stage finished the videos it could and failed for the others (listed in the report)."""
 
@@ -112,7 +124,7 @@ class StageTask(luigi.Task):
         }
 
     def artifact_path(self) -> Path:
-        return Path(config.paths().workdir) / f"{self.artifact}-{param_hash(self.shaping_params())}{self.suffix}"
+        return Path(config.PathsConfig().workdir) / f"{self.artifact}-{param_hash(self.shaping_params())}{self.suffix}"
 
     def get_params_dict(self) -> dict:
         return dict(self.get_params())
@@ -138,7 +150,7 @@ class StageTask(luigi.Task):
         self.set_status_message(f"{done}/{total} {unit}" + (f", {failed} failed" if failed else ""))
 
     def dask_scheduler(self) -> tuple[str, int | None]:
-        cfg = config.dask()
+        cfg = config.DaskConfig()
         return cfg.scheduler, (cfg.workers or None)
 
     def run_videos(self, worker, videos: list[str], skip_bad_videos: bool, before_complete=None,
@@ -155,7 +167,8 @@ class StageTask(luigi.Task):
                      "provenance": {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename}})
         done = store.done_videos()
         todo = [v for v in videos if v not in done]
-        log.info("%s: %d videos, %d already done, %d to compute", self.artifact, len(videos), len(done & set(videos)), len(todo))
+        log.info("%s: %d videos, %d already done, %d to compute", self.artifact, len(videos),
+                 len(done & set(videos)), len(todo))
         scheduler, workers = self.dask_scheduler()
         result = run_per_video(worker, todo, scheduler=scheduler, num_workers=workers, store_path=str(store.path),
                                on_progress=lambda finished, failed, _: self.report_progress(

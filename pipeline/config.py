@@ -1,8 +1,8 @@
 """Configuration: the default luigi.cfg shipped with the package, its sections, and where each value comes from.
 
-`[dataset] videos=DIR` is `--dataset-videos DIR` for any task, and so on. Values read from a
-luigi.Config are not part of a task's identity, so the dataset's identity (paths, file sizes and
-mtimes) is hashed into every artifact path explicitly (see pipeline.dataset).
+`[dataset] videos=DIR` (class DatasetConfig) is `--dataset-videos DIR` for any task, and so on: each class names
+its section (_Section). Values read from a luigi.Config are not part of a task's identity, so the dataset's
+identity (paths, file sizes and mtimes) is hashed into every artifact path explicitly (see pipeline.dataset).
 
 Files read, lowest priority first: the package's pipeline/luigi.cfg, luigi's own (/etc/luigi/luigi.cfg,
 ./luigi.cfg), then $LUIGI_CONFIG_PATH; the command line overrides them all.
@@ -67,49 +67,75 @@ def resolved_config() -> list[dict]:
     return sorted(rows.values(), key=lambda r: (r["section"].lower(), r["key"]))
 
 
-class dataset(luigi.Config):  # noqa: N801 - section name as written in luigi.cfg
+class _Section(luigi.Config):
+    """A luigi.Config read from [<section>] and --<section>-<key>, whatever the class is called.
+
+    luigi names a Config's section, its command-line prefix and its registry entry after get_task_family() (the
+    class name by default): returning `section` keeps luigi.cfg's lowercase names while the classes are named
+    like classes (a class `dataset` would sit next to the module pipeline.dataset, one named `dask` would shadow
+    the dask package).
+    """
+
+    section = ""
+
+    @classmethod
+    def get_task_family(cls) -> str:
+        return cls.section or super().get_task_family()
+
+
+class DatasetConfig(_Section):
+    section = "dataset"
     videos = luigi.Parameter(default="", description="folder of <video_id>.<ext> files; empty: synthetic dataset")
-    annotations = luigi.Parameter(default="", description="annotation file (ActivityNet/ActionFormer JSON or G-TAD CSV)")
+    annotations = luigi.Parameter(default="", description="annotation file (ActivityNet/ActionFormer JSON or G-TAD "
+                                                          "CSV)")
     train_subset = luigi.Parameter(default="train", description="subset used for training (case-insensitive)")
     test_subset = luigi.Parameter(default="test", description="subset used for evaluation (case-insensitive)")
     features = luigi.Parameter(default="", description="precomputed features (.npy folder or HDF5); skips frames+I3D")
 
 
-class paths(luigi.Config):  # noqa: N801
+class PathsConfig(_Section):
+    section = "paths"
     workdir = luigi.Parameter(default="runs", description="where every artifact is written")
 
 
-class synthetic(luigi.Config):  # noqa: N801
+class SyntheticConfig(_Section):
+    section = "synthetic"
     videos = luigi.IntParameter(default=16)
     seed = luigi.IntParameter(default=0)
     duration = luigi.FloatParameter(default=40.0, description="mean video duration in seconds")
     size = luigi.IntParameter(default=128, description="frame size of the written mp4 files")
 
 
-class dask(luigi.Config):  # noqa: N801
+class DaskConfig(_Section):
+    section = "dask"
     scheduler = luigi.Parameter(default="threads", description="threads | processes | synchronous | tcp://host:port")
     workers = luigi.IntParameter(default=0, description="videos processed at once (0: one per core)")
 
 
-class _DetectorSettings(luigi.Config):
+class _DetectorSettings(_Section):
     """One detector's settings: JSON objects over its defaults, part of every TrainDetector artifact hash."""
 
     model = luigi.DictParameter(default={}, description="constructor options of the detector (models/<detector>)")
-    train = luigi.DictParameter(default={}, description="training settings (stages.detector_training.DEFAULT_TRAIN keys)")
-    fusion = luigi.DictParameter(default={}, description="BAPG fusion options (models.fusion.BAPGFusion)")
+    train = luigi.DictParameter(default={}, description="training settings (stages.detectors.training.DEFAULT_TRAIN "
+                                                        "keys)")
+    fusion = luigi.DictParameter(default={}, description="+BAPG fusion settings: models.fusion.BAPGFusion options "
+                                                         "(hidden, channel_dropout, input_dropout, lr_scale)")
 
 
-class afsd(_DetectorSettings):  # noqa: N801 - [afsd] model = {...}, or --afsd-model '{...}'
-    pass
+class AfsdSettings(_DetectorSettings):  # [afsd] model = {...}, or --afsd-model '{...}'
+    section = "afsd"
 
 
-class actionformer(_DetectorSettings):  # noqa: N801 - [actionformer] train = {"epochs": 40}, --actionformer-train
-    pass
+class ActionFormerSettings(_DetectorSettings):  # [actionformer] train = {"epochs": 40}, --actionformer-train
+    section = "actionformer"
+
+
+DETECTOR_SETTINGS = {cls.section: cls for cls in (AfsdSettings, ActionFormerSettings)}
 
 
 def detector_settings(name: str) -> dict:
     """{"model": {...}, "train": {...}, "fusion": {...}} of detector `name` from luigi.cfg / the command line."""
-    section = {"afsd": afsd, "actionformer": actionformer}[name]()
+    section = DETECTOR_SETTINGS[name]()
     return {"model": _plain(section.model), "train": _plain(section.train), "fusion": _plain(section.fusion)}
 
 

@@ -40,7 +40,8 @@ class SyntheticDataset(luigi.Task):
 
         params = dataset.synthetic_params()
         with atomic_folder(self.output().path) as tmp:
-            generate(tmp, videos=params["videos"], seed=params["seed"], duration=params["duration"], size=params["size"])
+            generate(tmp, videos=params["videos"], seed=params["seed"], duration=params["duration"],
+                     size=params["size"])
             (tmp / "DONE").write_text(param_hash(params) + "\n")
 
 

@@ -20,17 +20,17 @@ class DatasetSpec:
 
 
 def synthetic_params() -> dict:
-    cfg = config.synthetic()
+    cfg = config.SyntheticConfig()
     return {"videos": cfg.videos, "seed": cfg.seed, "duration": cfg.duration, "size": cfg.size}
 
 
 def synthetic_dir() -> Path:
-    return Path(config.paths().workdir) / f"synthetic-{param_hash(synthetic_params())}"
+    return Path(config.PathsConfig().workdir) / f"synthetic-{param_hash(synthetic_params())}"
 
 
 def current() -> DatasetSpec:
     """Resolve [dataset] (and its command-line overrides); synthetic when nothing is configured."""
-    cfg = config.dataset()
+    cfg = config.DatasetConfig()
     if not cfg.annotations and not cfg.videos and not cfg.features:
         folder = synthetic_dir()
         return DatasetSpec(str(folder), str(folder / "annotations.json"), "train", "test", "", True)
