@@ -10,11 +10,18 @@ from pathlib import Path
 import luigi
 
 from pipeline.bapg_tasks import ProposalFeatures, SimilarityMatrices, TrainEncoder, TSCProposals
-from pipeline.base import StageTask, gpu_resources, task_threads, write_csv
+from pipeline.base import StageTask, gpu_resources, task_threads, upstream, write_csv
 from pipeline.data_tasks import ExtractFeatures, SampleFrames, dataset_annotations, features_task
 from tal_pipeline.stages.bapg.proposals import SOURCES
+from tal_pipeline.stages.evaluation.variant import Variant
 
 log = logging.getLogger("pipeline")
+
+
+def variant_params(variant: Variant) -> dict:
+    """The DetectorTask parameters of `variant` (Detect(**variant_params(v)), ...)."""
+    return {"detector": variant.detector, "use_bapg": variant.bapg, "bapg_source": variant.source or "tsc",
+            "seed": variant.seed, "untrained": variant.untrained}
 
 
 class DetectorTask(StageTask):
@@ -31,15 +38,13 @@ class DetectorTask(StageTask):
                                                                "baseline that training must beat by far")
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
 
+    def run_variant(self) -> Variant:
+        """The detector variant this task computes (written into detections and evaluations as "variant")."""
+        return Variant.of(self.detector, self.use_bapg, self.bapg_source, self.seed, self.untrained)
+
     def variant(self) -> dict:
         """The parameters that name this detector variant, passed on to the tasks it requires."""
-        return {"detector": self.detector, "use_bapg": self.use_bapg, "bapg_source": self.bapg_source,
-                "seed": self.seed, "untrained": self.untrained}
-
-    def variant_record(self) -> dict:
-        """The variant as written into detections and evaluations (what the report groups by)."""
-        return {"detector": self.detector, "bapg": self.use_bapg, "bapg_source": self.bapg_source if self.use_bapg
-                else None, "seed": self.seed, "untrained": self.untrained}
+        return variant_params(self.run_variant())
 
     def shaping_params(self) -> dict:
         params = super().shaping_params()
@@ -100,7 +105,20 @@ class TrainDetector(DetectorTask):
         return {**super().shaping_params(), "settings": self.settings()}
 
     def requires(self):
-        return self.feature_inputs()
+        inputs = self.feature_inputs()
+        encoder = self._encoder(inputs)
+        if encoder is not None:  # its checkpoint goes into this one (run)
+            inputs["encoder"] = encoder
+        return inputs
+
+    @staticmethod
+    def _encoder(inputs: dict):
+        """The contrastive encoder behind the +BAPG boundaries (the one trained on every training video), or None
+        when they come without one (raw: S of the features; oracle: ground truth)."""
+        similarity = upstream(inputs["bapg"], SimilarityMatrices) if "bapg" in inputs else None
+        if similarity is None or not similarity.use_encoder:
+            return None
+        return upstream(similarity, TrainEncoder, where=lambda t: not t.folds)
 
     def run(self):
         import torch
@@ -117,16 +135,17 @@ class TrainDetector(DetectorTask):
                                               seed=self.seed, device=self.device,
                                               bapg_channels=self.bapg_channels(),
                                               on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
+        recipe = self.inference_recipe()
         cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features),
-               "inputs": self.inference_recipe().to_dict()}
+               "inputs": recipe.to_dict()}
         health = cfg["health"]
         if health["healthy"] is False:
             log.warning("detector %s seed %d: UNHEALTHY training run: %s", self.detector + (" + BAPG" if self.use_bapg
                         else ""), self.seed, "; ".join(health["problems"]))
         checkpoint = {"state": state, "config": cfg}
-        if self.use_bapg and cfg["inputs"]["bapg"]["use_encoder"]:
+        if recipe.bapg is not None and recipe.bapg.use_encoder:
             # Self-contained: single-video inference rebuilds the BAPG features without the run folder.
-            encoder_file = Path(TrainEncoder().output().path) / "checkpoint.pt"
+            encoder_file = Path(self.input()["encoder"].path) / "checkpoint.pt"
             encoder = torch.load(encoder_file, map_location="cpu", weights_only=True)
             checkpoint["encoder"] = {"state": encoder["state"], "config": encoder["config"]}
         with self.output().writer() as folder:
@@ -136,25 +155,28 @@ class TrainDetector(DetectorTask):
             write_csv(folder / "train_log.csv", log_rows)
 
     def inference_recipe(self):
-        """How this detector's input was made from a raw video (stages.recipe), for `tal-pipeline detect`."""
+        """How this detector's input was made from a raw video (stages.recipe), for `tal-pipeline detect`: the
+        parameters of the tasks this one requires and of those they require in turn."""
         from tal_pipeline.stages.bapg.proposal_features import PROJECTION_SEED
         from tal_pipeline.stages.detectors.recipe import BapgRecipe, FeaturesRecipe, FramesRecipe, InferenceRecipe
 
-        feats = features_task()
-        extracted = isinstance(feats, ExtractFeatures)
-        frames = SampleFrames()
+        inputs = self.requires()
+        feats = inputs["features"]
+        frames = upstream(feats, SampleFrames)  # None for imported features
         bapg = None
         if self.use_bapg:
-            tsc, pf = TSCProposals(source=self.bapg_source), ProposalFeatures(source=self.bapg_source)
-            sim = SimilarityMatrices(use_encoder=self.bapg_source != "raw")
-            bapg = BapgRecipe(source=self.bapg_source, use_encoder=sim.use_encoder, block=sim.block,
+            pf = inputs["bapg"]
+            tsc = upstream(pf, TSCProposals, where=lambda t: t.source == pf.source)
+            similarity = upstream(pf, SimilarityMatrices)  # None for the oracle: no S
+            bapg = BapgRecipe(source=pf.source, use_encoder="encoder" in inputs,
+                              block=similarity.block if similarity is not None else None,
                               ms=tuple(int(m) for m in tsc.ms), rates=tuple(float(r) for r in tsc.rates),
                               penalty=float(tsc.penalty), min_size=tsc.min_size, max_union=tsc.max_union,
                               projection_dim=pf.projection_dim, projection_seed=PROJECTION_SEED)
         return InferenceRecipe(
             features=FeaturesRecipe(task=type(feats).__name__, window=feats.window, stride=feats.stride,
-                                    weights=feats.weights_name if extracted else None),
-            frames=FramesRecipe(fps=frames.fps, size=frames.frame_size) if extracted else None,
+                                    weights=feats.weights_name if isinstance(feats, ExtractFeatures) else None),
+            frames=FramesRecipe(fps=frames.fps, size=frames.frame_size) if frames is not None else None,
             bapg=bapg)
 
 
@@ -178,7 +200,6 @@ class Detect(DetectorTask):
         durations = {v: ann.duration(v) for v in features}
         results = detect(self.detector, ckpt["state"], ckpt["config"], features, ckpt["config"]["labels"], grids,
                          durations, max_dets=self.max_dets, device=self.device)
-        payload = {"version": "tal-pipeline", "results": results,
-                   "external_data": {**self.variant_record(), "health": ckpt["config"].get("health")}}
+        payload = {"version": "tal-pipeline", "results": results, "external_data": self.run_variant().record()}
         with self.output().writer() as folder:
             (folder / "detections.json").write_text(json.dumps(payload))

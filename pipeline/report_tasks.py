@@ -10,9 +10,10 @@ import luigi
 
 from pipeline import config
 from pipeline.bapg_tasks import SimilarityMatrices, TrainEncoder, TSCProposals
-from pipeline.base import StageTask
-from pipeline.data_tasks import dataset_annotations, features_task
-from pipeline.detector_tasks import Detect, DetectorTask
+from pipeline.base import StageTask, upstream
+from pipeline.data_tasks import dataset_annotations
+from pipeline.detector_tasks import Detect, DetectorTask, variant_params
+from tal_pipeline.stages.evaluation.variant import Variant
 
 log = logging.getLogger("pipeline")
 
@@ -39,10 +40,7 @@ class Evaluate(DetectorTask):
         predictions = load_predictions(Path(self.input().path) / "detections.json")
         result = evaluate_detections(ann, predictions, thresholds=list(self.tiou_thresholds), mode=self.mode,
                                      max_dets=self.max_dets)
-        result["variant"] = self.variant_record()
-        # The training run's health check travels with its result: the report flags, never drops, a sick run.
-        result["health"] = json.loads((Path(self.input().path) / "detections.json").read_text()
-                                      )["external_data"].get("health")
+        result["variant"] = self.run_variant().record()
         with self.output().writer() as folder:
             (folder / "evaluation.json").write_text(json.dumps(result, indent=1))
         log.info("evaluation: %s%s%s seed %d: average mAP %.4f", self.detector,
@@ -63,30 +61,42 @@ class Report(StageTask):
                                                             "random (same counts), oracle (ground truth)")
     ablation_seeds = luigi.IntParameter(default=0, description="seeds of the ablation rows (0: as many as --seeds)")
 
-    def variants(self) -> list[tuple[str, bool, str, int]]:
-        main = [(d, b, "tsc", s) for d in self.detectors for b in (False, True) for s in range(self.seeds)]
-        extra = [(d, True, a, s) for d in self.detectors for a in self.ablations
+    def variants(self) -> list[Variant]:
+        """Every evaluated run: each detector with and without BAPG, the ablation rows, and (seed 0) the untrained
+        sanity rows, which training must beat by far."""
+        main = [Variant.of(d, b, "tsc", s) for d in self.detectors for b in (False, True) for s in range(self.seeds)]
+        extra = [Variant.of(d, True, a, s) for d in self.detectors for a in self.ablations
                  for s in range(self.ablation_seeds or self.seeds)]
-        return main + extra
+        untrained = [Variant.of(d, untrained=True) for d in self.detectors]
+        return main + extra + untrained
 
     def requires(self):
-        evals = {f"{d}|{int(b)}|{src}|{s}": Evaluate(detector=d, use_bapg=b, bapg_source=src, seed=s)
-                 for d, b, src, s in self.variants()}
-        # Sanity rows: each detector with its initial weights (seed 0), which training must beat by far.
-        evals.update({f"{d}|0|0|untrained": Evaluate(detector=d, seed=0, untrained=True) for d in self.detectors})
-        detections = {f"{d}|{int(b)}|0": Detect(detector=d, use_bapg=b, seed=0) for d in self.detectors
-                      for b in (False, True)}
-        return {"evaluations": evals, "detections": detections, "encoder": TrainEncoder(),
-                "similarity": SimilarityMatrices(), "proposals": TSCProposals(), "features": features_task()}
+        evals = {v: Evaluate(**variant_params(v)) for v in self.variants()}
+        # Everything else is read from the evaluations' own chains, so it is what those rows were computed from.
+        detections = {v: e.requires() for v, e in evals.items()}
+        trainings = {v: d.requires()["model"] for v, d in detections.items()}
+        examples = {v: detections[v] for v in evals if v.seed == 0 and not v.untrained and v.source in (None, "tsc")}
+        req = {"evaluations": evals, "trainings": trainings, "detections": examples}
+        method = next((d for v, d in examples.items() if v.bapg), None)  # a +BAPG (TSC) run: the method's chain
+        if method is None:
+            raise ValueError("Report: no run to report on: it needs a detector (--Report-detectors) and a seed "
+                             "(--Report-seeds >= 1)")
+        req["features"] = method.requires()["features"]
+        req["proposals"] = upstream(method, TSCProposals, where=lambda t: t.source == "tsc")
+        req["similarity"] = upstream(req["proposals"], SimilarityMatrices)
+        req["encoder"] = upstream(req["similarity"], TrainEncoder, where=lambda t: not t.folds)
+        return req
 
     def run(self):
         from tal_pipeline.stages.evaluation.report import ExampleInputs, write_report
 
         inputs = self.input()
-        evaluations = [json.loads((Path(t.path) / "evaluation.json").read_text())
-                       for t in inputs["evaluations"].values()]
-        detections = {key: json.loads((Path(t.path) / "detections.json").read_text())["results"]
-                      for key, t in inputs["detections"].items()}
+        # Each run's training health check (its TrainDetector's health.json): the report flags, never drops, a sick run.
+        evaluations = [{**json.loads((Path(t.path) / "evaluation.json").read_text()),
+                        "health": json.loads((Path(inputs["trainings"][v].path) / "health.json").read_text())}
+                       for v, t in inputs["evaluations"].items()]
+        detections = {v: json.loads((Path(t.path) / "detections.json").read_text())["results"]
+                      for v, t in inputs["detections"].items()}
         recall_file = Path(inputs["proposals"].path) / "recall.json"
         recall = json.loads(recall_file.read_text()) if recall_file.is_file() else []
         recall = [{k: v for k, v in r.items() if k != "subset"} for r in recall
@@ -99,7 +109,7 @@ class Report(StageTask):
         artifacts = {name: Path(t.path).name for name, t in inputs.items() if not isinstance(t, dict)}
         with self.output().writer() as folder:
             write_report(folder, evaluations, recall, encoder, examples, artifacts=artifacts)
-        latest = Path(config.paths().workdir) / "report"
+        latest = Path(config.PathsConfig().workdir) / "report"
         shutil.rmtree(latest, ignore_errors=True)
         shutil.copytree(self.output().path, latest)
         log.info("report: %s (copied to %s)", Path(self.output().path) / "report.md", latest / "report.md")

@@ -34,6 +34,8 @@ def test_fullrun_writes_report_with_documented_schema(full_run):
         assert list(r["mAP"]) == ["0.3", "0.4", "0.5", "0.6", "0.7"]
         assert all(len(v) == 2 and 0.0 <= v[0] <= 1.0 and v[1] == 0.0 for v in r["mAP"].values())
         assert r["average_mAP"][0] == pytest.approx(sum(v[0] for v in r["mAP"].values()) / 5)
+        # Health from each run's TrainDetector health.json: checked when trained, not checked (None) when untrained.
+        assert [p["healthy"] is None for p in r["health"]["per_seed"]] == [r["untrained"]]
     assert set(report["proposal_recall"]) == {"m=2", "m=4", "all"}
     assert {"before", "after", "features"} <= set(report["encoder"])
     assert report["plots"] and all((workdir / "report" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -65,10 +67,14 @@ def test_fullrun_artifacts_complete_and_consistent(full_run):
     assert not {encoders[v] for v in train} & {encoders[v] for v in test}
     for video in train:
         trained_on = json.loads((workdir / encoders[video].split()[-1] / "config.json").read_text())["train_videos"]
-        assert video not in trained_on and trained_on == [v for i, v in enumerate(train) if i % 2 != train.index(video) % 2]
+        fold = train.index(video) % 2
+        assert video not in trained_on and trained_on == [v for i, v in enumerate(train) if i % 2 != fold]
     full = json.loads((workdir / encoders[test[0]].split()[-1] / "config.json").read_text())["train_videos"]
     assert full == train
+    for folder in workdir.glob("evaluation-*"):
+        assert "health" not in json.loads((folder / "evaluation.json").read_text())  # the Report reads health.json
     for folder in workdir.glob("detections-*"):
+        assert "health" not in json.loads((folder / "detections.json").read_text())["external_data"]
         results = json.loads((folder / "detections.json").read_text())["results"]
         assert set(results) == {v for v, d in ann.items() if d["subset"] == "test"}
         for video, dets in results.items():

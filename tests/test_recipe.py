@@ -63,3 +63,16 @@ def test_only_inputs_computed_from_the_video_run_on_a_raw_video():
         _recipe(features=FeaturesRecipe("ExtractFeatures", 16, 4, "other")).require_raw_video_inference()
     with pytest.raises(ValueError, match="oracle"):
         _recipe(bapg=_bapg(source="oracle")).require_raw_video_inference()
+
+
+def test_a_recipe_without_a_similarity_records_no_tiling():
+    oracle = _recipe(bapg=_bapg(source="oracle", use_encoder=False, block=None))
+    assert InferenceRecipe.from_dict(oracle.to_dict(), use_bapg=True) == oracle
+    assert oracle.to_dict()["bapg"]["block"] is None
+    for bad in ("512", True, 512.5):  # a number in a string, a bool passing as 1, a fraction
+        data = _recipe().to_dict()
+        data["bapg"]["block"] = bad
+        with pytest.raises(ValueError, match=r"block = .* is not of type int \| None"):
+            InferenceRecipe.from_dict(data, use_bapg=True)
+    with pytest.raises(ValueError, match="no similarity tiling"):
+        _recipe(bapg=_bapg(block=None)).require_raw_video_inference()

@@ -29,18 +29,22 @@ def _section(data: Any, cls, where: str):
     for f in fields(cls):
         value = data[f.name]
         kind = f.type if isinstance(f.type, str) else f.type.__name__
+        optional = kind.endswith(" | None")
+        base = kind.removesuffix(" | None")
         try:
-            if kind == "bool":
+            if optional and value is None:
+                pass
+            elif base == "bool":
                 if not isinstance(value, bool):
                     raise TypeError
-            elif kind.startswith("tuple"):
-                value = tuple(float(v) if "float" in kind else int(v) for v in value)
-            elif kind in ("int", "float", "str"):
-                value = {"int": int, "float": float, "str": str}[kind](value)
-                if kind == "int" and value != data[f.name]:
+            elif base.startswith("tuple"):
+                value = tuple(float(v) if "float" in base else int(v) for v in value)
+            elif base in ("int", "float", "str"):
+                if isinstance(value, bool) and base != "str":  # True would pass as 1
                     raise TypeError
-            elif kind == "str | None":
-                value = None if value is None else str(value)
+                value = {"int": int, "float": float, "str": str}[base](value)
+                if base == "int" and value != data[f.name]:
+                    raise TypeError
         except (TypeError, ValueError):
             raise ValueError(f"{where}: {f.name} = {data[f.name]!r} is not of type {kind}") from None
         values[f.name] = value
@@ -71,8 +75,11 @@ class BapgRecipe:
     """SimilarityMatrices -> TSCProposals -> ProposalFeatures of a +BAPG detector."""
 
     source: str  # tsc | raw | random | oracle (stages.proposals.SOURCES)
-    use_encoder: bool  # S from the contrastive encoder's embeddings (False: from the features themselves)
-    block: int  # tiling of S: it can change the last bit of a float16 entry, so inference tiles the same way
+    # The contrastive encoder made the boundaries (tsc; random: its counts): False for raw (S of the features
+    # themselves) and oracle (no S at all).
+    use_encoder: bool
+    # Tiling of S: it can change the last bit of a float16 entry, so inference tiles the same way (None: no S).
+    block: int | None
     ms: tuple[int, ...]
     rates: tuple[float, ...]
     penalty: float
@@ -129,3 +136,6 @@ class InferenceRecipe:
         if self.bapg is not None and self.bapg.source not in SIMILARITY_SOURCES:
             raise ValueError(f"{where}: a +BAPG ablation detector (boundaries from {self.bapg.source!r}) cannot run "
                              "on a raw video: its boundaries are not computed from the video")
+        if self.bapg is not None and self.bapg.block is None:
+            raise ValueError(f"{where}: config['inputs']['bapg'] records no similarity tiling (block), which TSC on "
+                             "a raw video needs")

@@ -2,8 +2,9 @@
 positive vs hard-negative similarity, and pictures of a few test videos).
 
 Input: one evaluation dict per detector run (its evaluation.json): "thresholds", "mAP" (one per threshold),
-"average_mAP", "report" {"mode", "max_dets", ...}, "variant" {"detector", "bapg", "seed", "untrained",
-"bapg_source"} and "health" {"healthy", "problems", "loss_first_epoch", "loss_last_epoch", "positive_share", ...}.
+"average_mAP", "report" {"mode", "max_dets", ...}, "variant" (stages.evaluation.variant.Variant.record) and
+"health": the run's training health check {"healthy", "problems", "loss_first_epoch", "loss_last_epoch",
+"positive_share", ...} (the TrainDetector's health.json; the Report task adds it).
 Optional, for evaluations written before they existed: "untrained" (default false), "bapg_source" (default "tsc";
 only read when bapg is true: "tsc" TSC on the trained encoder's similarity, "raw" TSC on the raw features' cosine
 similarity, "random" random change points with the same counts, "oracle" ground-truth boundaries) and "health"
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tal_pipeline.stages.evaluation.variant import Variant
+
 
 def _key(t: float) -> str:
     """Threshold as a JSON key without float drift: 0.3 -> "0.3", 0.55 -> "0.55"."""
@@ -34,13 +37,6 @@ BAPG_SOURCES = {"tsc": "", "raw": " (raw features, no encoder)", "random": " (ra
 # The training health check's criteria in one line (the check itself belongs to the training stage).
 HEALTH_CRITERIA = ("finite losses; on the training videos the trained weights' loss <= 0.7 x the initial weights' "
                    "and predicted start and end distances positive at >= 90 % of foreground locations")
-
-
-def bapg_source(variant: Mapping) -> str | None:
-    """The variant's boundary source: None without BAPG, "tsc" when an older evaluation does not say."""
-    if not variant.get("bapg"):
-        return None
-    return str(variant.get("bapg_source") or "tsc")
 
 
 def row_name(detector: str, bapg: bool, source: str | None = None, untrained: bool = False) -> str:
@@ -72,9 +68,8 @@ def aggregate_results(evaluations: list[dict]) -> list[dict]:
     per-seed values and the runs' health; rows per detector: baseline, + BAPG, ablations, untrained."""
     groups: dict[tuple[str, bool, str | None, bool], list[dict]] = {}
     for ev in evaluations:
-        v = ev["variant"]
-        key = (v["detector"], bool(v["bapg"]), bapg_source(v), bool(v.get("untrained", False)))
-        groups.setdefault(key, []).append(ev)
+        v = Variant.from_record(ev["variant"])
+        groups.setdefault((v.detector, v.bapg, v.source, v.untrained), []).append(ev)
     rows = []
     for key in sorted(groups, key=_row_order):
         detector, bapg, source, untrained = key
@@ -245,12 +240,12 @@ def encoder_markdown(encoder: Mapping) -> str:
 @dataclass
 class ExampleInputs:
     """What the per-video plots need: test annotations, the similarity and proposals stores, detections of
-    seed 0 of each variant ({"<detector>|<0/1 bapg>|0": {video: [{segment, label, score}]}}), how many videos."""
+    seed 0 of each variant ({Variant: {video: [{segment, label, score}]}}), how many videos."""
 
     annotations: object
     similarity_store: str
     proposals_store: str
-    detections: Mapping[str, Mapping[str, list]]
+    detections: Mapping[Variant, Mapping[str, list]]
     count: int = 3
 
     def videos(self) -> list[str]:
@@ -309,10 +304,9 @@ def plot_timeline(path: Path, video: str, examples: ExampleInputs, top: int = 10
                                          for d in dets.get(video, [])[:top]})
     colour = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
     rows = [("ground truth", [(r["start"], r["end"], r["label"], 1.0) for _, r in gt.iterrows()])]
-    for key in sorted(examples.detections):
-        detector, bapg = key.split("|")[:2]
+    for key in sorted(examples.detections, key=lambda k: _row_order((k.detector, k.bapg, k.source, k.untrained))):
         dets = examples.detections[key].get(video, [])[:top]
-        rows.append((detector + (" + BAPG" if bapg == "1" else ""),
+        rows.append((row_name(key.detector, key.bapg, key.source, key.untrained),
                      [(d["segment"][0], d["segment"][1], d["label"], d["score"]) for d in dets]))
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.2))
     for i, (_, segs) in enumerate(rows):
