@@ -61,7 +61,8 @@ def test_random_crop_clips_and_shifts_segments():
 
 def test_resolve_device_names_bad_values():
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device(None) == resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto") == auto
     with pytest.raises(ValueError, match="device 'gpu': expected auto, cpu, cuda or cuda:N"):
         resolve_device("gpu")
     with pytest.raises(ValueError, match=f"device 'cuda:{torch.cuda.device_count()}': "):  # absent either way
