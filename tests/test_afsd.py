@@ -4,8 +4,10 @@ import math
 import pytest
 import torch
 
+from tal_pipeline.models.afsd import boundary_pooling, heads
+from tal_pipeline.models.afsd import model as afsd_model
 from tal_pipeline.models.afsd.bcl import build_contrastive_clips
-from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool, boundary_regions
+from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool, boundary_regions, region_to_indices
 from tal_pipeline.models.afsd.heads import decode_coarse
 from tal_pipeline.models.afsd.losses import (
     activation_guided_loss,
@@ -19,6 +21,7 @@ from tal_pipeline.models.afsd.losses import (
 )
 from tal_pipeline.models.afsd.model import AFSD, fuse_scores, refine_segments
 from tal_pipeline.models.afsd.targets import coarse_targets, offset_targets, refined_targets
+from tests import reference_boundary_pooling as reference
 from tests.synthetic_features import overfit_recall
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
@@ -67,6 +70,181 @@ def test_eq4_hand_example_and_gradient_to_salient_moment():
     assert out.tolist() == [[[5.0, 2.0, 9.0]]]
     out.sum().backward()
     assert feat.grad.tolist() == [[[0.0, 1.0, 0.0, 1.0, 1.0, 0.0]]]
+
+
+def distinct_features(shape, generator, dtype=torch.float32):
+    """Features with no two equal values (a shuffled ramp of integers, exact in dtype): no ties anywhere."""
+    n = math.prod(shape)
+    return (torch.randperm(n, generator=generator).to(torch.float64) - n / 2).reshape(shape).to(dtype)
+
+
+def random_regions(b, k, t, max_width, generator):
+    """(B, K, 2) regions: some start before 0 or end past T, widths 0..max_width (length-1 regions included)."""
+    a = torch.rand(b, k, generator=generator) * t * 1.2 - 0.1 * t
+    return torch.stack([a, a + torch.rand(b, k, generator=generator) * max_width], -1)
+
+
+def first_argmax_grad(feat, regions, lengths, grad_out):
+    """The gradient the new pooling promises: each output's gradient on the first step reaching its max (loops)."""
+    lo, hi = region_to_indices(regions, lengths)
+    g = torch.zeros_like(feat)
+    for i in range(feat.shape[0]):
+        for k in range(regions.shape[1]):
+            seg = feat[i, :, lo[i, k]:hi[i, k] + 1]  # (C, n)
+            first = (seg == seg.max(dim=1, keepdim=True).values).to(torch.int8).argmax(dim=1)  # (C,) first max
+            g[i, torch.arange(feat.shape[1]), lo[i, k] + first] += grad_out[i, :, k]
+    return g
+
+
+def test_eq4_gradcheck_float64():
+    g = torch.Generator().manual_seed(1)
+    feat = (distinct_features((2, 3, 17), g, torch.float64) * 0.1).requires_grad_()  # steps 0.1 apart >> eps
+    regions = random_regions(2, 12, 17, 9, g)
+    regions[0, :2] = torch.tensor([[3.0, 3.0], [-5.0, -2.0]])  # one step; wholly before the start
+    lengths = torch.tensor([17, 6])
+    assert torch.autograd.gradcheck(lambda f: boundary_max_pool(f, regions, lengths), (feat,))
+    assert torch.autograd.gradgradcheck(lambda f: boundary_max_pool(f, regions, lengths), (feat,))
+
+
+@pytest.mark.parametrize("b,c,t,k,width", [(4, 128, 256, 256, 60), (2, 256, 512, 1000, 400), (1, 512, 2304, 2000, 300)])
+def test_eq4_matches_reference_at_realistic_sizes(b, c, t, k, width):
+    """Forward and gradients equal, on inputs without ties (integer output gradients: sums exact in any order)."""
+    g = torch.Generator().manual_seed(t)
+    feat = distinct_features((b, c, t), g)
+    regions = random_regions(b, k, t, width, g)
+    lengths = torch.randint(t // 2, t + 1, (b,), generator=g)
+    grad_out = torch.randint(-4, 5, (b, c, k), generator=g).float()
+    f_new, f_ref = feat.clone().requires_grad_(), feat.clone().requires_grad_()
+    out_new, out_ref = boundary_max_pool(f_new, regions, lengths), reference.boundary_max_pool(f_ref, regions, lengths)
+    assert torch.equal(out_new, out_ref)
+    assert torch.equal(boundary_max_pool(feat, regions, lengths), out_ref)  # the no-grad path too
+    out_new.backward(grad_out)
+    out_ref.backward(grad_out)
+    assert torch.equal(f_new.grad, f_ref.grad)
+    assert f_new.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_eq4_ties_go_to_the_first_maximum(dtype, monkeypatch):
+    """Many ties (a few integer levels, negative, -0.0 and +0.0): the packed-key path (in one block of channels
+    and in blocks of one), the torch.where fallback and a loop agree on values and on the step each gradient goes
+    to; the reference spreads each output's gradient over the same tied steps with the same sum."""
+    g = torch.Generator().manual_seed(2)
+    feat = torch.randint(-2, 3, (2, 6, 40), generator=g).to(dtype)
+    feat[0, 0, :20] = -0.0
+    feat[0, 1, :] = -3.0  # every region of this channel is one big tie
+    regions = random_regions(2, 30, 40, 15, g)
+    lengths = torch.tensor([40, 23])
+    lo, hi = region_to_indices(regions, lengths)
+    val_p, arg_p = boundary_pooling._query(feat, lo, hi, with_argmax=True)
+    val_w, arg_w = boundary_pooling._query(feat, lo, hi, with_argmax=True, packed=False)
+    assert torch.equal(val_p, val_w) and torch.equal(arg_p, arg_w)
+    with monkeypatch.context() as m:
+        m.setattr(boundary_pooling, "_TABLE_BYTES", 1)  # one channel per block
+        val_1, arg_1 = boundary_pooling._query(feat, lo, hi, with_argmax=True)
+        assert torch.equal(boundary_pooling._query(feat, lo, hi, with_argmax=False)[0], val_p)
+    assert torch.equal(val_1, val_p) and torch.equal(arg_1, arg_p)
+    assert torch.equal(val_p, naive_pool(feat.float(), regions, lengths).to(dtype))
+    grad_out = torch.randint(1, 5, (2, 6, 30), generator=g).to(dtype)  # integer sums < 256: exact in bf16
+    f = feat.clone().requires_grad_()
+    boundary_max_pool(f, regions, lengths).backward(grad_out)
+    assert torch.equal(f.grad.float(), first_argmax_grad(feat.float(), regions, lengths, grad_out.float()))
+    for i, k in [(0, 0), (0, 7), (1, 3), (1, 29)]:  # one region at a time: where the reference puts its gradient
+        one = torch.zeros(2, 6, 30, dtype=torch.float64)
+        one[i, :, k] = 1.0
+        f_ref = feat.double().requires_grad_()
+        reference.boundary_max_pool(f_ref, regions, lengths).backward(one)
+        seg = feat.double()[i, :, lo[i, k]:hi[i, k] + 1]  # (C, n)
+        tied = seg == seg.max(dim=1, keepdim=True).values
+        assert torch.all(f_ref.grad[i, :, lo[i, k]:hi[i, k] + 1][~tied] == 0)
+        torch.testing.assert_close(f_ref.grad.sum(dim=(0, 2)), torch.ones(6, dtype=torch.float64))
+
+
+def test_eq4_hand_example_with_ties():
+    feat = torch.tensor([[[1.0, 3.0, 3.0, 0.0, 3.0, 1.0]]], requires_grad=True)  # the max 3 at steps 1, 2, 4
+    regions = torch.tensor([[[0.0, 5.0], [1.5, 4.0], [0.0, 0.5]]])  # steps 0..5, 1..4, 0..1
+    out = boundary_max_pool(feat, regions, torch.tensor([6]))
+    assert out.tolist() == [[[3.0, 3.0, 3.0]]]
+    out.backward(torch.tensor([[[1.0, 10.0, 100.0]]]))
+    assert feat.grad.tolist() == [[[0.0, 111.0, 0.0, 0.0, 0.0, 0.0]]]  # all to step 1, the first maximum
+
+
+def test_eq4_edge_cases():
+    feat = torch.tensor([[[4.0, 7.0, 5.0]], [[2.0, 1.0, 8.0]]], requires_grad=True)  # (2, 1, 3)
+    none = boundary_max_pool(feat, torch.zeros(2, 0, 2), torch.tensor([3, 3]))  # no region at all
+    assert none.shape == (2, 1, 0)
+    none.sum().backward()
+    assert feat.grad.tolist() == [[[0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0]]]
+    feat.grad = None
+    # a row with 0 valid steps pools step 0, as region_to_indices says; a 1-step feature has one table level
+    out = boundary_max_pool(feat, torch.tensor([[[0.0, 2.0]], [[1.0, 2.0]]]), torch.tensor([3, 0]))
+    assert out.tolist() == [[[7.0]], [[2.0]]]
+    out.sum().backward()
+    assert feat.grad.tolist() == [[[0.0, 1.0, 0.0]], [[1.0, 0.0, 0.0]]]
+    single = torch.tensor([[[-1.5]]], requires_grad=True)
+    boundary_max_pool(single, torch.tensor([[[-3.0, 9.0], [0.0, 0.0]]]), torch.tensor([1])).sum().backward()
+    assert single.grad.tolist() == [[[2.0]]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_eq4_nan_propagates_as_before(dtype):
+    inf = torch.tensor(float("inf"), dtype=dtype)
+    feat = torch.tensor([[[1.0, 0.0, 2.0, 3.0, -1.0]]], dtype=dtype)
+    feat[0, 0, 1] = inf - inf  # NaN with the sign bit set on x86
+    feat[0, 0, 4] = float("nan")
+    regions, lengths = torch.tensor([[[0.0, 2.0], [2.0, 3.0], [3.0, 4.0]]]), torch.tensor([5])
+    ref = reference.boundary_max_pool(feat, regions, lengths)
+    for f in (feat, feat.clone().requires_grad_()):  # the no-grad and the autograd paths
+        out = boundary_max_pool(f, regions, lengths)
+        assert torch.equal(out.isnan(), ref.isnan()) and out[0, 0, 1].item() == 3.0
+        assert out.isnan().tolist() == [[[True, False, True]]]
+
+
+def test_eq4_bf16_autocast_conv_output():
+    """Under CPU bf16 autocast a conv hands the pooling bf16 features: values and gradient dtype follow them."""
+    g = torch.Generator().manual_seed(3)
+    conv = torch.nn.Conv1d(4, 8, 3, padding=1)
+    x = torch.randn(2, 4, 50, generator=g)
+    regions, lengths = random_regions(2, 20, 50, 12, g), torch.tensor([50, 31])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feat = conv(x)  # (2, 8, 50) bf16
+        feat.retain_grad()
+        out = boundary_max_pool(feat, regions, lengths)
+    assert feat.dtype == out.dtype == torch.bfloat16
+    assert torch.equal(out, reference.boundary_max_pool(feat.detach(), regions, lengths))
+    out.float().sum().backward()
+    assert feat.grad.dtype == torch.bfloat16
+    expected = first_argmax_grad(feat.detach().float(), regions, lengths, torch.ones(2, 8, 20))
+    assert torch.equal(feat.grad.float(), expected)  # small integer counts: exact in bf16
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
+def test_afsd_parameter_gradients_match_reference_pooling(monkeypatch):
+    """One AFSD loss + backward with the new pooling and with the reference: the pooled features are ReLU outputs
+    (ties only at 0, where ReLU passes no gradient), so every parameter gradient agrees."""
+    def step():
+        torch.manual_seed(0)
+        model = AFSD(8, 3, width=16, levels=3)
+        x = torch.randn(2, 8, 48)
+        mask = torch.ones(2, 48, dtype=torch.bool)
+        mask[1, 30:] = False
+        targets = [{"segments": torch.tensor([[2.0, 9.0], [14.0, 33.0]]), "labels": torch.tensor([0, 2])},
+                   {"segments": torch.tensor([[3.0, 6.0], [8.0, 26.0]]), "labels": torch.tensor([1, 1])}]
+        losses = model.loss(model(x, mask), targets)
+        assert losses["triplet"] > 0  # the contrastive clips' pooling is in the graph too
+        losses["total"].backward()
+        return losses["total"].detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    loss_new, grads_new = step()
+    monkeypatch.setattr(heads, "boundary_max_pool", reference.boundary_max_pool)
+    monkeypatch.setattr(afsd_model, "boundary_max_pool", reference.boundary_max_pool)
+    loss_ref, grads_ref = step()
+    # Same values; the reference returns a transposed view, so F.normalize sums in another order (last bits).
+    assert loss_new.item() == pytest.approx(loss_ref.item(), rel=1e-6)
+    assert grads_new.keys() == grads_ref.keys()
+    scale = max(g.abs().max().item() for g in grads_ref.values())  # conv biases before GroupNorm get only noise
+    for name in grads_new:
+        torch.testing.assert_close(grads_new[name], grads_ref[name], rtol=1e-4, atol=1e-5 * scale, msg=name)
 
 
 def test_eq7_boundary_targets():
@@ -172,7 +350,8 @@ def test_forward_shapes_loss_terms_and_padding():
     targets = [{"segments": torch.tensor([[2.0, 9.0], [12.0, 19.0]]), "labels": torch.tensor([0, 2])},
                {"segments": torch.zeros(0, 2), "labels": torch.zeros(0, dtype=torch.long)}]
     losses = model.loss(out, targets)
-    assert {"total", "cls_coarse", "loc_coarse", "cls_refined", "loc_refined", "quality", "act", "triplet"} <= set(losses)
+    terms = {"total", "cls_coarse", "loc_coarse", "cls_refined", "loc_refined", "quality", "act", "triplet"}
+    assert terms <= set(losses)
     main = afsd_total(losses["cls_coarse"], losses["loc_coarse"], losses["cls_refined"], losses["loc_refined"],
                       losses["quality"])
     assert losses["total"].item() == pytest.approx((main + losses["act"] + losses["triplet"]).item(), rel=1e-6)
