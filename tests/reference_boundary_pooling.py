@@ -9,32 +9,8 @@ import math
 
 import torch
 
-
-def boundary_regions(start: torch.Tensor, end: torch.Tensor, delta_a: float = 4.0, delta_b: float = 10.0
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 3: start and end regions of proposals [start, end] (any shape S) -> two (*S, 2) tensors.
-
-    T_s = [psi - w/delta_a, psi + w/delta_b], T_e = [xi - w/delta_b, xi + w/delta_a], w = xi - psi
-    (the paper prints w = psi - xi, a sign typo: w is the proposal length).
-    """
-    w = (end - start).clamp(min=0)
-    t_s = torch.stack([start - w / delta_a, start + w / delta_b], dim=-1)
-    t_e = torch.stack([end - w / delta_b, end + w / delta_a], dim=-1)
-    return t_s, t_e
-
-
-def region_to_indices(regions: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Continuous regions (B, K, 2) -> inclusive integer index ranges lo, hi (B, K) inside [0, length-1].
-
-    Index j is pooled when floor(a) <= j <= ceil(b); a region wholly outside the valid steps
-    collapses onto the nearest valid step, so every proposal pools at least one step.
-    """
-    last = (lengths.to(regions.device).long() - 1).clamp(min=0)[:, None]  # (B, 1)
-    lo = torch.floor(regions[..., 0]).long()
-    hi = torch.ceil(regions[..., 1]).long()
-    lo = torch.minimum(lo.clamp(min=0), last)
-    hi = torch.maximum(torch.minimum(hi.clamp(min=0), last), lo)
-    return lo, hi
+# Unchanged by the rewrite: the reference shares them with production.
+from tal_pipeline.models.afsd.boundary_pooling import boundary_regions, region_to_indices  # noqa: F401
 
 
 def _sparse_table(feat: torch.Tensor) -> torch.Tensor:
