@@ -193,4 +193,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _readme import run_recorded  # benchmarks/_readme.py: writes this script's section of benchmarks/README.md
+
+    run_recorded("bench_boundary_pooling", main)  # --no-readme: print only
