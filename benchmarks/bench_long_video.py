@@ -76,7 +76,8 @@ def synthetic_features(T: int, dim: int = FEATURE_DIM, seed: int = 0):
 
 
 def write_inputs(T: int, folder: Path) -> Path:
-    from tal_pipeline.storage.features import TimeGrid, write_features
+    from tal_pipeline.stages.data.timegrid import TimeGrid
+    from tal_pipeline.storage.features import write_features
     from tal_pipeline.storage.zarr_store import ArtifactStore
 
     store = folder / "features.zarr"
@@ -116,6 +117,7 @@ def child_stages(folder: Path, T: int) -> dict:
 
     from tal_pipeline.stages.bapg.proposal_features import proposal_features_to_store
     from tal_pipeline.stages.bapg.proposals import tsc_proposals_to_store
+    from tal_pipeline.stages.bapg.scales import Scales
     from tal_pipeline.stages.bapg.similarity import write_similarity
     from tal_pipeline.storage.features import read_features
     from tal_pipeline.storage.zarr_store import ArtifactStore
@@ -133,15 +135,14 @@ def child_stages(folder: Path, T: int) -> dict:
         w = np.random.default_rng(1).standard_normal((features.shape[1], EMBED_DIM)).astype(np.float32)
         embeddings = features @ (w / np.sqrt(features.shape[1]))  # (T, 128): the encoder's stand-in
         del features
-        write_similarity(folder / "similarity.zarr", VIDEO, embeddings,
-                         {"fps": grid.fps, "window": grid.window, "stride": grid.stride}, embedding="random map")
+        write_similarity(folder / "similarity.zarr", VIDEO, embeddings, grid, embedding="random map")
 
     for name in ("similarity", "proposals", "bapg_p128", "bapg_p0"):
         ArtifactStore(folder / f"{name}.zarr").begin({"stage": name, "params": {}})
     timed("similarity", similarity)
     timed("proposals (TSC at 8/16/32 per minute)", lambda: tsc_proposals_to_store(
-        VIDEO, similarity_store=str(folder / "similarity.zarr"), store_path=str(folder / "proposals.zarr"), rates=RATES,
-        durations={VIDEO: T / STEPS_PER_SECOND}))
+        VIDEO, similarity_store=str(folder / "similarity.zarr"), store_path=str(folder / "proposals.zarr"),
+        scales=Scales(rates=RATES), durations={VIDEO: T / STEPS_PER_SECOND}))
     for dim in (128, 0):
         timed(f"proposal features (projection_dim {dim})", lambda dim=dim: proposal_features_to_store(
             VIDEO, features_store=str(features_store), proposals_store=str(folder / "proposals.zarr"),
@@ -172,8 +173,8 @@ def bench(T: int, root: Path) -> bool:
     t0 = time.perf_counter()
     run_child("prepare", str(folder), str(T))  # not here: this process must stay small (see the docstring)
     print(f"\nT = {T} steps ({T / STEPS_PER_SECOND / 60:.1f} min at {STEPS_PER_SECOND} steps/s), "
-          f"features ({T}, {FEATURE_DIM}) float32 = {mib(T * FEATURE_DIM * 4).strip()}, generated and written by a child in "
-          f"{time.perf_counter() - t0:.1f} s; S = ({T}, {T}) float16 = {mib(T * T * 2).strip()} uncompressed")
+          f"features ({T}, {FEATURE_DIM}) float32 = {mib(T * FEATURE_DIM * 4).strip()}, generated and written by a "
+          f"child in {time.perf_counter() - t0:.1f} s; S = ({T}, {T}) float16 = {mib(T * T * 2).strip()} uncompressed")
     r = run_child("stages", str(folder), str(T))
     print(f"  {'stage':<40} {'wall':>8}   child peak RSS so far")
     print(f"  {'(child after imports)':<40} {'':>8}   {mib(r['start'])}")

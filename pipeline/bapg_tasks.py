@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 
 import luigi
 
 from pipeline.base import StageTask, gpu_resources, write_csv
 from pipeline.data_tasks import DatasetStage, dataset_annotations, features_task, gt_segments
-from tal_pipeline.stages.bapg.proposals import SIMILARITY_SOURCES
-from tal_pipeline.stages.bapg.proposals import SOURCES as BOUNDARY_SOURCES
+from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES, SIMILARITY_SOURCES
+from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
@@ -180,15 +181,15 @@ class TSCProposals(DatasetStage):
     source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
                                    description="tsc | raw (no encoder) | random (same counts) | oracle (ground truth)")
 
-    def scale_params(self) -> dict:
-        return {"ms": [int(m) for m in self.ms], "rates": [float(r) for r in self.rates], "penalty": self.penalty,
-                "min_size": self.min_size}
+    def scales(self) -> Scales:
+        """The scale parameters as the stage functions take them (converted here, once)."""
+        return Scales(self.ms, self.rates, self.penalty, self.min_size)
 
     def requires(self):
         if self.source in SIMILARITY_SOURCES:
             return {"similarity": SimilarityMatrices(use_encoder=self.source == "tsc")}
         if self.source == "random":
-            return {"tsc": TSCProposals(**self.scale_params(), max_union=self.max_union, source="tsc")}
+            return {"tsc": TSCProposals(**asdict(self.scales()), max_union=self.max_union, source="tsc")}
         return {"features": features_task()}
 
     def run(self):
@@ -203,7 +204,7 @@ class TSCProposals(DatasetStage):
                         before_complete=self.write_recall, source=self.source,
                         similarity_store=inputs.get("similarity"), tsc_store=inputs.get("tsc"),
                         features_store=inputs.get("features"), max_union=self.max_union, durations=durations,
-                        gt_seconds=gt_segments(ann) if self.source == "oracle" else None, **self.scale_params())
+                        gt_seconds=gt_segments(ann) if self.source == "oracle" else None, scales=self.scales())
 
     def write_recall(self, store, done_videos: list[str]) -> None:
         import pandas as pd

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import luigi
@@ -12,7 +13,7 @@ import luigi
 from pipeline.bapg_tasks import ProposalFeatures, SimilarityMatrices, TrainEncoder, TSCProposals
 from pipeline.base import StageTask, gpu_resources, task_threads, upstream, write_csv
 from pipeline.data_tasks import ExtractFeatures, SampleFrames, dataset_annotations, features_task
-from tal_pipeline.stages.bapg.proposals import SOURCES
+from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
 from tal_pipeline.stages.evaluation.variant import Variant
 
 log = logging.getLogger("pipeline")
@@ -30,7 +31,7 @@ class DetectorTask(StageTask):
 
     detector = luigi.ChoiceParameter(default="actionformer", choices=["afsd", "actionformer"])
     use_bapg = luigi.BoolParameter(default=False, description="fuse ProposalFeatures into the video features")
-    bapg_source = luigi.ChoiceParameter(default="tsc", choices=SOURCES,
+    bapg_source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
                                         description="with --use-bapg: boundaries from tsc (the method), raw (TSC "
                                                     "without encoder), random (same counts) or oracle (ground truth)")
     seed = luigi.IntParameter(default=0)
@@ -170,8 +171,7 @@ class TrainDetector(DetectorTask):
             similarity = upstream(pf, SimilarityMatrices)  # None for the oracle: no S
             bapg = BapgRecipe(source=pf.source, use_encoder="encoder" in inputs,
                               block=similarity.block if similarity is not None else None,
-                              ms=tuple(int(m) for m in tsc.ms), rates=tuple(float(r) for r in tsc.rates),
-                              penalty=float(tsc.penalty), min_size=tsc.min_size, max_union=tsc.max_union,
+                              **asdict(tsc.scales()), max_union=tsc.max_union,
                               projection_dim=pf.projection_dim, projection_seed=PROJECTION_SEED)
         return InferenceRecipe(
             features=FeaturesRecipe(task=type(feats).__name__, window=feats.window, stride=feats.stride,

@@ -3,34 +3,15 @@ video, time-chunked, with the time grid in its attributes so every reader maps s
 the same way (stages.timegrid)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 TIME_CONVENTION = "feature i is centred at (i*stride + window/2)/fps seconds (stages.timegrid)"
 CHUNK_STEPS = 1024
-
-
-@dataclass(frozen=True)
-class TimeGrid:
-    """How a video's feature steps map to seconds."""
-
-    fps: float
-    window: int
-    stride: int
-
-    def to_seconds(self, index):
-        from tal_pipeline.stages.data.timegrid import feature_to_seconds
-
-        return feature_to_seconds(index, self.fps, self.window, self.stride)
-
-    def to_steps(self, seconds):
-        from tal_pipeline.stages.data.timegrid import seconds_to_feature
-
-        return seconds_to_feature(seconds, self.fps, self.window, self.stride)
 
 
 def write_features(store_path: str | Path, video: str, features: np.ndarray, grid: TimeGrid, **attrs) -> None:
@@ -41,7 +22,7 @@ def write_features(store_path: str | Path, video: str, features: np.ndarray, gri
     if not np.isfinite(features).all():
         bad = int((~np.isfinite(features)).sum())
         raise ValueError(f"video {video!r}: features hold {bad} NaN/inf value(s)")
-    meta = {"fps": grid.fps, "window": grid.window, "stride": grid.stride, "time_convention": TIME_CONVENTION, **attrs}
+    meta = {**grid.to_attrs(), "time_convention": TIME_CONVENTION, **attrs}
     ArtifactStore(store_path).write_video(video, features.astype(np.float32, copy=False), CHUNK_STEPS,
                                           ["time", "feature"], meta)
 
@@ -49,11 +30,11 @@ def write_features(store_path: str | Path, video: str, features: np.ndarray, gri
 def read_features(store_path: str | Path, video: str) -> tuple[np.ndarray, TimeGrid]:
     array = ArtifactStore(store_path).read(video)
     a = array.attrs
-    return np.asarray(array[...], dtype=np.float32), TimeGrid(float(a["fps"]), int(a["window"]), int(a["stride"]))
+    return np.asarray(array[...], dtype=np.float32), TimeGrid.from_attrs(a, f"{store_path}: video {video!r}")
 
 
 def load_feature_dict(store_path: str | Path, videos: list[str], extra_store: str | Path | None = None):
-    """Features of `videos` as {video: (T, C) float32} and their time grids {video: {fps, window, stride}}.
+    """Features of `videos` as {video: (T, C) float32} and their time grids {video: TimeGrid}.
 
     extra_store: per-step features with the same time axis (BAPG ProposalFeatures), concatenated
     channel-wise to the video features, which is all a +BAPG detector sees differently.
@@ -72,5 +53,5 @@ def load_feature_dict(store_path: str | Path, videos: list[str], extra_store: st
                                  f"features have {x.shape[0]}")
             x = np.concatenate([x, extra], axis=1)
         features[video] = x
-        grids[video] = {"fps": grid.fps, "window": grid.window, "stride": grid.stride}
+        grids[video] = grid
     return features, grids

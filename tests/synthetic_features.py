@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tal_pipeline.stages.data.timegrid import feature_to_seconds
+from tal_pipeline.stages.data.timegrid import TimeGrid, feature_to_seconds
 
 
 def synthetic_feature_dataset(num_videos: int = 16, channels: int = 1024, num_classes: int = 4, seed: int = 0,
@@ -15,14 +15,14 @@ def synthetic_feature_dataset(num_videos: int = 16, channels: int = 1024, num_cl
 
     For tests and benchmarks. Returns (features {video: (T, C) float32}, annotations DataFrame (video, label,
     start, end seconds; an action over steps [a, b] spans their centre times +- half a step), labels,
-    time_grid, durations {video: seconds}).
+    time_grid (one TimeGrid), durations {video: seconds}).
     """
     import pandas as pd
 
     rng = np.random.default_rng(seed)
     patterns = np.random.default_rng(seed + 1000).normal(size=(num_classes, channels)).astype(np.float32) * signal
     labels = [f"class{k}" for k in range(num_classes)]
-    grid = {"fps": float(fps), "window": int(window), "stride": int(stride)}
+    grid = TimeGrid(fps, window, stride)
     half = 0.5 * stride / fps
     feats, rows, durations = {}, [], {}
     for v in range(num_videos):
@@ -55,7 +55,8 @@ def recall_at(dets, gts, thr=0.5, top=5):
             total += 1
             cand = d_seg[d_lab == c][:top]
             if len(cand):
-                inter = (torch.minimum(cand[:, 1], torch.tensor(e)) - torch.maximum(cand[:, 0], torch.tensor(s))).clamp(min=0)
+                inter = (torch.minimum(cand[:, 1], torch.tensor(e))
+                         - torch.maximum(cand[:, 0], torch.tensor(s))).clamp(min=0)
                 hit += bool((inter / ((cand[:, 1] - cand[:, 0]) + (e - s) - inter) >= thr).any())
     return hit / total
 

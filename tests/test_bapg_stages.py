@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 import zarr
 
-from tal_pipeline.stages.bapg.proposal_features import boundary_aware_features, projection_matrix, segment_pooling
+from tal_pipeline.stages.bapg.proposal_features import (
+    boundary_aware_features,
+    boundary_channels,
+    projection_matrix,
+    segment_pooling,
+)
 from tal_pipeline.stages.bapg.proposals import (
     proposals_from_change_points,
     read_change_points,
@@ -15,13 +20,15 @@ from tal_pipeline.stages.bapg.proposals import (
     score_proposals,
     tsc_proposals_to_store,
 )
+from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.stages.bapg.similarity import similarity_matrix, similarity_tiles, write_similarity
 from tal_pipeline.stages.bapg.tsc import change_points
+from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.evaluation.report import aggregate_results, results_markdown, write_report
 from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.reference_similarity import cosine_similarity_matrix
 
-GRID = {"fps": 8.0, "window": 16, "stride": 4}
+GRID = TimeGrid(fps=8.0, window=16, stride=4)
 
 
 def _regimes(T=53, D=16, k=4, seed=0):
@@ -67,15 +74,14 @@ def test_tsc_proposals_store_roundtrip_and_recall(tmp_path):
     for p in (sim, props):
         ArtifactStore(p).begin({"stage": "t", "params": {}})
     write_similarity(sim, "v1", x, GRID, block=16)
-    tsc_proposals_to_store("v1", similarity_store=str(sim), store_path=str(props), ms=[2, 4], max_union=2,
-                           durations={"v1": 30.0})
+    tsc_proposals_to_store("v1", similarity_store=str(sim), store_path=str(props), scales=Scales(ms=[2, 4]),
+                           max_union=2, durations={"v1": 30.0})
     cps, attrs = read_change_points(str(props), "v1")
     S = ArtifactStore(sim).read("v1")[...]
     expected = change_points(S, ms=[2, 4])
     assert set(cps) == {2, 4} and all(np.array_equal(cps[m], expected[m]) for m in cps)
     table = read_proposals(str(props), "v1")
-    ref = proposals_from_change_points(expected, 60, GRID["fps"], GRID["window"], GRID["stride"], duration=30.0,
-                                       max_union=2)
+    ref = proposals_from_change_points(expected, 60, GRID, duration=30.0, max_union=2)
     assert ref["score"].isna().all()  # from change points alone: unscored, rank = row order
     pd.testing.assert_frame_equal(table, score_proposals(ref, S), check_dtype=True)
     assert table["score"].is_monotonic_decreasing and len(table) == len(ref)
@@ -89,9 +95,11 @@ def test_tsc_proposals_store_roundtrip_and_recall(tmp_path):
 
 def test_segment_pooling_known_answer():
     f = np.array([[1, 0], [3, 0], [0, 2], [0, 4], [0, 6], [5, 5]], dtype=np.float32)  # (T=6, C=2)
-    pooled, pos = segment_pooling(f, np.array([2, 5]))  # segments [0,2) [2,5) [5,6)
+    pooled = segment_pooling(f, np.array([2, 5]))  # segments [0,2) [2,5) [5,6)
+    assert pooled.dtype == np.float32 and pooled.shape == (6, 2)
     np.testing.assert_allclose(pooled, [[2, 0], [2, 0], [0, 4], [0, 4], [0, 4], [5, 5]])
-    np.testing.assert_allclose(pos, [0.25, 0.75, 1 / 6, 0.5, 5 / 6, 0.5])
+    # the relative position in the segment is the first boundary channel
+    np.testing.assert_allclose(boundary_channels(np.array([2, 5]), 6)[:, 0], [0.25, 0.75, 1 / 6, 0.5, 5 / 6, 0.5])
     with pytest.raises(ValueError, match="not ascending"):
         segment_pooling(f, np.array([3, 3]))
 

@@ -11,7 +11,9 @@ from tal_pipeline.stages.bapg.boundary_evidence import (
     strength_curve,
     strength_curves,
 )
-from tal_pipeline.stages.bapg.tsc import change_points, cosine_similarity, segmentation_cost
+from tal_pipeline.stages.bapg.tsc import change_points
+from tests.reference_similarity import cosine_similarity_matrix as cosine_similarity
+from tests.reference_tsc import segmentation_cost
 
 
 def block_matrix(lengths, across=0.0) -> np.ndarray:

@@ -11,15 +11,16 @@ from tal_pipeline.stages.bapg.proposals import (
     proposals_from_change_points,
     read_change_points,
     read_scales,
-    scale_counts,
     tsc_proposals_to_store,
 )
+from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.stages.bapg.similarity import write_similarity
-from tal_pipeline.stages.data.timegrid import feature_to_seconds
-from tal_pipeline.storage.features import TimeGrid, write_features
+from tal_pipeline.stages.data.timegrid import TimeGrid
+from tal_pipeline.storage.features import write_features
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
-GRID = {"fps": 8.0, "window": 4, "stride": 4}  # 2 steps per second
+GRID = TimeGrid(fps=8.0, window=4, stride=4)  # 2 steps per second
+RATES = Scales(rates=[4.0, 10.0])  # change points per minute: a 60 s video gets 4 and 10, a 240 s one 16 and 40
 
 
 def _regimes(T: int, n: int, seed: int = 0) -> np.ndarray:
@@ -35,7 +36,7 @@ def stores(tmp_path):
         ArtifactStore(p).begin({"stage": "t", "params": {}})
     for video, T in (("short", 120), ("long", 480)):  # 60 s and 240 s
         x = _regimes(T, 12, seed=T)
-        write_features(paths["features"], video, x, TimeGrid(**GRID))
+        write_features(paths["features"], video, x, GRID)
         write_similarity(paths["similarity"], video, x, GRID, block=64)
     return paths
 
@@ -43,11 +44,11 @@ def stores(tmp_path):
 def test_rates_give_longer_videos_more_change_points(stores):
     for video in ("short", "long"):
         tsc_proposals_to_store(video, store_path=str(stores["tsc"]), similarity_store=str(stores["similarity"]),
-                               ms=[3], rates=[4.0, 10.0], penalty=1.0)
+                               scales=Scales(ms=[3], rates=[4.0, 10.0], penalty=1.0))
     short, long_ = read_scales(str(stores["tsc"]), "short"), read_scales(str(stores["tsc"]), "long")
     assert [n for n, _ in short] == ["m=3", "4/min", "10/min", "penalty 1"]
     assert [len(c) for _, c in short][:3] == [3, 4, 10] and [len(c) for _, c in long_][:3] == [3, 16, 40]
-    assert scale_counts(480, 240.0, [3], [4.0, 10.0]) == [3, 16, 40]
+    assert Scales(ms=[3], rates=[4.0, 10.0]).counts(480, 240.0) == [3, 16, 40]
     # the scales of one video come from one DP: the same count gives the same (optimal) change points
     from tal_pipeline.stages.bapg.tsc import change_points
 
@@ -59,9 +60,9 @@ def test_rates_give_longer_videos_more_change_points(stores):
 def test_random_ablation_keeps_the_counts_and_is_random(stores):
     for video in ("short", "long"):
         tsc_proposals_to_store(video, store_path=str(stores["tsc"]), similarity_store=str(stores["similarity"]),
-                               rates=[4.0, 10.0])
+                               scales=RATES)
         tsc_proposals_to_store(video, store_path=str(stores["random"]), source="random", tsc_store=str(stores["tsc"]),
-                               rates=[4.0, 10.0], seed=0)
+                               scales=RATES, seed=0)
     for video in ("short", "long"):
         tsc, rnd = read_scales(str(stores["tsc"]), video), read_scales(str(stores["random"]), video)
         assert [(n, len(c)) for n, c in tsc] == [(n, len(c)) for n, c in rnd]  # same scales, same counts
@@ -75,22 +76,22 @@ def test_random_ablation_keeps_the_counts_and_is_random(stores):
         again = stores["tsc"].parent / f"random{seed}.zarr"
         ArtifactStore(again).begin({"stage": "t", "params": {}})
         tsc_proposals_to_store("long", store_path=str(again), source="random", tsc_store=str(stores["tsc"]),
-                               rates=[4.0, 10.0], seed=seed)
+                               scales=RATES, seed=seed)
         assert np.array_equal(read_scales(str(again), "long")[0][1], a) == (seed == 0)
 
 
 def test_oracle_boundaries_match_the_annotations(stores):
     # actions over steps [10, 30) and [50, 51) of "long": seconds from the time grid (step i spans its centre +- 0.25 s)
-    half = 0.5 * GRID["stride"] / GRID["fps"]
-    gt = np.array([[feature_to_seconds(10, **GRID) - half, feature_to_seconds(29, **GRID) + half],
-                   [feature_to_seconds(50, **GRID) - half, feature_to_seconds(50, **GRID) + half]])
-    np.testing.assert_array_equal(oracle_change_points(gt, 480, **GRID), [10, 30, 50, 51])
+    half = 0.5 * GRID.step_seconds
+    gt = np.array([[GRID.to_seconds(10) - half, GRID.to_seconds(29) + half],
+                   [GRID.to_seconds(50) - half, GRID.to_seconds(50) + half]])
+    np.testing.assert_array_equal(oracle_change_points(gt, 480, GRID.fps, GRID.window, GRID.stride), [10, 30, 50, 51])
     tsc_proposals_to_store("long", store_path=str(stores["oracle"]), source="oracle",
-                           features_store=str(stores["features"]), rates=[4.0, 10.0], gt_seconds={"long": gt})
+                           features_store=str(stores["features"]), scales=RATES, gt_seconds={"long": gt})
     scales = read_scales(str(stores["oracle"]), "long")
     assert [n for n, _ in scales] == ["4/min", "10/min"]
     assert all(np.array_equal(c, [10, 30, 50, 51]) for _, c in scales)
-    table = proposals_from_change_points({4: scales[0][1]}, 480, **GRID)
+    table = proposals_from_change_points({4: scales[0][1]}, 480, GRID)
     for start, end in gt:  # every ground truth is exactly a proposal
         assert ((table["start"] - start).abs() < 1e-9).mul((table["end"] - end).abs() < 1e-9).any()
 

@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from tal_pipeline.stages.data.timegrid import seconds_to_feature
+from tal_pipeline.stages.data.timegrid import TimeGrid, seconds_to_feature
 from tal_pipeline.stages.detectors.data import VideoItem, build_training_set, random_crop, window_starts
 from tal_pipeline.stages.detectors.detection import detect
 from tal_pipeline.stages.detectors.training import train_detector
 from tal_pipeline.stages.runtime import ema_decay_at, lr_at, resolve_device
 from tests.synthetic_features import synthetic_feature_dataset
 
-GRID = {"fps": 10.0, "window": 4, "stride": 2}
+GRID = TimeGrid(fps=10.0, window=4, stride=2)
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
@@ -105,6 +105,7 @@ def test_train_outputs_and_checkpoint_roundtrip(trained):
     assert len(log) == 25 * 2 and {"epoch", "iteration", "lr", "total", "cls", "reg"} <= set(log[0])
     assert log[-1]["total"] < log[0]["total"]
     assert config["weights"] == "ema_last_epoch" and config["in_channels"] == 12
+    assert config["time_grid"] == {"fps": 10.0, "window": 4, "stride": 2}  # one grid for every video, as stored
     json.dumps(config)  # JSON-able
     buf = io.BytesIO()
     torch.save({"state": state, "config": config}, buf)
@@ -146,7 +147,7 @@ def test_sliding_windows_reach_the_end_of_long_videos(trained):
     order = sorted(feats)
     long = np.concatenate([feats[v] for v in order])
     offsets = np.cumsum([0] + [feats[v].shape[0] for v in order])
-    step_s = grid["stride"] / grid["fps"]
+    step_s = grid.step_seconds
     rows = [(r.label, r.start + offsets[order.index(r.video)] * step_s, r.end + offsets[order.index(r.video)] * step_s)
             for r in ann.itertuples()]
     dur = float(long.shape[0] * step_s + 1.0)

@@ -10,11 +10,11 @@ import torch
 from tal_pipeline.models.encoder import bapg_loss, build_encoder, triplet_margin_loss
 from tal_pipeline.stages.bapg.encoder import embed, load_encoder, make_embedder, train_encoder
 from tal_pipeline.stages.bapg.sample_pools import build_sample_pools, pool_similarity, video_pools
-from tal_pipeline.stages.data.timegrid import feature_to_seconds
+from tal_pipeline.stages.data.timegrid import TimeGrid
 from tests.reference_similarity import cosine_similarity_rows
 
-UNIT = {"fps": 1.0, "window": 1, "stride": 1}  # step i is centred at i + 0.5 s
-GRID = {"fps": 10.0, "window": 4, "stride": 2}  # step i is centred at 0.2 i + 0.2 s
+UNIT = TimeGrid(fps=1.0, window=1, stride=1)  # step i is centred at i + 0.5 s
+GRID = TimeGrid(fps=10.0, window=4, stride=2)  # step i is centred at 0.2 i + 0.2 s
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # deterministic, and fair to other tests
@@ -93,7 +93,7 @@ def test_pools_use_the_feature_time_grid():
     # [0.5, 1.0) = 0.6, 0.8 (steps 2, 3); 0.5 s after: centres in [1.6, 2.1) = 1.6, 1.8, 2.0 (steps 7, 8, 9).
     inst, _, _ = pools_of([(1.0, 1.6)], t=12, cap=0.5, grid=GRID)
     assert inst == [([4, 5, 6], [2, 3, 7, 8, 9])]
-    c = feature_to_seconds(np.arange(12), **GRID)
+    c = GRID.to_seconds(np.arange(12))
     assert np.all((c[[4, 5, 6]] >= 1.0) & (c[[4, 5, 6]] < 1.6)) and c[3] < 1.0 and c[7] >= 1.6
 
 
@@ -103,9 +103,11 @@ def test_pools_other_videos_and_unannotated_videos():
     assert [x.video for x in p.instances] == ["v"]
     assert p.easy_negative["w"].tolist() == [0, 1, 2, 3, 4]  # no annotation: all background
     with pytest.raises(ValueError, match="'v'.*end <= start"):
-        video_pools("v", ann((3, 3)), 10, (1.0, 1, 1))
+        video_pools("v", ann((3, 3)), 10, UNIT)
     with pytest.raises(ValueError, match="'w'.*time grid"):
         build_sample_pools(table, {"v": UNIT}, {"v": 10, "w": 5})
+    with pytest.raises(TypeError, match="'v'.*TimeGrid.from_attrs"):  # a stored dict is read at the boundary
+        build_sample_pools(table, {"v": UNIT.to_attrs()}, {"v": 10})
 
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -176,8 +178,8 @@ def synthetic(n_videos, seed, channels=32, classes=3, hard=8, scale=3.0, delta=1
             f[pos:a] = protos[k] + d + rng.normal(size=(hard, channels)) * noise
             f[a:a + length] = protos[k] + rng.normal(size=(length, channels)) * noise
             f[a + length:a + length + hard] = protos[k] + d + rng.normal(size=(hard, channels)) * noise
-            rows.append({"video": name, "label": f"c{k}", "start": float(feature_to_seconds(a, **GRID)) - 0.1,
-                         "end": float(feature_to_seconds(a + length - 1, **GRID)) + 0.1})
+            rows.append({"video": name, "label": f"c{k}", "start": float(GRID.to_seconds(a)) - 0.1,
+                         "end": float(GRID.to_seconds(a + length - 1)) + 0.1})
             pos = a + length + hard + int(rng.integers(4, 12))
         feats[name] = f.astype(np.float32)
     return feats, pd.DataFrame(rows)

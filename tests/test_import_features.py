@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tal_pipeline.stages.data.import_features import import_video_features, read_source
-from tal_pipeline.storage.features import TimeGrid, read_features
+from tal_pipeline.stages.data.timegrid import TimeGrid
+from tal_pipeline.storage.features import read_features
 from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import run_luigi
 

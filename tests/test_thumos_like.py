@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tal_pipeline.stages.data.import_features import import_video_features
-from tal_pipeline.stages.data.timegrid import feature_to_seconds, num_windows
+from tal_pipeline.stages.data.timegrid import TimeGrid, feature_to_seconds, num_windows
 from tal_pipeline.storage.annotations import load_annotations
-from tal_pipeline.storage.features import TimeGrid, read_features
+from tal_pipeline.storage.features import read_features
 from tal_pipeline.storage.zarr_store import ArtifactStore
 from tal_pipeline.synthetic.thumos_like import generate_thumos_like
 from tal_pipeline.synthetic.thumos_like_features import class_directions

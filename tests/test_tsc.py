@@ -11,7 +11,6 @@ import pytest
 from tal_pipeline.stages.bapg.tsc import (
     Segmentation,
     change_points,
-    counts_from_rates,
     penalised_count,
     segment,
 )
@@ -276,24 +275,6 @@ def test_segment_arguments_and_short_video():
     assert short.cost(0) == pytest.approx(segment_cost(S[:3, :3], 0, 3))
     # vmax is the mean of the diagonal
     assert segment(2.0 * S, 1).vmax == pytest.approx(2.0)
-
-
-def test_counts_from_rates():
-    # the longest THUMOS14 video: 1673 s, 12548 steps; 30 per minute -> round(836.5) = 836 (half to even)
-    assert counts_from_rates(12548, 1673.0, [30]) == [836]
-    rates = [2, 10, 30]
-    short, long = counts_from_rates(300, 40.0, rates), counts_from_rates(3000, 400.0, rates)
-    assert short == [1, 7, 20] and long == [13, 67, 200]
-    assert all(b > a for a, b in zip(short, long))
-    # order kept, duplicates kept, the minimum, the cap at what fits
-    assert counts_from_rates(300, 40.0, [30, 2, 2]) == [20, 1, 1]
-    assert counts_from_rates(300, 6.0, [1, 2]) == [1, 1]
-    assert counts_from_rates(300, 6.0, [1], minimum=0) == [0]
-    assert counts_from_rates(20, 600.0, [30, 60]) == [19, 19]
-    assert counts_from_rates(20, 600.0, [30], min_size=4) == [4]
-    assert counts_from_rates(1, 60.0, [30]) == [0]
-    with pytest.raises(ValueError, match="rates"):
-        counts_from_rates(100, 10.0, [-1])
 
 
 def kts_criterion(costs: np.ndarray, T: int, vmax: float, penalty: float) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tal_pipeline.stages.bapg.sample_pools import InstancePool, SamplePools, build_sample_pools
+from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.runtime import resolve_device, seed_everything
 
 DEFAULT_ENCODER: dict[str, Any] = {
@@ -126,7 +127,8 @@ def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray) -> np
     return np.stack([np.asarray(arrays[v][s]) for v, s in zip(vids.tolist(), steps.tolist())])
 
 
-def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame, time_grid: Mapping,
+def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
+                  time_grid: TimeGrid | Mapping[str, TimeGrid],
                   config: Mapping | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
                   on_epoch=None) -> tuple[dict, dict, list[dict]]:
     """Train Phi on the videos of `features` ({video: (T, C) float features, or (T, H, W, 3) uint8 frames for the

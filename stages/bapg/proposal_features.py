@@ -1,16 +1,24 @@
-"""Boundary-aware proposal features (BAPG II-D; docs/method.md §5) for per-step detectors.
+"""Boundary-aware proposal features (BAPG II-D; DESIGN 3.4) for per-step detectors.
 
 A TSC proposal's feature is the video feature Fv cut to its span. A per-step detector needs one vector per
-step, so each step t gets, for every segmentation m (ascending), the mean of Fv over the segment that
-contains t and t's relative position inside that segment:
+step, so each step t gets, for every scale (in feature order, stages/bapg/scales.py), the mean of the
+(projected) Fv over the segment [a, b) of that scale's segmentation that contains t, then four boundary
+channels (BOUNDARY_CHANNELS):
 
-    B[t] = concat_m [ mean_{i in seg_m(t)} Fv[i] ,  (t - a_m(t) + 0.5) / (b_m(t) - a_m(t)) ]    (C + 1 per m)
+    B[t] = concat over scales of
+           [ mean_{i in [a, b)} P(Fv)[i]    C' channels: segment pooling of the (projected) features
+             (t - a + 0.5) / (b - a)        relative position in the segment
+             log(1 + t - a)                 steps since the segment's start
+             log(1 + b - 1 - t)             steps to the segment's end
+             clip(t - c + 0.5, -8, 8) ]     signed distance to the nearest change point c     (C' + 4 per scale)
 
-where seg_m(t) = [a_m(t), b_m(t)) is the segment of the m-change-point segmentation holding t. The relative
-position runs from ~0 at a segment start to ~1 at its end, so a boundary shows as a jump: this is what the
-detector learns boundaries from. A detector sees concat(Fv, B) and is otherwise unchanged (the plug-and-play
-claim); `projection_dim` > 0 first maps the pooled part through a fixed random orthogonal projection
-(seeded), to keep the input narrow on wide features.
+A change point c lies between steps c - 1 and c, so the signed distance is negative before it and positive after;
+it is +-8 when no change point is within 8 steps (the video's ends are not change points). The relative position
+runs from ~0 at a segment start to ~1 at its end, so a boundary shows as a jump, and the log distances say how
+near the segment's ends are on a scale where nearby differences matter most. A detector sees concat(Fv, B) and
+is otherwise unchanged (the plug-and-play claim). P is the identity (C' = C) or, with `projection_dim` > 0, a
+fixed random orthogonal projection (seeded) to C' = projection_dim channels, to keep the input narrow on wide
+features.
 """
 from __future__ import annotations
 
@@ -25,8 +33,8 @@ def segment_bounds(change_points: np.ndarray, num_steps: int) -> np.ndarray:
     return np.concatenate([[0], np.asarray(change_points, dtype=np.int64), [num_steps]]).astype(np.int64)
 
 
-def segment_pooling(features: np.ndarray, change_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per step: the mean feature of its segment (T, C) and its relative position in the segment (T,)."""
+def segment_pooling(features: np.ndarray, change_points: np.ndarray) -> np.ndarray:
+    """Per step: the mean feature of its segment, (T, C) float32."""
     x = np.asarray(features, dtype=np.float64)  # (T, C)
     T = x.shape[0]
     bounds = segment_bounds(change_points, T)  # (K + 1,)
@@ -36,9 +44,7 @@ def segment_pooling(features: np.ndarray, change_points: np.ndarray) -> tuple[np
         raise ValueError(f"change points {np.asarray(change_points).tolist()} are not ascending in (0, {T})")
     means = (csum[bounds[1:]] - csum[bounds[:-1]]) / lengths[:, None]  # (K, C)
     seg = np.repeat(np.arange(len(lengths)), lengths)  # (T,) segment index of each step
-    t = np.arange(T)
-    position = (t - bounds[seg] + 0.5) / lengths[seg]  # (T,) in (0, 1)
-    return means[seg].astype(np.float32), position.astype(np.float32)
+    return means[seg].astype(np.float32)
 
 
 def projection_matrix(in_dim: int, out_dim: int, seed: int = 0) -> np.ndarray:
@@ -99,7 +105,7 @@ def boundary_aware_features(features: np.ndarray, change_points, projection_dim:
         [change_points[m] for m in sorted(change_points)]
     parts = []
     for cps in scales:
-        pooled, _ = segment_pooling(x, cps)  # (T, C')
+        pooled = segment_pooling(x, cps)  # (T, C')
         parts += [pooled, boundary_channels(cps, x.shape[0])]  # (T, C'), (T, 4)
     return np.concatenate(parts, axis=1)
 

@@ -1,9 +1,9 @@
 """Proposals from TSC change points (BAPG II-C; docs/method.md §4); recall (AR@AN): stages/bapg/proposal_recall.py.
 
 A segment of feature steps [a, b) spans, in seconds, from the start of step a to the end of step b-1:
-    start = feature_to_seconds(a) - step / 2,   end = feature_to_seconds(b - 1) + step / 2,
-with step = stride / fps the time between two features, clipped to [0, duration] when the duration is
-known. (Feature i is centred at feature_to_seconds(i); consecutive steps tile the time line.)
+    start = grid.to_seconds(a) - step / 2,   end = grid.to_seconds(b - 1) + step / 2,
+with step = grid.step_seconds (stride / fps) the time between two features, clipped to [0, duration] when the
+duration is known. (Feature i is centred at grid.to_seconds(i); consecutive steps tile the time line.)
 
 Proposals of one video: for each m, the m+1 segments of the segmentation and the unions of 2..max_union
 consecutive segments; deduplicated across m (a span keeps the first (m, n_segments) that produced it).
@@ -17,14 +17,15 @@ import numpy as np
 import pandas as pd
 
 from tal_pipeline.stages.bapg.proposal_recall import recall_by_m
-from tal_pipeline.stages.data.timegrid import feature_step_seconds, feature_to_seconds
+from tal_pipeline.stages.bapg.scales import Scales, count_name, tsc_scales
+from tal_pipeline.stages.data.timegrid import TimeGrid
 
 COLUMNS = ["start", "end", "start_step", "end_step", "m", "n_segments", "score"]
 
 
-def proposals_from_change_points(change_points: dict[int, np.ndarray], num_steps: int, fps: float, window: int,
-                                 stride: int, duration: float | None = None, max_union: int = 3,
-                                 dedup: bool = True) -> pd.DataFrame:
+def proposals_from_change_points(change_points: dict[int, np.ndarray], num_steps: int, grid: TimeGrid,
+                                 duration: float | None = None, max_union: int = 3, dedup: bool = True
+                                 ) -> pd.DataFrame:
     """Proposal table of one video from {m: change points (m,) int} over `num_steps` feature steps.
 
     Returns a DataFrame with columns start, end (float64 seconds), start_step, end_step (int64, the span
@@ -53,9 +54,9 @@ def proposals_from_change_points(change_points: dict[int, np.ndarray], num_steps
                     seen.add(key)
                     rows.append((*span, int(m), n))
     table = pd.DataFrame(rows, columns=["start_step", "end_step", "m", "n_segments"]).astype("int64")
-    half = feature_step_seconds(fps, stride) / 2.0
-    start = feature_to_seconds(table["start_step"].to_numpy(), fps, window, stride) - half  # (N,)
-    end = feature_to_seconds(table["end_step"].to_numpy() - 1, fps, window, stride) + half  # (N,)
+    half = grid.step_seconds / 2.0
+    start = grid.to_seconds(table["start_step"].to_numpy()) - half  # (N,)
+    end = grid.to_seconds(table["end_step"].to_numpy() - 1) + half  # (N,)
     hi = np.inf if duration is None else float(duration)
     table.insert(0, "start", np.clip(start, 0.0, hi))
     table.insert(1, "end", np.clip(end, 0.0, hi))
@@ -134,46 +135,10 @@ def score_proposals(table: pd.DataFrame, similarity, block_rows: int = 256, sigm
     return scored
 
 
-# -- scales: how many change points each video gets ----------------------------------------------------------
+# -- boundary sources: where a video's change points come from (scales: stages/bapg/scales.py) ---------------
 
-SOURCES = ("tsc", "raw", "random", "oracle")  # raw: TSC on a similarity matrix of the raw features
+BOUNDARY_SOURCES = ("tsc", "raw", "random", "oracle")  # raw: TSC on a similarity matrix of the raw features
 SIMILARITY_SOURCES = ("tsc", "raw")  # the sources whose change points come from TSC on a similarity matrix
-
-
-def scale_names(ms=(), rates=(), penalty: float = 0.0) -> list[str]:
-    """Names of the scales in feature order: fixed counts, then rates (per minute), then the penalised choice."""
-    return ([f"m={int(m)}" for m in ms] + [f"{float(r):g}/min" for r in rates]
-            + ([f"penalty {float(penalty):g}"] if penalty else []))
-
-
-def scale_counts(num_steps: int, seconds: float, ms=(), rates=(), min_size: int = 1) -> list[int]:
-    """Change-point counts of the fixed-count and rate scales of one video (the penalised one needs the DP)."""
-    from tal_pipeline.stages.bapg.tsc import counts_from_rates
-
-    fit = max(num_steps // min_size - 1, 0)
-    counts = [min(int(m), fit) for m in ms]
-    return counts + (counts_from_rates(num_steps, seconds, list(rates), min_size=min_size) if len(rates) else [])
-
-
-def tsc_scales(similarity, seconds: float, ms=(), rates=(), penalty: float = 0.0, min_size: int = 1,
-               name: str = "similarity") -> list[tuple[str, np.ndarray]]:
-    """[(scale name, change points (m,) int64)] of one video from one DP pass over its similarity matrix.
-
-    The largest count bounds the pass; the penalised scale (KTS model selection, stages.tsc.penalised_count)
-    searches m up to that count (or one change point per second of video when it is the only scale).
-    """
-    from tal_pipeline.stages.bapg.tsc import penalised_count, segment
-
-    T = int(similarity.shape[0])
-    counts = scale_counts(T, seconds, ms, rates, min_size)
-    if not counts and not penalty:
-        raise ValueError(f"{name}: no scale given (ms, rates or penalty)")
-    top = max(counts) if counts else max(1, int(round(seconds)))
-    seg = segment(similarity, top, min_size=min_size, name=name)
-    counts = [min(c, seg.max_change_points) for c in counts]
-    if penalty:
-        counts.append(penalised_count(seg, penalty))
-    return [(label, seg.change_points(m)) for label, m in zip(scale_names(ms, rates, penalty), counts)]
 
 
 def random_change_points(num_steps: int, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -204,12 +169,12 @@ def _video_seed(video: str, seed: int) -> int:
 
 # -- the TSCProposals stage: change points and proposals cached per video -----------------------------------
 
-def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", similarity_store: str | None = None,
-                           tsc_store: str | None = None, features_store: str | None = None, ms=(), rates=(),
-                           penalty: float = 0.0, min_size: int = 1, max_union: int = 3,
+def tsc_proposals_to_store(video: str, *, store_path: str, scales: Scales, source: str = "tsc",
+                           similarity_store: str | None = None, tsc_store: str | None = None,
+                           features_store: str | None = None, max_union: int = 3,
                            durations: dict[str, float] | None = None, gt_seconds: dict | None = None,
                            seed: int = 0) -> None:
-    """Change points of one video at every scale, then its proposal table in Zarr.
+    """Change points of one video at every scale of `scales`, then its proposal table in Zarr.
 
     source "tsc": TSC on the video's similarity matrix (similarity_store, read in row blocks); "random": as many
     random change points per scale as the TSC store (tsc_store) has (the random-boundary ablation); "oracle":
@@ -221,8 +186,8 @@ def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", 
     """
     from tal_pipeline.storage.zarr_store import ArtifactStore
 
-    if source not in SOURCES:
-        raise ValueError(f"unknown boundary source {source!r}; known: {SOURCES}")
+    if source not in BOUNDARY_SOURCES:
+        raise ValueError(f"unknown boundary source {source!r}; known: {BOUNDARY_SOURCES}")
     if source in SIMILARITY_SOURCES:
         similarity = ArtifactStore(similarity_store).read(video)  # (T, T) float16, read block-wise by the DP
         a = similarity.attrs
@@ -230,28 +195,26 @@ def tsc_proposals_to_store(video: str, *, store_path: str, source: str = "tsc", 
     else:
         a = ArtifactStore(features_store if source == "oracle" else tsc_store).read(video).attrs
         T = int(a["num_steps"]) if source == "random" else int(ArtifactStore(features_store).read(video).shape[0])
-    fps, window, stride = float(a["fps"]), int(a["window"]), int(a["stride"])
-    seconds = T * stride / fps  # the span of the feature grid: what the rates count per minute of
+    grid = TimeGrid.from_attrs(a, f"video {video!r}")
     if source in SIMILARITY_SOURCES:
-        scales = tsc_scales(similarity, seconds, ms, rates, penalty, min_size, name=f"video {video!r}")
+        found = tsc_scales(similarity, grid.span_seconds(T), scales, name=f"video {video!r}")
     elif source == "random":
         _, ref = read_change_points(tsc_store, video)
         rng = np.random.default_rng(_video_seed(video, seed))
-        scales = [(s["name"], random_change_points(T, int(s["m"]), rng)) for s in ref["scales"]]
+        found = [(s["name"], random_change_points(T, int(s["m"]), rng)) for s in ref["scales"]]
     else:
         gt = np.asarray((gt_seconds or {}).get(video, np.zeros((0, 2))), dtype=np.float64)
-        cps = oracle_change_points(gt, T, fps, window, stride)
-        scales = [(label, cps) for label in scale_names(ms, rates, penalty)]
-    cps_by_m = {len(c): c for _, c in scales}
+        cps = oracle_change_points(gt, T, grid.fps, grid.window, grid.stride)
+        found = [(label, cps) for label in scales.names()]
+    cps_by_m = {len(c): c for _, c in found}
     duration = (durations or {}).get(video)
     duration = None if duration is None or not np.isfinite(duration) else float(duration)
-    table = proposals_from_change_points(cps_by_m, T, fps, window, stride, duration=duration, max_union=max_union)
+    table = proposals_from_change_points(cps_by_m, T, grid, duration=duration, max_union=max_union)
     if source in SIMILARITY_SOURCES:
         table = score_proposals(table, similarity)
     meta = {"columns": COLUMNS, "change_points": {str(m): c.tolist() for m, c in cps_by_m.items()},
-            "scales": [{"name": label, "m": int(len(c))} for label, c in scales], "source": source, "num_steps": T,
-            "fps": fps, "window": window, "stride": stride, "duration": duration, "max_union": int(max_union),
-            "min_size": int(min_size),
+            "scales": [{"name": label, "m": int(len(c))} for label, c in found], "source": source, "num_steps": T,
+            **grid.to_attrs(), "duration": duration, "max_union": int(max_union), "min_size": scales.min_size,
             "rank": "score descending (contrast with the surroundings in S), then m, n_segments, start" if source in
             SIMILARITY_SOURCES else "m ascending, then n_segments, then start (unscored)"}
     ArtifactStore(store_path).write_video(video, table.to_numpy(dtype=np.float64), 4096, ["proposal", "column"], meta)
@@ -268,7 +231,7 @@ def read_change_points(store_path: str, video: str) -> tuple[dict[int, np.ndarra
 def read_scales(store_path: str, video: str) -> list[tuple[str, np.ndarray]]:
     """[(scale name, change points)] of one video in feature order (stores without scales: m ascending)."""
     cps, attrs = read_change_points(store_path, video)
-    scales = attrs.get("scales") or [{"name": f"m={m}", "m": m} for m in sorted(cps)]
+    scales = attrs.get("scales") or [{"name": count_name(m), "m": m} for m in sorted(cps)]
     return [(s["name"], cps[int(s["m"])]) for s in scales]
 
 
@@ -297,7 +260,7 @@ def recall_table_from_store(store_path: str, gt_by_video: dict[str, np.ndarray])
             counts.setdefault(i, []).append(len(c))
         # keyed by scale index, so scales with equal counts (or per-video counts) stay apart
         table = proposals_from_change_points({i: c for i, (_, c) in enumerate(scales)}, int(a["num_steps"]),
-                                             a["fps"], a["window"], a["stride"], duration=a.get("duration"),
+                                             TimeGrid.from_attrs(a, f"video {video!r}"), duration=a.get("duration"),
                                              max_union=int(a["max_union"]), dedup=False)
         stored = read_proposals(store_path, video)  # the scores of the stage's (deduplicated) table
         score = dict(zip(zip(stored["start_step"], stored["end_step"]), stored["score"]))

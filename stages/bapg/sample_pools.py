@@ -1,7 +1,7 @@
 """BAPG II-B sample pools (Fig. 3) with hard negative mining, and the pool similarity that measures an embedding
 on them.
 
-Pools, per training video, on its feature time grid (step i is centred at `feature_to_seconds(i)`; a step
+Pools, per training video, on its feature time grid (step i is centred at `TimeGrid.to_seconds(i)`; a step
 belongs to an instance if its centre lies in [start, end)):
 - positives of an instance: its steps;
 - hard negatives of an instance: the background steps of the clip just before and of the clip just after it,
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tal_pipeline.stages.data.timegrid import feature_to_seconds, video_grid
+from tal_pipeline.stages.data.timegrid import TimeGrid, video_grid
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def _run_after(last: int, free: np.ndarray, centres: np.ndarray, limit: float) -
     return np.arange(last + 1, hi, dtype=np.int64)
 
 
-def video_pools(video: str, rows: pd.DataFrame, num_steps: int, grid: tuple[float, int, int],
+def video_pools(video: str, rows: pd.DataFrame, num_steps: int, grid: TimeGrid,
                 hard_negative_seconds: float | str | None = 2.0
                 ) -> tuple[list[InstancePool], np.ndarray, list[dict]]:
     """Pools of one video: (instance pools in start order, easy negatives (E,), skipped instances).
@@ -93,8 +93,7 @@ def video_pools(video: str, rows: pd.DataFrame, num_steps: int, grid: tuple[floa
     rows: its annotations (label, start, end seconds, optional bool `ambiguous`: such spans are neither
     positive nor negative and stop hard-negative clips like an action does).
     """
-    fps, window, stride = grid
-    centres = feature_to_seconds(np.arange(num_steps), fps, window, stride)  # (T,) seconds
+    centres = grid.to_seconds(np.arange(num_steps))  # (T,) seconds
     rows = rows.sort_values(["start", "end", "label"], kind="stable")
     amb = rows["ambiguous"].to_numpy(bool) if "ambiguous" in rows.columns else np.zeros(len(rows), bool)
     start, end = rows["start"].to_numpy(np.float64), rows["end"].to_numpy(np.float64)
@@ -121,9 +120,11 @@ def video_pools(video: str, rows: pd.DataFrame, num_steps: int, grid: tuple[floa
     return pools, easy, skipped
 
 
-def build_sample_pools(actions: pd.DataFrame, time_grid: Mapping, num_steps: Mapping[str, int],
-                       hard_negative_seconds: float | str | None = 2.0) -> SamplePools:
-    """Pools of the videos in `num_steps` ({video: T}); annotations of other videos are ignored (another split)."""
+def build_sample_pools(actions: pd.DataFrame, time_grid: TimeGrid | Mapping[str, TimeGrid],
+                       num_steps: Mapping[str, int], hard_negative_seconds: float | str | None = 2.0) -> SamplePools:
+    """Pools of the videos in `num_steps` ({video: T}); annotations of other videos are ignored (another split).
+
+    time_grid: one TimeGrid for every video or {video: TimeGrid}."""
     missing = {"video", "label", "start", "end"} - set(actions.columns)
     if missing:
         raise ValueError(f"annotations lack columns {sorted(missing)}")

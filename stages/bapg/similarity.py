@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 DEFAULT_BLOCK = 1024
@@ -62,13 +63,12 @@ def similarity_matrix(embeddings: np.ndarray, block: int = DEFAULT_BLOCK) -> np.
     return S
 
 
-def write_similarity(store_path: str | Path, video: str, embeddings: np.ndarray, grid: dict,
+def write_similarity(store_path: str | Path, video: str, embeddings: np.ndarray, grid: TimeGrid,
                      block: int = DEFAULT_BLOCK, **attrs) -> None:
     """Write S of one video tile by tile into its (T, T) float16 array (chunks = tiles)."""
     T = int(np.asarray(embeddings).shape[0])
-    meta = {"fps": float(grid["fps"]), "window": int(grid["window"]), "stride": int(grid["stride"]),
-            "symmetric": True, "diagonal": 1.0, "definition": "S[i, j] = cosine(embedding_i, embedding_j) (BAPG eq. 2)",
-            **attrs}
+    meta = {**grid.to_attrs(), "symmetric": True, "diagonal": 1.0,
+            "definition": "S[i, j] = cosine(embedding_i, embedding_j) (BAPG eq. 2)", **attrs}
     store = ArtifactStore(store_path)
     with store.video_array(video, (T, T), np.float16, (block, block), ["time", "time_other"], meta) as array:
         for rows, cols, tile in similarity_tiles(embeddings, block, video):
@@ -92,8 +92,7 @@ def similarity_matrix_to_store(video: str, *, features_store: str, store_path: s
     else:
         embeddings = embed_with_checkpoint(encoder, features, device=device, num_threads=num_threads)
         source = f"encoder {Path(encoder).name}"
-    write_similarity(store_path, video, embeddings, {"fps": grid.fps, "window": grid.window, "stride": grid.stride},
-                     block, embedding=source)
+    write_similarity(store_path, video, embeddings, grid, block, embedding=source)
 
 
 def embed_with_checkpoint(encoder: str | Path, features: np.ndarray, device: str = "cpu",

@@ -10,8 +10,9 @@ For m change points the dynamic programme (BAPG eq. 5)
 
 gives the least total cost of k = m + 1 segments of [0, T). One pass up to k = max(m) + 1 yields the
 optimum for every smaller m: `segment` runs it once and returns a `Segmentation` (costs and change points of
-every count); `change_points` is the same for a list of counts. Counts chosen per video: `counts_from_rates`
-(change points per minute of video) and `penalised_count` (the KTS model selection of Potapov et al. 2014).
+every count); `change_points` is the same for a list of counts. Counts chosen per video: the scales of
+stages/bapg/scales.py (change points per minute of video) and `penalised_count` (the KTS model selection of
+Potapov et al. 2014).
 
 Memory stays O(m_max * T): S is read once, in row blocks, and the DP runs over the segment end b in
 increasing order, so only the running block sums Q[a] = sum_{i, j in [a, b)} S[i, j] (one float64 vector)
@@ -28,7 +29,6 @@ on (the same rule as ruptures' KernelCPD). Exact ties need exactly equal float64
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -218,26 +218,6 @@ def change_points(similarity, ms=DEFAULT_MS, min_size: int = 1, block_rows: int 
                           f"{seg.min_size}; returning {seg.max_change_points}", RuntimeWarning, stacklevel=2)
         out[m] = seg.change_points(min(m, seg.max_change_points))
     return out
-
-
-def counts_from_rates(num_steps: int, seconds: float, rates, min_size: int = 1, minimum: int = 1) -> list[int]:
-    """Change-point counts for a video of `seconds` seconds and `num_steps` feature steps, one per rate.
-
-    rates: change points per minute of video (>= 0), in any order; each gives
-        m = max(minimum, round(rate * seconds / 60))     (round: Python's, half to even),
-    capped to the most that fit, num_steps // min_size - 1 (and never below 0). Returns a list in the order of
-    `rates`; equal counts stay (a short video may get the same m for two rates).
-    """
-    rates = [float(r) for r in (rates if np.ndim(rates) else [rates])]
-    if any(not math.isfinite(r) or r < 0 for r in rates):
-        raise ValueError(f"rates must be finite and >= 0 change points per minute, got {rates}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"video duration must be finite and >= 0 seconds, got {seconds}")
-    if int(min_size) < 1 or int(num_steps) < 0 or int(minimum) < 0:
-        raise ValueError(f"need num_steps >= 0, min_size >= 1, minimum >= 0; got {num_steps}, {min_size}, "
-                         f"{minimum}")
-    fit = max(int(num_steps) // int(min_size) - 1, 0)
-    return [min(max(int(minimum), int(round(r * float(seconds) / 60.0))), fit) for r in rates]
 
 
 def penalised_criterion(seg: Segmentation, penalty: float = 1.0) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tal_pipeline.stages.data.timegrid import num_windows
+from tal_pipeline.stages.data.timegrid import TimeGrid, num_windows
 from tal_pipeline.stages.runtime import resolve_device
 
 DEFAULT_WINDOW = 16
@@ -89,7 +89,8 @@ def _prefetch(chunks: Iterable[np.ndarray], depth: int = 2) -> Iterator[np.ndarr
                 thread.join(0.05)
 
 
-def _windows_batch(span: np.ndarray, window: int, stride: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _windows_batch(span: np.ndarray, window: int, stride: int, device: torch.device, dtype: torch.dtype
+                   ) -> torch.Tensor:
     """Frames covering nb consecutive windows -> model input (nb, 3, window, H, W) in [-1, 1].
 
     Each frame is uploaded and converted once per batch; only the model input itself repeats
@@ -214,7 +215,7 @@ def extract_video_features(video: str, *, frames_store: str, store_path: str, wi
                            weights: str, weights_sha256: str, device: str = "auto", batch_size: int = 0,
                            num_threads: int = 0) -> None:
     """Per-video worker of ExtractFeatures (module-level: Dask may pickle it)."""
-    from tal_pipeline.storage.features import TimeGrid, write_features
+    from tal_pipeline.storage.features import write_features
     from tal_pipeline.storage.zarr_store import ArtifactStore
 
     frames = ArtifactStore(frames_store).read(video)

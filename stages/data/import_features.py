@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tal_pipeline.storage.features import TimeGrid, write_features
+from tal_pipeline.stages.data.timegrid import TimeGrid
+from tal_pipeline.storage.features import write_features
 
 
 def source_file(source: str | Path, video: str) -> str:
@@ -55,7 +56,8 @@ def import_video_features(video: str, *, source: str, store_path: str, fps_by_vi
         raise KeyError(f"video {video!r}: no fps in the annotations, so its features have no time grid")
     fps = float(fps_by_video[video])
     if not fps > 0:
-        raise ValueError(f"video {video!r}: fps {fps} in the annotations is not positive, so its features have no time grid")
+        raise ValueError(f"video {video!r}: fps {fps} in the annotations is not positive, so its features have no "
+                         "time grid")
     data = read_source(source, video)
     where = source_file(source, video)
     if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:

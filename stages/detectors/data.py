@@ -2,7 +2,7 @@
 padded batches, sliding windows and the BAPG channels' statistics (pure functions, torch only in collate).
 
 Units: continuous feature-step coordinates where feature i is centred at index i; seconds map to steps only
-through `stages.timegrid.seconds_to_feature`.
+through `TimeGrid.to_steps` (stages/data/timegrid.py).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tal_pipeline.stages.data.timegrid import seconds_to_feature, video_grid
+from tal_pipeline.stages.data.timegrid import TimeGrid, video_grid
 
 
 @dataclass
@@ -38,10 +38,10 @@ def check_features(video: str, arr: np.ndarray, in_channels: int | None = None) 
 
 
 def build_training_set(features: Mapping[str, np.ndarray], annotations, labels: list[str],
-                       time_grid: Mapping) -> list[VideoItem]:
+                       time_grid: TimeGrid | Mapping[str, TimeGrid]) -> list[VideoItem]:
     """Videos of `features` (dict video -> (T, C)) with their annotations (DataFrame: video, label, start, end in
-    seconds) converted to feature steps. Videos without annotations are all background; annotations of videos
-    without features are ignored (another split)."""
+    seconds) converted to feature steps on their time grid (one TimeGrid or {video: TimeGrid}). Videos without
+    annotations are all background; annotations of videos without features are ignored (another split)."""
     if not features:
         raise ValueError("no feature sequences given for training")
     index = {name: i for i, name in enumerate(labels)}
@@ -65,9 +65,8 @@ def build_training_set(features: Mapping[str, np.ndarray], annotations, labels: 
             bad = ~(end > start)
             if bad.any():
                 raise ValueError(f"video {video!r}: annotation with end <= start at start={start[bad][0]}s")
-            fps, window, stride = video_grid(time_grid, video)
-            segs = np.stack([seconds_to_feature(start, fps, window, stride),
-                             seconds_to_feature(end, fps, window, stride)], axis=1).astype(np.float32)
+            grid = video_grid(time_grid, video)
+            segs = np.stack([grid.to_steps(start), grid.to_steps(end)], axis=1).astype(np.float32)
             labs = np.array([index[x] for x in df["label"]], np.int64)
         items.append(VideoItem(video, arr, segs, labs))
     return items

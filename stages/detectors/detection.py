@@ -2,8 +2,8 @@
 detections per video in seconds (pure functions; the Detect task and `tal-pipeline detect` wrap them).
 
 Units: detectors work in continuous feature-step coordinates where feature i is centred at index i.
-Seconds map to steps only through `stages.timegrid.seconds_to_feature` and back only through its exact
-inverse `feature_to_seconds`, so a predicted step interval [a, b] covers the time from the centre
+Seconds map to steps only through `TimeGrid.to_steps` (stages/data/timegrid.py) and back only through its
+exact inverse `TimeGrid.to_seconds`, so a predicted step interval [a, b] covers the time from the centre
 time of (fractional) feature a to that of feature b, and a perfect prediction of a ground truth gives
 back its seconds exactly.
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tal_pipeline.stages.data.timegrid import feature_to_seconds, video_grid
+from tal_pipeline.stages.data.timegrid import TimeGrid, video_grid
 from tal_pipeline.stages.detectors.data import check_features, window_starts
 from tal_pipeline.stages.detectors.training import DEFAULT_TRAIN
 from tal_pipeline.stages.runtime import resolve_device
@@ -68,11 +68,12 @@ def predict_video(model, dev, feats: np.ndarray, max_seq_len: int, max_dets: int
 
 
 def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapping[str, np.ndarray],
-           labels: list[str], time_grid: Mapping, durations: Mapping[str, float], max_dets: int = 200,
-           device: str = "auto") -> dict[str, list[dict]]:
+           labels: list[str], time_grid: TimeGrid | Mapping[str, TimeGrid], durations: Mapping[str, float],
+           max_dets: int = 200, device: str = "auto") -> dict[str, list[dict]]:
     """Detections per video: [{"segment": [start_s, end_s], "label": class name, "score": float}], best first.
 
-    Segments are clipped to [0, duration]; at most max_dets per video; a segment may carry several classes.
+    time_grid: one TimeGrid for every video or {video: TimeGrid}. Segments are clipped to [0, duration]; at most
+    max_dets per video; a segment may carry several classes.
     """
     if config_dict.get("name") != name:
         raise ValueError(f"checkpoint is for detector {config_dict.get('name')!r}, not {name!r}")
@@ -86,9 +87,9 @@ def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapp
         if video not in durations:
             raise ValueError(f"video {video!r}: no duration given")
         duration = float(durations[video])
-        fps, window, stride = video_grid(time_grid, video)
+        grid = video_grid(time_grid, video)
         segs, scores, labs = predict_video(model, dev, feats, max_seq_len, max_dets)
-        sec = np.clip(feature_to_seconds(segs, fps, window, stride), 0.0, duration)  # (N, 2)
+        sec = np.clip(grid.to_seconds(segs), 0.0, duration)  # (N, 2)
         keep = sec[:, 1] > sec[:, 0]
         out[video] = [{"segment": [float(a), float(b)], "label": labels[int(c)], "score": float(s)}
                       for (a, b), s, c in zip(sec[keep], scores[keep], labs[keep])]

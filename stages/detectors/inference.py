@@ -9,10 +9,10 @@ by TrainDetector as config["inputs"]):
     (+BAPG)   -> embeddings    stages.encoder.embed with checkpoint["encoder"] (or the raw features when
                                recipe.bapg.use_encoder is False)
               -> S             stages.similarity.similarity_matrix, tiled by recipe.bapg.block
-              -> change points stages.proposals.tsc_scales for recipe.bapg.ms, .rates, .penalty, .min_size
+              -> change points stages.scales.tsc_scales for recipe.bapg.ms, .rates, .penalty, .min_size
                                (one scale each, counts from the video's feature span)
               -> B             stages.proposal_features.boundary_aware_features, concatenated after the features
-    -> detections              stages.detection.detect, time grid {fps, window, stride}, clipped to the video's
+    -> detections              stages.detection.detect on the recipe's TimeGrid, clipped to the video's
                                real (decoded) duration.
 
 The checkpoint is loaded with torch.load(..., weights_only=True) only. A detector trained on imported
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tal_pipeline.stages.data.timegrid import TimeGrid
 
 log = logging.getLogger("pipeline")
 
@@ -145,6 +147,12 @@ def checkpoint_info(checkpoint: Mapping, path: str | Path | None = None) -> dict
 
 # --------------------------------------------------------------------------------------------- inference
 
+def recipe_grid(recipe) -> TimeGrid:
+    """The time grid of the features a recipe makes from a raw video: frames at recipe.frames.fps, windows of
+    recipe.features.window frames every .stride."""
+    return TimeGrid(recipe.frames.fps, recipe.features.window, recipe.features.stride)
+
+
 def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tuple[np.ndarray, dict]:
     """The detector's input for one video's I3D features (T, C): the features, + B for a +BAPG detector.
 
@@ -152,7 +160,7 @@ def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tup
     TSCProposals -> ProposalFeatures and load_feature_dict build it in the pipeline.
     """
     from tal_pipeline.stages.bapg.proposal_features import boundary_aware_features
-    from tal_pipeline.stages.bapg.proposals import tsc_scales
+    from tal_pipeline.stages.bapg.scales import Scales, tsc_scales
     from tal_pipeline.stages.bapg.similarity import similarity_matrix
 
     recipe = checkpoint["recipe"]
@@ -167,11 +175,10 @@ def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tup
     else:
         embeddings = features
     S = similarity_matrix(embeddings, block=bapg.block)  # (T, T) float16, tiled as the stage did
-    seconds = features.shape[0] * recipe.features.stride / recipe.frames.fps  # the span TSCProposals counts
-    scales = tsc_scales(S, seconds, list(bapg.ms), list(bapg.rates), bapg.penalty, bapg.min_size,
-                        name=f"video {video!r}")
-    B = boundary_aware_features(features, scales, bapg.projection_dim, bapg.projection_seed)
-    return np.concatenate([features, B], axis=1), dict(scales)
+    seconds = recipe_grid(recipe).span_seconds(features.shape[0])  # the span TSCProposals counts
+    found = tsc_scales(S, seconds, Scales(bapg.ms, bapg.rates, bapg.penalty, bapg.min_size), name=f"video {video!r}")
+    B = boundary_aware_features(features, found, bapg.projection_dim, bapg.projection_seed)
+    return np.concatenate([features, B], axis=1), dict(found)
 
 
 def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", max_dets: int = 200
@@ -215,8 +222,7 @@ def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", ma
     timings["bapg_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    grid = {"fps": fps, "window": window, "stride": stride}
-    results = detect(cfg["name"], checkpoint["state"], cfg, {video: x}, list(cfg["labels"]), grid,
+    results = detect(cfg["name"], checkpoint["state"], cfg, {video: x}, list(cfg["labels"]), recipe_grid(recipe),
                      {video: float(vinfo.duration)}, max_dets=max_dets, device=str(dev))
     timings["detect_s"] = time.perf_counter() - t0
     info = {"file": str(path), "duration": float(vinfo.duration), "source_fps": vinfo.source_fps,

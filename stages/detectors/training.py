@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.detectors.data import (
     VideoItem,
     bapg_statistics,
@@ -147,8 +148,9 @@ def training_health(model, initial_state: Mapping, items: list[VideoItem], log_r
 
 
 def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, labels: list[str],
-                   time_grid: Mapping, config: Mapping | None = None, seed: int = 0, device: str = "auto",
-                   progress: bool = True, bapg_channels: int = 0, on_epoch=None) -> tuple[dict, dict, list[dict]]:
+                   time_grid: TimeGrid | Mapping[str, TimeGrid], config: Mapping | None = None, seed: int = 0,
+                   device: str = "auto", progress: bool = True, bapg_channels: int = 0, on_epoch=None
+                   ) -> tuple[dict, dict, list[dict]]:
     """Train detector `name` on all videos of `features`; returns (model_state, config_dict, log_rows).
 
     config: training settings (DEFAULT_TRAIN keys) plus "model" (detector options) and "fusion" (BAPG fusion
@@ -230,7 +232,7 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     bar.close()
     model.load_state_dict(ema)  # the weights that are saved are the ones checked
     health = training_health(model, initial, items, log_rows, cfg, dev, seed)
-    grid = ({k: time_grid[k] for k in ("fps", "window", "stride")} if "fps" in time_grid else None)
+    grid = time_grid.to_attrs() if isinstance(time_grid, TimeGrid) else None  # one grid for every video
     config_dict = {
         "name": name, "in_channels": int(in_channels), "bapg_channels": int(bapg_channels),
         "num_classes": len(labels), "labels": list(labels), "model": model_cfg, "fusion": fusion_cfg,
