@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--use-bapg", action="store_true", help="train on features + ProposalFeatures (fused)")
-    ap.add_argument("--bapg-source", default="tsc", choices=["tsc", "raw", "random", "oracle"])  # stages.proposals.SOURCES
+    ap.add_argument("--bapg-source", default="tsc", choices=["tsc", "raw", "random", "oracle"])  # BOUNDARY_SOURCES
     ap.add_argument("--luigi-args", default="", help="arguments of `luigi --module pipeline FullRun` (dataset, "
                                                      "workdir, stage options)")
     ap.add_argument("--threads", type=int, default=2)

@@ -17,7 +17,7 @@ a change point c is the first step of a new segment).
    S is read in square tiles along the diagonal; each tile's 2-D prefix sums give every block sum in O(1):
    O(T * (block_rows + 4 max k)) reads and O((block_rows + 2 max k)^2) float64 memory, never a copy of S.
 
-2. Change-point strength: how much the TSC cost (BAPG eq. 4, tsc.segment_cost,
+2. Change-point strength: how much the TSC cost (BAPG eq. 4, tests/reference_tsc.segment_cost,
    v(a, b) = sum_{i in [a, b)} S[i, i] - (1 / (b - a)) sum_{i, j in [a, b)} S[i, j]) rises when change point
    c_i is removed and its neighbouring segments L = [b_{i-1}, c_i), R = [c_i, b_{i+1}) merge:
 

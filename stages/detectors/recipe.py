@@ -74,7 +74,7 @@ class FeaturesRecipe:
 class BapgRecipe:
     """SimilarityMatrices -> TSCProposals -> ProposalFeatures of a +BAPG detector."""
 
-    source: str  # tsc | raw | random | oracle (stages.proposals.SOURCES)
+    source: str  # tsc | raw | random | oracle (stages.bapg.proposals.BOUNDARY_SOURCES)
     # The contrastive encoder made the boundaries (tsc; random: its counts): False for raw (S of the features
     # themselves) and oracle (no S at all).
     use_encoder: bool

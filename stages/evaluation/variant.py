@@ -10,7 +10,7 @@ from typing import NamedTuple
 class Variant(NamedTuple):
     detector: str
     bapg: bool = False
-    source: str | None = None  # where the BAPG boundaries came from (stages.bapg.proposals.SOURCES); None without
+    source: str | None = None  # where the BAPG boundaries came from (proposals.BOUNDARY_SOURCES); None without
     seed: int = 0
     untrained: bool = False
 
