@@ -60,10 +60,12 @@ def main() -> None:
     bare = best_of(lambda: bare_decode(video), args.repeat)
     frames, info = sample_video(video, args.fps, args.size)
     sampled = best_of(lambda: sample_video(video, args.fps, args.size), args.repeat)
-    print(f"video: {video.name}  {info.width}x{info.height}  {n_frames} frames  {info.duration:.2f} s  source fps {info.source_fps:.3f}")
-    print(f"bare PyAV decode + rgb24 of every frame : {bare * 1e3:8.1f} ms  {n_frames / bare:8.1f} frames/s  {info.duration / bare:7.1f} video-s/s")
-    print(f"SampleFrames at {args.fps:g} fps, {args.size}px         : {sampled * 1e3:8.1f} ms  {n_frames / sampled:8.1f} frames/s  "
-          f"{info.duration / sampled:7.1f} video-s/s  ({frames.shape[0]} samples)")
+    print(f"video: {video.name}  {info.width}x{info.height}  {n_frames} frames  {info.duration:.2f} s  "
+          f"source fps {info.source_fps:.3f}")
+    print(f"bare PyAV decode + rgb24 of every frame : {bare * 1e3:8.1f} ms  {n_frames / bare:8.1f} frames/s  "
+          f"{info.duration / bare:7.1f} video-s/s")
+    print(f"SampleFrames at {args.fps:g} fps, {args.size}px         : {sampled * 1e3:8.1f} ms  "
+          f"{n_frames / sampled:8.1f} frames/s  {info.duration / sampled:7.1f} video-s/s  ({frames.shape[0]} samples)")
     print(f"ratio SampleFrames / bare decode throughput: {bare / sampled:.2f}x")
 
 

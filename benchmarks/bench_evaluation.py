@@ -38,7 +38,8 @@ def synthetic_gt(rng, videos: int = 212, classes: int = 20) -> Annotations:
         for label in rng.choice(classes, size=int(rng.integers(1, 3)), replace=False):
             for _ in range(int(rng.integers(3, 16))):
                 start = round(float(rng.uniform(0, duration - 10)), 1)
-                rows.append((name, "test", f"class{label:02d}", start, start + round(float(rng.uniform(0.5, 9)), 1), False))
+                end = start + round(float(rng.uniform(0.5, 9)), 1)
+                rows.append((name, "test", f"class{label:02d}", start, end, False))
         if rng.random() < 0.3:
             start = round(float(rng.uniform(0, duration - 10)), 1)
             rows.append((name, "test", "Ambiguous", start, start + 3.0, True))

@@ -54,7 +54,8 @@ def dp_cells(T: int, kmax: int, min_size: int = 1) -> int:
     """Number of (b, a, k) triples the DP evaluates for k = 2..kmax segments."""
     total = 0
     for k in range(2, kmax + 1):
-        n = T - k * min_size + 1  # segment ends b = k*min_size .. T, each with b - min_size - (k - 1) * min_size + 1 starts
+        # segment ends b = k*min_size .. T, each with b - min_size - (k - 1) * min_size + 1 starts
+        n = T - k * min_size + 1
         if n > 0:
             total += n * (n + 1) // 2
     return total

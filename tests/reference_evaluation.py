@@ -87,7 +87,8 @@ def _ref_rank(dets, gts, ambiguous, threshold, strict) -> list[bool]:
         if best is not None:
             taken.add(best)
             ranked.append(True)
-        elif ambiguous is None or not any(min(det.end, e) - max(det.start, s) > 0 for s, e in ambiguous.get(det.video, [])):
+        elif ambiguous is None or not any(min(det.end, e) - max(det.start, s) > 0
+                                          for s, e in ambiguous.get(det.video, [])):
             ranked.append(False)
     return ranked
 

@@ -63,7 +63,8 @@ def test_score_ties_keep_table_order(mode):
 @pytest.mark.parametrize("mode", BOTH)
 def test_second_detection_on_same_gt_is_false_positive(mode):
     gt = make_gt([("v1", "A", 0, 10), ("v1", "A", 20, 30)])
-    result = evaluate_detections(gt, preds([("v1", 0, 10, "A", 0.9), ("v1", 0, 10, "A", 0.8), ("v1", 20, 30, "A", 0.7)]), mode=mode)
+    rows = [("v1", 0, 10, "A", 0.9), ("v1", 0, 10, "A", 0.8), ("v1", 20, 30, "A", 0.7)]
+    result = evaluate_detections(gt, preds(rows), mode=mode)
     # ranking TP, FP, TP: precisions 1, 2/3 at the TPs -> AP (1 + 2/3) / 2 = 5/6 (the envelope changes nothing)
     assert result["mAP"] == pytest.approx([5 / 6] * 5)
     # top 1 x #GT = 2 detections hold one TP; top 5 x #GT hold both
@@ -166,7 +167,8 @@ def test_cap_keeps_top_scores_per_video_across_classes():
     assert uncapped["report"]["dropped_by_cap"] == 0
     assert ap_of(uncapped, "A") == pytest.approx([2 / 3] * 5)
     # non-interpolated: (1/2 + 2/3) / 2 = 7/12
-    assert ap_of(evaluate_detections(gt, preds(rows), max_dets=None, mode="thumos14"), "A") == pytest.approx([7 / 12] * 5)
+    result = evaluate_detections(gt, preds(rows), max_dets=None, mode="thumos14")
+    assert ap_of(result, "A") == pytest.approx([7 / 12] * 5)
 
 
 def test_interpolated_and_plain_ap_by_hand():
@@ -228,7 +230,8 @@ def write_files(tmp_path):
         {"segment": [0, 10], "label": "A"}, {"segment": [20, 30], "label": "B"}]},
         "v2": {"subset": "validation", "duration": 50.0, "annotations": [{"segment": [1, 2], "label": "A"}]}}
     (tmp_path / "gt.json").write_text(json.dumps({"database": database}))
-    results = {"v1": [{"segment": [0, 10], "label": "A", "score": 0.9}, {"segment": [20, 26], "label": "B", "score": 0.8}]}
+    results = {"v1": [{"segment": [0, 10], "label": "A", "score": 0.9},
+                      {"segment": [20, 26], "label": "B", "score": 0.8}]}
     (tmp_path / "pred.json").write_text(json.dumps({"results": results}))
     return tmp_path / "gt.json", tmp_path / "pred.json"
 
@@ -242,7 +245,8 @@ def test_cli_json(tmp_path, capsys):
     assert out["per_class_AP"] == {"A": [1.0] * 5, "B": [1.0, 1.0, 1.0, 1.0, 0.0]}
     assert out["mAP"] == [1.0, 1.0, 1.0, 1.0, 0.5] and out["average_mAP"] == pytest.approx(0.9)
     # without --subset the validation video's A instance is a missed GT
-    assert main(["evaluate", "--gt", str(gt), "--pred", str(pred), "--preset", "activitynet", "--mode", "thumos14", "--json"]) == 0
+    assert main(["evaluate", "--gt", str(gt), "--pred", str(pred), "--preset", "activitynet", "--mode", "thumos14",
+                 "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["thresholds"]) == 10 and out["per_class_AP"]["A"] == [0.5] * 10
 
@@ -304,7 +308,8 @@ def test_vectorised_equals_reference_on_random_data(mode):
     for seed in range(60):
         gt, predictions = random_case(seed)
         kwargs = dict(mode=mode, max_dets=[None, 3, 10][seed % 3], thresholds=[0.1, 0.3, 0.5, 0.7, 1.0])
-        ours, ref = evaluate_detections(gt, predictions, **kwargs), evaluate_detections_reference(gt, predictions, **kwargs)
+        ours = evaluate_detections(gt, predictions, **kwargs)
+        ref = evaluate_detections_reference(gt, predictions, **kwargs)
         assert np.allclose(ours["mAP"], ref["mAP"], atol=1e-12), seed
         assert ours["per_class_AP"].keys() == ref["per_class_AP"].keys()
         assert np.allclose(list(ours["per_class_AP"].values()), list(ref["per_class_AP"].values()), atol=1e-12), seed
