@@ -1,5 +1,5 @@
 """Runtime helpers every training and feature stage shares: the one device resolver, seeding, the warm-up +
-cosine learning-rate schedule and the warm-up EMA decay (torch is imported inside the functions).
+cosine learning-rate schedule, the warm-up EMA decay and training progress (torch and tqdm are imported inside).
 """
 from __future__ import annotations
 
@@ -50,3 +50,27 @@ def ema_decay_at(n: int, decay: float) -> float:
     """Warm-up EMA decay min(d, (1+n)/(10+n)) at update n (docs/method.md §8): a fixed 0.999 over a few hundred
     updates would leave the average mostly made of the random initial weights."""
     return min(decay, (1.0 + n) / (10.0 + n))
+
+
+class TrainingProgress:
+    """An iteration bar on a terminal only (in a log file every refresh would be one more line) and the per-epoch
+    callback on_epoch(epochs_done, epochs) that luigi's progress channel listens to."""
+
+    def __init__(self, iterations: int, epochs: int, desc: str, show: bool = True, on_epoch=None):
+        import sys
+
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=iterations, desc=desc, disable=not (show and sys.stderr.isatty()), leave=False)
+        self.epochs, self.on_epoch = epochs, on_epoch
+
+    def iteration(self, loss: float) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.3f}")
+
+    def epoch(self, epoch: int) -> None:
+        if self.on_epoch is not None:
+            self.on_epoch(epoch + 1, self.epochs)
+
+    def close(self) -> None:
+        self.bar.close()

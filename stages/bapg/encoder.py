@@ -9,7 +9,6 @@ Checkpoint = (state: dict[str, Tensor] on CPU, config_dict: JSON-able); load wit
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +17,7 @@ import pandas as pd
 
 from tal_pipeline.stages.bapg.sample_pools import InstancePool, SamplePools, build_sample_pools
 from tal_pipeline.stages.data.timegrid import TimeGrid
-from tal_pipeline.stages.runtime import resolve_device, seed_everything
+from tal_pipeline.stages.runtime import TrainingProgress, resolve_device, seed_everything
 
 DEFAULT_ENCODER: dict[str, Any] = {
     "encoder": "mlp",            # "mlp" on per-step features (default) or "cnn" on uint8 frames (T, H, W, 3)
@@ -140,7 +139,6 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
     (read zarr arrays with [:] first). on_epoch(epoch_done, epochs): called after every epoch (progress reporting).
     """
     import torch
-    from tqdm import tqdm
 
     from tal_pipeline.models.encoder import build_encoder, contrastive_loss
 
@@ -164,9 +162,7 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
     per_epoch = int(cfg["iterations_per_epoch"] or max(1, math.ceil(n_pos / cfg["batch_size"])))
     log_rows: list[dict] = []
     step = 0
-    # A bar only on a terminal: in a log file every refresh would be one more line.
-    bar = tqdm(total=per_epoch * cfg["epochs"], desc="train encoder", disable=not (progress and sys.stderr.isatty()),
-               leave=False)
+    bar = TrainingProgress(per_epoch * cfg["epochs"], cfg["epochs"], "train encoder", progress, on_epoch)
     for epoch in range(cfg["epochs"]):
         lr = multistep_lr(epoch, cfg["epochs"], cfg["lr"], cfg["lr_milestones"], cfg["lr_decay"])
         for group in opt.param_groups:
@@ -196,10 +192,8 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
             row.update(loss=float(loss.detach()), s_ap=float(s_ap.mean().detach()), s_an=float(s_an.mean().detach()))
             log_rows.append(row)
             step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
-        if on_epoch is not None:
-            on_epoch(epoch + 1, cfg["epochs"])
+            bar.iteration(row["loss"])
+        bar.epoch(epoch)
     bar.close()
     train = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
     train["lr_milestones"] = [float(m) for m in cfg["lr_milestones"]]

@@ -23,7 +23,7 @@ from tal_pipeline.stages.detectors.data import (
     random_crop,
     window_starts,
 )
-from tal_pipeline.stages.runtime import ema_decay_at, lr_at, resolve_device, seed_everything
+from tal_pipeline.stages.runtime import TrainingProgress, ema_decay_at, lr_at, resolve_device, seed_everything
 
 DEFAULT_TRAIN: dict[str, Any] = {
     "epochs": 30,
@@ -162,10 +162,7 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     `detect`. log_rows: one dict per iteration with epoch, iteration, lr and every loss term.
     on_epoch(epoch_done, epochs): called after every epoch (progress reporting).
     """
-    import sys
-
     import torch
-    from tqdm import tqdm
 
     from tal_pipeline.models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
 
@@ -194,8 +191,7 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     initial = {k: v.detach().clone() for k, v in ema.items()}  # for the health check's loss comparison
     log_rows: list[dict] = []
     step = 0
-    # A bar only on a terminal: in a log file every refresh would be one more line.
-    bar = tqdm(total=total, desc=f"train {name}", disable=not (progress and sys.stderr.isatty()), leave=False)
+    bar = TrainingProgress(total, cfg["epochs"], f"train {name}", progress, on_epoch)
     for epoch in range(cfg["epochs"]):
         order = rng.permutation(len(items))
         for i in range(per_epoch):
@@ -225,10 +221,8 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
             log_rows.append({"epoch": epoch, "iteration": step, "lr": lr,
                              **{k: float(v.detach()) for k, v in losses.items()}})
             step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{log_rows[-1]['total']:.3f}")
-        if on_epoch is not None:
-            on_epoch(epoch + 1, cfg["epochs"])
+            bar.iteration(log_rows[-1]["total"])
+        bar.epoch(epoch)
     bar.close()
     model.load_state_dict(ema)  # the weights that are saved are the ones checked
     health = training_health(model, initial, items, log_rows, cfg, dev, seed)
