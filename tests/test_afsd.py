@@ -5,20 +5,11 @@ import pytest
 import torch
 
 from tal_pipeline.models.afsd import boundary_pooling, heads
+from tal_pipeline.models.afsd import losses as afsd_losses
 from tal_pipeline.models.afsd import model as afsd_model
 from tal_pipeline.models.afsd.bcl import build_contrastive_clips
 from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool, boundary_regions, region_to_indices
 from tal_pipeline.models.afsd.heads import decode_coarse
-from tal_pipeline.models.afsd.losses import (
-    activation_guided_loss,
-    afsd_total,
-    boundary_targets,
-    boundary_triplet_loss,
-    offset_l1_loss,
-    quality_loss,
-    softmax_focal_loss,
-    tiou_loss,
-)
 from tal_pipeline.models.afsd.model import AFSD, fuse_scores, refine_segments
 from tal_pipeline.models.afsd.targets import coarse_targets, offset_targets, refined_targets
 from tests import reference_boundary_pooling as reference
@@ -248,7 +239,7 @@ def test_afsd_parameter_gradients_match_reference_pooling(monkeypatch):
 
 
 def test_eq7_boundary_targets():
-    g_s, g_e = boundary_targets(torch.tensor([[2.0, 12.0]]), 16, radius_min=1.0, radius_ratio=0.1)
+    g_s, g_e = afsd_losses.boundary_targets(torch.tensor([[2.0, 12.0]]), 16, radius_min=1.0, radius_ratio=0.1)
     assert g_s.nonzero().flatten().tolist() == [1, 2, 3]  # |i - 2| <= max(1, 1.0)
     assert g_e.nonzero().flatten().tolist() == [11, 12, 13]
 
@@ -260,14 +251,14 @@ def test_eq6_8_activation_guided_bce():
     g_s = torch.tensor([[0.0, 1.0, 0.0]])
     g_e = torch.tensor([[0.0, 0.0, 1.0]])
     mask = torch.tensor([[True, True, True]])
-    got = activation_guided_loss(f_s, f_e, g_s, g_e, mask)
+    got = afsd_losses.activation_guided_loss(f_s, f_e, g_s, g_e, mask)
     eps = 1e-6
     p = (math.tanh(1) + math.tanh(3)) / 2
     start = (-math.log(1 - eps) - math.log(p) - math.log(1 - eps)) / 3
     end = (-math.log(1 - eps) - math.log(1 - eps) - math.log(eps)) / 3
     assert got.item() == pytest.approx(start + end, rel=1e-5)
     # masked steps do not count
-    got_masked = activation_guided_loss(f_s, f_e, g_s, g_e, torch.tensor([[True, True, False]]))
+    got_masked = afsd_losses.activation_guided_loss(f_s, f_e, g_s, g_e, torch.tensor([[True, True, False]]))
     assert got_masked.item() == pytest.approx(-math.log(p) / 2 + 2 * -math.log(1 - eps) / 2, rel=1e-5)
 
 
@@ -275,22 +266,24 @@ def test_eq9_triplet():
     a1e = torch.tensor([[0.0, 0.0]])
     a2s = torch.tensor([[1.0, 0.0]])  # ||.||^2 = 1
     bg = torch.tensor([[0.0, 0.5]])  # ||.||^2 = 0.25
-    assert boundary_triplet_loss(a1e, a2s, bg).item() == pytest.approx(1 - 0.25 + 1)
+    assert afsd_losses.boundary_triplet_loss(a1e, a2s, bg).item() == pytest.approx(1 - 0.25 + 1)
     far = torch.tensor([[0.0, 2.0]])  # 1 - 4 + 1 < 0 -> 0
-    assert boundary_triplet_loss(a1e, a2s, far).item() == 0.0
+    assert afsd_losses.boundary_triplet_loss(a1e, a2s, far).item() == 0.0
 
 
 def test_focal_tiou_l1_quality_total():
     # softmax focal, 2 classes, logits equal: p_t = 0.5 -> (0.5)^2 * log 2
-    assert softmax_focal_loss(torch.zeros(1, 2), torch.tensor([0])).item() == pytest.approx(0.25 * math.log(2))
-    assert softmax_focal_loss(torch.tensor([[0.0, 50.0]]), torch.tensor([1])).item() == pytest.approx(0, abs=1e-12)
+    focal = afsd_losses.softmax_focal_loss
+    assert focal(torch.zeros(1, 2), torch.tensor([0])).item() == pytest.approx(0.25 * math.log(2))
+    assert focal(torch.tensor([[0.0, 50.0]]), torch.tensor([1])).item() == pytest.approx(0, abs=1e-12)
     # eq. 13: [0,2] vs [1,3] -> tIoU 1/3
-    assert tiou_loss(torch.tensor([[0.0, 2.0]]), torch.tensor([[1.0, 3.0]])).item() == pytest.approx(2 / 3)
-    assert offset_l1_loss(torch.tensor([[0.5, -1.0]]), torch.tensor([[0.0, 0.0]])).item() == pytest.approx(1.5)
+    assert afsd_losses.tiou_loss(torch.tensor([[0.0, 2.0]]), torch.tensor([[1.0, 3.0]])).item() == pytest.approx(2 / 3)
+    offset = afsd_losses.offset_l1_loss(torch.tensor([[0.5, -1.0]]), torch.tensor([[0.0, 0.0]]))
+    assert offset.item() == pytest.approx(1.5)
     # eq. 14: BCE(sigmoid(0) = 0.5, 0.5) = log 2
-    assert quality_loss(torch.tensor([0.0]), torch.tensor([0.5])).item() == pytest.approx(math.log(2))
+    assert afsd_losses.quality_loss(torch.tensor([0.0]), torch.tensor([0.5])).item() == pytest.approx(math.log(2))
     # eq. 11 with lambda = 10, gamma = 1
-    total = afsd_total(*[torch.tensor(v) for v in (1.0, 2.0, 3.0, 4.0, 5.0)], lam=10, gamma=1)
+    total = afsd_losses.afsd_total(*[torch.tensor(v) for v in (1.0, 2.0, 3.0, 4.0, 5.0)], lam=10, gamma=1)
     assert total.item() == pytest.approx(1 + 20 + 3 + 40 + 5)
 
 
@@ -352,8 +345,8 @@ def test_forward_shapes_loss_terms_and_padding():
     losses = model.loss(out, targets)
     terms = {"total", "cls_coarse", "loc_coarse", "cls_refined", "loc_refined", "quality", "act", "triplet"}
     assert terms <= set(losses)
-    main = afsd_total(losses["cls_coarse"], losses["loc_coarse"], losses["cls_refined"], losses["loc_refined"],
-                      losses["quality"])
+    main = afsd_losses.afsd_total(losses["cls_coarse"], losses["loc_coarse"], losses["cls_refined"],
+                                  losses["loc_refined"], losses["quality"])
     assert losses["total"].item() == pytest.approx((main + losses["act"] + losses["triplet"]).item(), rel=1e-6)
     losses["total"].backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if "cls_ref_out" in n or "offset_out" in n)

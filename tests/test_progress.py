@@ -67,6 +67,8 @@ class _Factory:
 @pytest.fixture
 def dataset_config(tiny_synthetic, tmp_path):
     """[dataset] and [paths] pointing at the tiny synthetic dataset, for an in-process luigi run (then removed)."""
+    import pipeline  # noqa: F401 - importing it re-reads luigi's files (shipped defaults first), so set after it
+
     parser = luigi.configuration.get_config()
     values = {("dataset", "videos"): str(tiny_synthetic),
               ("dataset", "annotations"): str(tiny_synthetic / "annotations.json"),
