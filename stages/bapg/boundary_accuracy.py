@@ -152,3 +152,22 @@ def boundary_accuracy_table(change_points: Mapping[str, Mapping[str, np.ndarray]
                          for v, s, c in rows],
                         columns=["video", "scale", "tolerance", "tp", "n_pred", "n_true", "precision", "recall",
                                  "f1"])
+
+
+def boundary_accuracy_from_store(store_path: str, gt_by_video: Mapping[str, np.ndarray],
+                                 tolerances=DEFAULT_TOLERANCES) -> pd.DataFrame:
+    """Boundary precision/recall/F1 of every scale cached in a TSCProposals store, over the videos of gt_by_video.
+
+    gt_by_video: {video: (G, 2) action [start, end] in seconds}; each video's time grid and number of steps
+    come from its proposal array's attributes, so the ground truth is placed exactly as the oracle source does.
+    """
+    from tal_pipeline.stages.bapg.proposals import read_change_points, read_scales
+    from tal_pipeline.stages.data.timegrid import TimeGrid
+
+    change_points, gt_steps = {}, {}
+    for video, gt in gt_by_video.items():
+        _, attrs = read_change_points(store_path, video)
+        grid = TimeGrid.from_attrs(attrs, f"video {video!r}")
+        change_points[video] = dict(read_scales(store_path, video))
+        gt_steps[video] = gt_boundary_steps(gt, int(attrs["num_steps"]), grid.fps, grid.window, grid.stride)
+    return boundary_accuracy_table(change_points, gt_steps, tolerances)
