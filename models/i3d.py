@@ -1,6 +1,6 @@
 """Inception-v1 I3D (Carreira & Zisserman 2017) in plain torch, RGB stream.
 
-State-dict keys follow the pytorch-i3d layout described in ../shared/data/i3d/STATE_DICT.md
+State-dict keys follow the pytorch-i3d layout
 (344 entries, loads with strict=True). Numerics follow DeepMind's TF/Sonnet model:
 TF "SAME" padding computed from the actual input size for every conv and pool, BatchNorm
 eps 1e-3 with no learned scale, input RGB in [-1, 1] shaped (B, 3, T, H, W).
@@ -17,7 +17,7 @@ BN_MOMENTUM = 0.01
 FEATURE_DIM = 1024
 NUM_CLASSES = 400
 
-# Inception block channel plan, in-channels -> (b0, b1a, b1b, b2a, b2b, b3b) (STATE_DICT.md).
+# Inception block channel plan, in-channels -> (b0, b1a, b1b, b2a, b2b, b3b) (pytorch-i3d layout).
 MIXED = {
     "Mixed_3b": (192, (64, 96, 128, 16, 32, 32)),
     "Mixed_3c": (256, (128, 128, 192, 32, 96, 64)),

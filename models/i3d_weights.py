@@ -34,7 +34,7 @@ CKPT_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
 CACHED_FILE = "i3d_rgb_k400.pt"
 NUM_KEYS = 344
 
-# Flax branch names -> pytorch-i3d branch names (STATE_DICT.md).
+# Flax branch names -> pytorch-i3d branch names.
 BRANCHES = {
     "Branch_0/Conv3d_0a_1x1": "b0",
     "Branch_1/Conv3d_0a_1x1": "b1a",

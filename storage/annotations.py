@@ -13,7 +13,7 @@ Schema of :class:`Annotations`:
 ``videos``: video, subset, duration [s, NaN if unknown], fps [NaN if unknown];
 ``instances``: video, subset, label, start, end [s], ambiguous [bool].
 THUMOS14's "Ambiguous" rows are kept apart (``ambiguous=True``, label "Ambiguous"); they are
-never a class. Times are seconds; frame columns are ignored (STATS.md: they assume 30 fps).
+never a class. Times are seconds; frame columns are ignored (THUMOS14's assume 30 fps).
 """
 from __future__ import annotations
 

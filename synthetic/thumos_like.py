@@ -8,7 +8,7 @@ mean of frames [4i, 4i + 16), centred at (4i + 8)/30 s, stages/data/timegrid.py)
 Model of the data (all numbers are fields of :class:`ThumosLikeParams`; norms are L2 norms of
 width-dimensional vectors, so they do not depend on the width):
 
-Layout (THUMOS14 shape, ../shared/data/thumos14/STATS.md; encoded here, never read at run time)
+Layout (THUMOS14 shape, from its public annotations; encoded here, never read at run time)
 - 20 classes with the THUMOS14 names. A video has one class (85%), two (12%) or three (3%);
   extra classes come mostly from the same family (CliffDiving/Diving, CricketBowling/CricketShot,
   the throws, the jumps). The primary class of the first 20 videos of each subset cycles through

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# THUMOS14 detection classes (STATS.md), alphabetical = ActionFormer's label_id order.
+# THUMOS14 detection classes, alphabetical = ActionFormer's label_id order.
 CLASSES = [
     "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling", "CricketShot",
     "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow", "LongJump", "PoleVault",
@@ -179,7 +179,7 @@ def sample_layout(seed: int, subset: str, index: int, max_duration: float = 240.
 
 
 def layout_statistics(layouts: list[VideoLayout]) -> dict:
-    """Durations, actions per video, action lengths, covered share, classes per video (as STATS.md)."""
+    """Durations, actions per video, action lengths, covered share, classes per video (as measured on THUMOS14)."""
     durations = np.array([v.duration for v in layouts])
     counts = np.array([len(v.actions) for v in layouts])
     lengths = np.array([a.end - a.start for v in layouts for a in v.actions])

@@ -4,7 +4,7 @@ Each action class is a distinct motion of a class-coloured object over a texture
 Every action instance is preceded by a warm-up and followed by a cool-down clip in which the same
 object is on screen but does not perform the motion: in pixels it looks like the action, but it is
 background (the BAPG paper's hard negatives, Fig. 1). Between instances the object is absent
-(easy negatives). Durations and actions per video follow the shape of THUMOS14 (STATS.md: median
+(easy negatives). Durations and actions per video follow the shape of THUMOS14 (its annotations: median
 video 150 s, ~30% of the time covered by actions, median action ~3 s, most videos one class),
 scaled down by `duration` so the default run is cheap. Deterministic for a seed.
 """

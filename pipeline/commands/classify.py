@@ -1,6 +1,6 @@
 """`tal-pipeline classify VIDEO [--json]`: Kinetics-400 top-5 of the I3D RGB model on one video.
 
-Preprocessing exactly as ../shared/data/i3d/reference_predictions.json: decode every frame (rgb24),
+Preprocessing exactly as the reference predictions tests/test_i3d.py checks against: decode every frame (rgb24),
 take 64 frames at np.linspace(0, N-1, 64).round(), bilinear resize (align_corners=False) so the
 short side is 256, centre crop 224x224, x / 127.5 - 1.
 """

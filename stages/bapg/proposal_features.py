@@ -1,4 +1,4 @@
-"""Boundary-aware proposal features (BAPG II-D; DESIGN 3.4) for per-step detectors.
+"""Boundary-aware proposal features (BAPG II-D; docs/method.md) for per-step detectors.
 
 A TSC proposal's feature is the video feature Fv cut to its span. A per-step detector needs one vector per
 step, so each step t gets, for every scale (in feature order, stages/bapg/scales.py), the mean of the
