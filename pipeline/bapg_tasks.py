@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import luigi
 
@@ -17,6 +18,9 @@ from pipeline.data_tasks import DatasetStage, dataset_annotations, features_task
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES, SIMILARITY_SOURCES
 from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.storage.zarr_store import ArtifactStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("pipeline")
 
@@ -168,7 +172,9 @@ class TSCProposals(DatasetStage):
     the boundaries come from: tsc (the method), raw (TSC on the raw features' similarity, no encoder), random
     (as many random change points as tsc finds per scale) or oracle (ground-truth action boundaries).
     Before the store is flagged complete its folder gets recall.csv / recall.json: proposal recall per scale on
-    the test subset and on the training subset (AR@AN at tIoU 0.5:0.05:0.95, recall at tIoU 0.5 and 0.7).
+    the test subset and on the training subset (AR@AN at tIoU 0.5:0.05:0.95, recall at tIoU 0.5 and 0.7), and
+    boundary_accuracy.csv / boundary_accuracy.json: precision, recall and F1 of each scale's change points
+    against the ground-truth action boundaries within +-1 and +-2 feature steps, on the same two subsets.
     """
 
     artifact = "proposals"
@@ -207,6 +213,7 @@ class TSCProposals(DatasetStage):
                         gt_seconds=gt_segments(ann) if self.source == "oracle" else None, scales=self.scales())
 
     def write_recall(self, store, done_videos: list[str]) -> None:
+        """recall.csv / recall.json and boundary_accuracy.csv / boundary_accuracy.json into the store's folder."""
         import pandas as pd
 
         from tal_pipeline.stages.bapg.proposals import recall_table_from_store
@@ -224,6 +231,39 @@ class TSCProposals(DatasetStage):
         table.to_csv(store.path / "recall.csv", index=False)
         (store.path / "recall.json").write_text(table.to_json(orient="records", indent=1))
         log.info("proposals (%s): recall per scale\n%s", self.source, table.to_string(index=False))
+
+        accuracy = boundary_accuracy_by_subset(str(store.path), ann, (self.data.test_subset, self.data.train_subset),
+                                               done_videos)
+        accuracy.to_csv(store.path / BOUNDARY_ACCURACY_CSV, index=False)
+        (store.path / BOUNDARY_ACCURACY_JSON).write_text(accuracy.to_json(orient="records", indent=1))
+        test = accuracy[(accuracy["subset"] == self.data.test_subset) & (accuracy["tolerance"] == 2)]
+        log.info("proposals (%s): boundary F1 at +-2 steps (%s subset): %s", self.source, self.data.test_subset,
+                 ", ".join(f"{r.scale} {r.f1:.3f}" for r in test.itertuples()) or "no video with ground truth")
+
+
+BOUNDARY_ACCURACY_CSV, BOUNDARY_ACCURACY_JSON = "boundary_accuracy.csv", "boundary_accuracy.json"
+BOUNDARY_TOLERANCES = (1, 2)  # feature steps
+
+
+def boundary_accuracy_by_subset(store_path: str, ann, subsets, videos) -> pd.DataFrame:
+    """Boundary precision / recall / F1 of every scale of a TSCProposals store within +-1 and +-2 steps, micro-averaged
+    over each subset's videos that have ground truth (and are among `videos`, those the store holds): one row per
+    (subset, scale, tolerance), columns subset, scale, tolerance, tp, n_pred, n_true, precision, recall, f1.
+
+    The store's change points are what the stage computed: for a training video with cross-fitting on, TSC on
+    the similarity matrix of the encoder that left that video out (SimilarityMatrices)."""
+    import pandas as pd
+
+    from tal_pipeline.stages.bapg.boundary_accuracy import boundary_accuracy_from_store
+
+    have, tables = set(videos), []
+    for subset in dict.fromkeys(subsets):
+        gt = {v: g for v, g in gt_segments(ann.subset(subset)).items() if v in have and len(g)}
+        if gt:
+            table = boundary_accuracy_from_store(store_path, gt, BOUNDARY_TOLERANCES)
+            tables.append(table.drop(columns="video").assign(subset=subset))
+    columns = ["subset", "scale", "tolerance", "tp", "n_pred", "n_true", "precision", "recall", "f1"]
+    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
 
 
 class ProposalFeatures(DatasetStage):

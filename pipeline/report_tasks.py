@@ -9,10 +9,17 @@ from pathlib import Path
 import luigi
 
 from pipeline import config
-from pipeline.bapg_tasks import SimilarityMatrices, TrainEncoder, TSCProposals
+from pipeline.bapg_tasks import (
+    BOUNDARY_ACCURACY_JSON,
+    SimilarityMatrices,
+    TrainEncoder,
+    TSCProposals,
+    boundary_accuracy_by_subset,
+)
 from pipeline.base import StageTask, upstream
 from pipeline.data_tasks import dataset_annotations
 from pipeline.detector_tasks import Detect, DetectorTask, variant_params
+from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
 from tal_pipeline.stages.evaluation.variant import Variant
 
 log = logging.getLogger("pipeline")
@@ -50,7 +57,8 @@ class Evaluate(DetectorTask):
 
 class Report(StageTask):
     """report.md, report.json and plots: each detector with and without BAPG over seeds, proposal recall,
-    the encoder's positive vs hard-negative similarity. Written to report-<hash>/ and copied to <workdir>/report/."""
+    the boundary accuracy of each boundary source (its TSCProposals store, no detector needed), the encoder's
+    positive vs hard-negative similarity. Written to report-<hash>/ and copied to <workdir>/report/."""
 
     artifact = "report"
     suffix = ""
@@ -60,6 +68,9 @@ class Report(StageTask):
     ablations = luigi.ListParameter(default=[], description="+BAPG rows with other boundaries: raw (no encoder), "
                                                             "random (same counts), oracle (ground truth)")
     ablation_seeds = luigi.IntParameter(default=0, description="seeds of the ablation rows (0: as many as --seeds)")
+    boundary_sources = luigi.ListParameter(default=list(BOUNDARY_SOURCES),
+                                           description="boundary sources in the boundary accuracy table (each needs "
+                                                       "only its TSCProposals): tsc, raw, random, oracle")
 
     def variants(self) -> list[Variant]:
         """Every evaluated run: each detector with and without BAPG, the ablation rows, and (seed 0) the untrained
@@ -85,10 +96,40 @@ class Report(StageTask):
         req["proposals"] = upstream(method, TSCProposals, where=lambda t: t.source == "tsc")
         req["similarity"] = upstream(req["proposals"], SimilarityMatrices)
         req["encoder"] = upstream(req["similarity"], TrainEncoder, where=lambda t: not t.folds)
+        req["boundaries"] = self.boundary_stores(req["proposals"])
         return req
 
+    def boundary_stores(self, tsc: TSCProposals) -> dict[str, TSCProposals]:
+        """{source: TSCProposals} of the boundary accuracy table: the method's own store for tsc, for the others the
+        store a +BAPG ablation with that source reads (ProposalFeatures(source=...) requires the same task)."""
+        unknown = [s for s in self.boundary_sources if s not in BOUNDARY_SOURCES]
+        if unknown:
+            raise ValueError(f"Report: unknown boundary source(s) {unknown} in --Report-boundary-sources; known: "
+                             f"{list(BOUNDARY_SOURCES)}")
+        return {s: tsc if s == "tsc" else TSCProposals(source=s) for s in BOUNDARY_SOURCES
+                if s in self.boundary_sources}
+
+    def boundary_accuracy(self, stores: dict) -> dict:
+        """report.json's "boundary_accuracy" from each source's boundary_accuracy.json (computed from the store
+        when a store written before that file existed lacks it)."""
+        from tal_pipeline.stages.evaluation.report_boundaries import boundary_accuracy_section
+
+        subsets = {"test": self.data.test_subset, "train": self.data.train_subset}
+        tables = {}
+        for source, target in stores.items():
+            file = Path(target.path) / BOUNDARY_ACCURACY_JSON
+            if file.is_file():
+                tables[source] = json.loads(file.read_text())
+            else:
+                log.info("report: %s has no %s; computing it from the store", target.path, BOUNDARY_ACCURACY_JSON)
+                tables[source] = boundary_accuracy_by_subset(
+                    target.path, dataset_annotations(self.data), subsets.values(), target.store.videos()
+                ).to_dict(orient="records")
+        return boundary_accuracy_section(tables, subsets, {s: Path(t.path).name for s, t in stores.items()})
+
     def run(self):
-        from tal_pipeline.stages.evaluation.report import ExampleInputs, write_report
+        from tal_pipeline.stages.evaluation.report import write_report
+        from tal_pipeline.stages.evaluation.report_plots import ExampleInputs
 
         inputs = self.input()
         # Each run's training health check (its TrainDetector's health.json): the report flags, never drops, a sick run.
@@ -108,7 +149,8 @@ class Report(StageTask):
                                  count=self.examples)
         artifacts = {name: Path(t.path).name for name, t in inputs.items() if not isinstance(t, dict)}
         with self.output().writer() as folder:
-            write_report(folder, evaluations, recall, encoder, examples, artifacts=artifacts)
+            write_report(folder, evaluations, recall, encoder, examples, artifacts=artifacts,
+                         boundary_accuracy=self.boundary_accuracy(inputs["boundaries"]))
         latest = Path(config.PathsConfig().workdir) / "report"
         shutil.rmtree(latest, ignore_errors=True)
         shutil.copytree(self.output().path, latest)

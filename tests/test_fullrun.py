@@ -37,18 +37,35 @@ def test_fullrun_writes_report_with_documented_schema(full_run):
         # Health from each run's TrainDetector health.json: checked when trained, not checked (None) when untrained.
         assert [p["healthy"] is None for p in r["health"]["per_seed"]] == [r["untrained"]]
     assert set(report["proposal_recall"]) == {"m=2", "m=4", "all"}
+    # Boundary accuracy of every boundary source, from its TSCProposals store (no ablation detector was trained)
+    accuracy = report["boundary_accuracy"]
+    assert list(accuracy["sources"]) == ["tsc", "raw", "random", "oracle"] and accuracy["tolerances"] == [1, 2]
+    for entry in accuracy["sources"].values():
+        assert (workdir / entry["store"] / "boundary_accuracy.csv").is_file()
+        for split in ("test", "train"):
+            assert list(entry[split]) == ["m=2", "m=4"] and all(set(c) == {"1", "2"} for c in entry[split].values())
+    assert all(c["f1"] == 1.0 for split in ("test", "train")
+               for cells in accuracy["sources"]["oracle"][split].values() for c in cells.values())
     assert {"before", "after", "features"} <= set(report["encoder"])
     assert report["plots"] and all((workdir / "report" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
                                    for p in report["plots"])
     md = (workdir / "report" / "report.md").read_text()
     assert "actionformer + BAPG" in md and "Proposal recall" in md
+    assert "| oracle | m=4 | 1.000 (1.00 / 1.00) |" in md
 
 
 def test_fullrun_artifacts_complete_and_consistent(full_run):
     _, workdir, _, _ = full_run
-    stores = {p.name.split("-")[0]: ArtifactStore(p) for p in workdir.glob("*.zarr")}
+    every = [ArtifactStore(p) for p in workdir.glob("*.zarr")]
+    assert all(s.is_complete() for s in every)
+    kinds = [s.path.name.split("-")[0] for s in every]
+    # The Report's boundary accuracy adds the raw features' similarity and the raw, random and oracle proposals.
+    assert sorted(kinds) == sorted(["frames", "features", "similarity", "similarity", "proposals", "proposals",
+                                    "proposals", "proposals", "bapg_features"])
+    params = {s.path: s.attrs()["params"]["params"] for s in every}
+    stores = {s.path.name.split("-")[0]: s for s in every  # the method's chain: encoder similarity, tsc proposals
+              if params[s.path].get("use_encoder", True) and params[s.path].get("source", "tsc") == "tsc"}
     assert set(stores) == {"frames", "features", "similarity", "proposals", "bapg_features"}
-    assert all(s.is_complete() for s in stores.values())
     videos = stores["features"].videos()
     assert stores["similarity"].videos() == videos == stores["bapg_features"].videos()
     for video in videos:

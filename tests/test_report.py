@@ -171,3 +171,51 @@ def test_pairs_only_on_common_seeds():
     assert common["average_mAP"]["improved"] == 2 and common["mAP"]["0.3"]["n"] == 2
     assert none["seeds"] == [] and none["average_mAP"] == {"mean": None, "std": None, "improved": 0, "n": 0,
                                                            "per_seed": []}
+
+
+def _accuracy_rows(f1_by_scale: dict[str, float], subsets=("test", "train")) -> list[dict]:
+    """boundary_accuracy.json rows with n_true 10 and n_pred 10, so precision = recall = F1 = tp / 10."""
+    rows = []
+    for sub in subsets:
+        for scale, f1 in f1_by_scale.items():
+            for k in (1, 2):
+                tp = round(10 * f1) + (k - 1)  # one more hit at +-2
+                rows.append({"subset": sub, "scale": scale, "tolerance": k, "tp": tp, "n_pred": 10, "n_true": 10,
+                             "precision": tp / 10, "recall": tp / 10, "f1": tp / 10})
+    return rows
+
+
+def test_boundary_accuracy_table_has_a_row_per_source_and_scale(tmp_path):
+    from tal_pipeline.stages.evaluation.report_boundaries import boundary_accuracy_section
+
+    tables = {"tsc": _accuracy_rows({"8/min": 0.6, "16/min": 0.5}),
+              "raw": _accuracy_rows({"8/min": 0.4, "16/min": 0.3}),
+              "random": _accuracy_rows({"8/min": 0.2, "16/min": 0.1}),
+              "oracle": _accuracy_rows({"8/min": 1.0, "16/min": 1.0}, subsets=("validation", "test"))}
+    tables["oracle"] = [{**r, "tp": 10, "precision": 1.0, "recall": 1.0, "f1": 1.0} for r in tables["oracle"]]
+    section = boundary_accuracy_section(tables, {"test": "test", "train": "validation"},
+                                        {s: f"proposals-{s}.zarr" for s in tables})
+    payload = write_report(tmp_path, grid(), RECALL, ENCODER, boundary_accuracy=section)
+    acc = json.loads((tmp_path / "report.json").read_text())["boundary_accuracy"]
+    assert acc == json.loads(json.dumps(payload["boundary_accuracy"]))
+    assert acc["tolerances"] == [1, 2] and acc["subsets"] == {"test": "test", "train": "validation"}
+    assert list(acc["sources"]) == ["tsc", "raw", "random", "oracle"]
+    assert acc["sources"]["tsc"]["store"] == "proposals-tsc.zarr"
+    assert acc["sources"]["tsc"]["test"]["8/min"]["2"] == {"precision": 0.7, "recall": 0.7, "f1": 0.7, "tp": 7,
+                                                           "n_pred": 10, "n_true": 10}
+    assert acc["sources"]["tsc"]["train"] == {}  # its rows name the "train" subset, not this dataset's "validation"
+    assert acc["sources"]["oracle"]["train"]["16/min"]["1"]["f1"] == 1.0
+    md = (tmp_path / "report.md").read_text()
+    section_md = md.split("## Boundary accuracy of each boundary source per scale")[1].split("##")[0]
+    rows = [line for line in section_md.splitlines() if line.startswith("| ") and not line.startswith("| source")]
+    assert [tuple(c.strip() for c in line.split("|")[1:3]) for line in rows] == [
+        (s, scale) for s in ("tsc", "raw", "random", "oracle") for scale in ("8/min", "16/min")]
+    assert "| tsc | 8/min | 0.600 (0.60 / 0.60) | 0.700 (0.70 / 0.70) | — | — |" in section_md
+    assert "| oracle | 16/min | 1.000 (1.00 / 1.00) | 1.000 (1.00 / 1.00) | 1.000 (1.00 / 1.00) |" in section_md
+    assert "test (test): 10 ground-truth boundaries" in section_md
+
+
+def test_report_without_boundary_accuracy_says_so(tmp_path):
+    payload = write_report(tmp_path, grid(), RECALL, ENCODER)
+    assert payload["boundary_accuracy"] == {"tolerances": [], "subsets": {}, "sources": {}}
+    assert "_no boundary accuracy" in (tmp_path / "report.md").read_text()

@@ -10,6 +10,7 @@ import pytest
 import torch
 from luigi.cmdline_parser import CmdlineParser
 
+from pipeline.bapg_tasks import SimilarityMatrices, TSCProposals
 from pipeline.detector_tasks import TrainDetector
 from pipeline.report_tasks import Report
 from tal_pipeline.stages.evaluation.variant import Variant
@@ -75,6 +76,26 @@ def test_report_reads_every_input_from_its_evaluations_chains(configured):
     assert req["encoder"].folds == 0 and req["features"].task_id == method.requires()["features"].task_id
     with pytest.raises(ValueError, match="no run to report on"):
         Report(detectors=[]).requires()
+
+
+def test_report_requires_the_proposals_of_every_boundary_source_but_no_extra_detector(configured):
+    report = Report(detectors=["afsd"], seeds=1)
+    req = report.requires()
+    assert list(req["boundaries"]) == ["tsc", "raw", "random", "oracle"]
+    assert req["boundaries"]["tsc"].task_id == req["proposals"].task_id  # the method's own store
+    for source, task in req["boundaries"].items():
+        assert isinstance(task, TSCProposals) and task.source == source
+    assert set(req["boundaries"]["oracle"].requires()) == {"features"}  # the oracle needs no S
+    raw = req["boundaries"]["raw"].requires()["similarity"]
+    assert isinstance(raw, SimilarityMatrices) and not raw.use_encoder
+    assert {v.source for v in req["evaluations"]} == {None, "tsc"}  # the table needs no ablation detector
+    families = {t.get_task_family() for t in luigi.task.flatten(req["boundaries"])}
+    assert families == {"TSCProposals"}
+    fewer = Report(detectors=["afsd"], seeds=1, boundary_sources=["oracle", "tsc"]).requires()["boundaries"]
+    assert list(fewer) == ["tsc", "oracle"]
+    assert Report(detectors=["afsd"], seeds=1, boundary_sources=["tsc"]).output().path != report.output().path
+    with pytest.raises(ValueError, match=r"unknown boundary source\(s\) \['bogus'\]"):
+        Report(detectors=["afsd"], boundary_sources=["tsc", "bogus"]).requires()
 
 
 def test_oracle_variant_runs_in_a_fresh_workdir(tiny_synthetic, tmp_path):

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tal_pipeline.stages.evaluation.variant import Variant
+from tal_pipeline.stages.evaluation.report_boundaries import boundary_accuracy_markdown
+from tal_pipeline.stages.evaluation.report_plots import ExampleInputs, plot_similarity, plot_timeline
+from tal_pipeline.stages.evaluation.variant import Variant, row_name, row_order
 
 
 def _key(t: float) -> str:
@@ -30,29 +31,9 @@ def _key(t: float) -> str:
     return f"{round(float(t), 2):g}"
 
 
-# Where the BAPG boundaries came from -> the row name's suffix; the dict order is the row order.
-BAPG_SOURCES = {"tsc": "", "raw": " (raw features, no encoder)", "random": " (random change points)",
-                "oracle": " (ground-truth boundaries, oracle)"}
-
 # The training health check's criteria in one line (the check itself belongs to the training stage).
 HEALTH_CRITERIA = ("finite losses; on the training videos the trained weights' loss <= 0.7 x the initial weights' "
                    "and predicted start and end distances positive at >= 90 % of foreground locations")
-
-
-def row_name(detector: str, bapg: bool, source: str | None = None, untrained: bool = False) -> str:
-    """"afsd", "afsd + BAPG", "afsd + BAPG (random change points)", ..., "afsd (untrained)"."""
-    name = detector
-    if bapg:
-        source = source or "tsc"
-        name += " + BAPG" + BAPG_SOURCES.get(source, f" ({source})")
-    return name + (" (untrained)" if untrained else "")
-
-
-def _row_order(key: tuple[str, bool, str | None, bool]) -> tuple:
-    detector, bapg, source, untrained = key
-    sources = list(BAPG_SOURCES)
-    rank = sources.index(source) if source in sources else len(sources)
-    return detector, untrained, bapg, rank, source or ""
 
 
 def run_health(evaluation: Mapping) -> tuple[bool | None, list[str]]:
@@ -64,15 +45,14 @@ def run_health(evaluation: Mapping) -> tuple[bool | None, list[str]]:
 
 
 def aggregate_results(evaluations: list[dict]) -> list[dict]:
-    """Group per-seed evaluations by (detector, bapg, bapg_source, untrained): mean and std over seeds, the
-    per-seed values and the runs' health; rows per detector: baseline, + BAPG, ablations, untrained."""
-    groups: dict[tuple[str, bool, str | None, bool], list[dict]] = {}
+    """Group per-seed evaluations by variant (all but the seed): mean and std over seeds, the per-seed values and
+    the runs' health; rows per detector: baseline, + BAPG, ablations, untrained (variant.row_order)."""
+    groups: dict[Variant, list[dict]] = {}
     for ev in evaluations:
-        v = Variant.from_record(ev["variant"])
-        groups.setdefault((v.detector, v.bapg, v.source, v.untrained), []).append(ev)
+        groups.setdefault(Variant.from_record(ev["variant"])._replace(seed=0), []).append(ev)
     rows = []
-    for key in sorted(groups, key=_row_order):
-        detector, bapg, source, untrained = key
+    for key in sorted(groups, key=row_order):
+        detector, bapg, source, untrained = key.detector, key.bapg, key.source, key.untrained
         evs = sorted(groups[key], key=lambda e: e["variant"]["seed"])
         thresholds = evs[0]["thresholds"]
         maps = np.array([e["mAP"] for e in evs], dtype=np.float64)  # (seeds, thresholds)
@@ -237,97 +217,13 @@ def encoder_markdown(encoder: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass
-class ExampleInputs:
-    """What the per-video plots need: test annotations, the similarity and proposals stores, detections of
-    seed 0 of each variant ({Variant: {video: [{segment, label, score}]}}), how many videos."""
-
-    annotations: object
-    similarity_store: str
-    proposals_store: str
-    detections: Mapping[Variant, Mapping[str, list]]
-    count: int = 3
-
-    def videos(self) -> list[str]:
-        """The test videos with the most ground-truth instances (ties: by id), up to `count`."""
-        from tal_pipeline.storage.zarr_store import ArtifactStore
-
-        have = set(ArtifactStore(self.similarity_store).videos()) & set(ArtifactStore(self.proposals_store).videos())
-        counts = self.annotations.actions.groupby("video").size()
-        ranked = sorted((v for v in counts.index if v in have), key=lambda v: (-int(counts[v]), v))
-        return ranked[: self.count]
-
-
-def plot_similarity(path: Path, video: str, examples: ExampleInputs) -> None:
-    """S as a heatmap, ground-truth segments as boxes on the diagonal, TSC change points of the largest m."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from tal_pipeline.stages.bapg.proposals import read_change_points
-    from tal_pipeline.stages.data.timegrid import seconds_to_feature
-    from tal_pipeline.storage.zarr_store import ArtifactStore
-
-    array = ArtifactStore(examples.similarity_store).read(video)
-    S = np.asarray(array[...], dtype=np.float32)  # (T, T); examples are test videos, drawn whole
-    a = array.attrs
-    cps, _ = read_change_points(examples.proposals_store, video)
-    m = max(cps)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    im = ax.imshow(S, cmap="viridis", vmin=-1, vmax=1, origin="upper")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="cosine similarity")
-    for _, row in examples.annotations.segments(video).iterrows():
-        s0, s1 = seconds_to_feature([row["start"], row["end"]], a["fps"], a["window"], a["stride"])
-        ax.add_patch(Rectangle((s0, s0), s1 - s0, s1 - s0, fill=False, edgecolor="red", lw=1.5))
-    for t in cps[m]:
-        ax.axhline(t - 0.5, color="white", lw=0.6, ls="--")
-        ax.axvline(t - 0.5, color="white", lw=0.6, ls="--")
-    ax.set_title(f"{video}: similarity matrix, ground truth (red), TSC change points m={m} (dashed)", fontsize=8)
-    ax.set_xlabel("feature step")
-    ax.set_ylabel("feature step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_timeline(path: Path, video: str, examples: ExampleInputs, top: int = 10) -> None:
-    """Ground truth and each variant's top-scored detections of one video on a time line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    gt = examples.annotations.segments(video)
-    labels = sorted(set(gt["label"]) | {d["label"] for dets in examples.detections.values()
-                                         for d in dets.get(video, [])[:top]})
-    colour = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
-    rows = [("ground truth", [(r["start"], r["end"], r["label"], 1.0) for _, r in gt.iterrows()])]
-    for key in sorted(examples.detections, key=lambda k: _row_order((k.detector, k.bapg, k.source, k.untrained))):
-        dets = examples.detections[key].get(video, [])[:top]
-        rows.append((row_name(key.detector, key.bapg, key.source, key.untrained),
-                     [(d["segment"][0], d["segment"][1], d["label"], d["score"]) for d in dets]))
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.2))
-    for i, (_, segs) in enumerate(rows):
-        for s, e, lab, score in segs:
-            ax.barh(i, e - s, left=s, height=0.7, color=colour[lab], alpha=0.25 + 0.75 * float(score), edgecolor="k",
-                    lw=0.3)
-    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlim(0, examples.annotations.duration(video))
-    ax.set_xlabel("seconds")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[lab]) for lab in labels]
-    ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(f"{video}: ground truth vs top-{top} detections (opacity = score), seed 0", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def write_report(folder: str | Path, evaluations: list[dict], recall: list[dict], encoder: Mapping,
-                 examples: ExampleInputs | None = None, artifacts: Mapping | None = None) -> dict:
-    """Write report.md, report.json and the PNGs into `folder`; returns the report.json payload."""
+                 examples: ExampleInputs | None = None, artifacts: Mapping | None = None,
+                 boundary_accuracy: Mapping | None = None) -> dict:
+    """Write report.md, report.json and the PNGs into `folder`; returns the report.json payload.
+
+    boundary_accuracy: report.json's "boundary_accuracy" (report_boundaries.boundary_accuracy_section), or None.
+    """
     folder = Path(folder)
     rows = aggregate_results(evaluations)
     plots = []
@@ -347,6 +243,7 @@ def write_report(folder: str | Path, evaluations: list[dict], recall: list[dict]
         "evaluation": {"mode": first.get("report", {}).get("mode", "anet"), "thresholds": first.get("thresholds", []),
                        "max_dets": first.get("report", {}).get("max_dets")},
         "proposal_recall": {str(r["m"]): {k: v for k, v in r.items() if k != "m"} for r in recall},
+        "boundary_accuracy": dict(boundary_accuracy or {"tolerances": [], "subsets": {}, "sources": {}}),
         "encoder": dict(encoder),
         "plots": plots,
         "artifacts": dict(artifacts or {}),
@@ -362,6 +259,8 @@ def write_report(folder: str | Path, evaluations: list[dict], recall: list[dict]
     md += ["## Paired differences (+BAPG − baseline, same detector and seed), mAP points", "", paired_markdown(pairs),
            "## Training health", "", health_markdown(health),
            "## Proposal recall of TSC per scale (test subset)", "", recall_markdown(recall),
+           "## Boundary accuracy of each boundary source per scale", "",
+           boundary_accuracy_markdown(payload["boundary_accuracy"]),
            "## Contrastive encoder (held-out videos)", "", encoder_markdown(encoder)]
     if plots:
         md += ["## Examples", ""] + [f"![{p}]({p})" for p in plots]

@@ -1,0 +1,112 @@
+"""The report's per-video plots (docs/report.md, "PNG plots"): the similarity matrix with the ground truth, the
+TSC change points and the novelty curve of S, and each variant's detections on a time line."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tal_pipeline.stages.evaluation.variant import Variant, row_name, row_order
+
+# Width (steps on each side) of the checkerboard novelty drawn under the similarity matrix.
+NOVELTY_PLOT_WIDTH = 4
+
+
+@dataclass
+class ExampleInputs:
+    """What the per-video plots need: test annotations, the similarity and proposals stores, detections of
+    seed 0 of each variant ({Variant: {video: [{segment, label, score}]}}), how many videos."""
+
+    annotations: object
+    similarity_store: str
+    proposals_store: str
+    detections: Mapping[Variant, Mapping[str, list]]
+    count: int = 3
+
+    def videos(self) -> list[str]:
+        """The test videos with the most ground-truth instances (ties: by id), up to `count`."""
+        from tal_pipeline.storage.zarr_store import ArtifactStore
+
+        have = set(ArtifactStore(self.similarity_store).videos()) & set(ArtifactStore(self.proposals_store).videos())
+        counts = self.annotations.actions.groupby("video").size()
+        ranked = sorted((v for v in counts.index if v in have), key=lambda v: (-int(counts[v]), v))
+        return ranked[: self.count]
+
+
+def plot_similarity(path: Path, video: str, examples: ExampleInputs) -> None:
+    """S as a heatmap, ground-truth segments as boxes on the diagonal, TSC change points of the largest m; under
+    it, on the same step axis, the checkerboard novelty of S (stages.bapg.boundary_evidence, width
+    NOVELTY_PLOT_WIDTH) with the ground-truth boundaries and the same change points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from tal_pipeline.stages.bapg.boundary_evidence import novelty_curves
+    from tal_pipeline.stages.bapg.proposals import read_change_points
+    from tal_pipeline.stages.data.timegrid import seconds_to_feature
+    from tal_pipeline.storage.zarr_store import ArtifactStore
+
+    array = ArtifactStore(examples.similarity_store).read(video)
+    S = np.asarray(array[...], dtype=np.float32)  # (T, T); examples are test videos, drawn whole
+    a = array.attrs
+    T = S.shape[0]
+    cps, _ = read_change_points(examples.proposals_store, video)
+    m = max(cps)
+    novelty = novelty_curves(S, [NOVELTY_PLOT_WIDTH])[:, 0]  # (T,): value at t = boundary between t-1 and t
+    fig, (ax, axn) = plt.subplots(2, 1, figsize=(6.4, 7.2), sharex=True, height_ratios=[4, 1], layout="constrained")
+    im = ax.imshow(S, cmap="viridis", vmin=-1, vmax=1, origin="upper", aspect="auto")
+    fig.colorbar(im, ax=[ax, axn], fraction=0.046, label="cosine similarity")
+    for _, row in examples.annotations.segments(video).iterrows():
+        s0, s1 = seconds_to_feature([row["start"], row["end"]], a["fps"], a["window"], a["stride"])
+        ax.add_patch(Rectangle((s0, s0), s1 - s0, s1 - s0, fill=False, edgecolor="red", lw=1.5))
+        for s in (s0, s1):
+            axn.axvline(s, color="red", lw=1.0)
+    for t in cps[m]:
+        ax.axhline(t - 0.5, color="white", lw=0.6, ls="--")
+        ax.axvline(t - 0.5, color="white", lw=0.6, ls="--")
+        axn.axvline(t - 0.5, color="grey", lw=0.6, ls="--")
+    axn.plot(np.arange(1, T) - 0.5, novelty[1:], color="black", lw=1.0)
+    axn.set_xlim(-0.5, T - 0.5)
+    axn.set_ylabel(f"novelty (k={NOVELTY_PLOT_WIDTH})", fontsize=8)
+    axn.set_xlabel("feature step")
+    ax.set_ylabel("feature step")
+    ax.set_title(f"{video}: similarity matrix, ground truth (red), TSC change points m={m} (dashed)", fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_timeline(path: Path, video: str, examples: ExampleInputs, top: int = 10) -> None:
+    """Ground truth and each variant's top-scored detections of one video on a time line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gt = examples.annotations.segments(video)
+    labels = sorted(set(gt["label"]) | {d["label"] for dets in examples.detections.values()
+                                         for d in dets.get(video, [])[:top]})
+    colour = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
+    rows = [("ground truth", [(r["start"], r["end"], r["label"], 1.0) for _, r in gt.iterrows()])]
+    for key in sorted(examples.detections, key=row_order):
+        dets = examples.detections[key].get(video, [])[:top]
+        rows.append((row_name(key.detector, key.bapg, key.source, key.untrained),
+                     [(d["segment"][0], d["segment"][1], d["label"], d["score"]) for d in dets]))
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.2))
+    for i, (_, segs) in enumerate(rows):
+        for s, e, lab, score in segs:
+            ax.barh(i, e - s, left=s, height=0.7, color=colour[lab], alpha=0.25 + 0.75 * float(score), edgecolor="k",
+                    lw=0.3)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, examples.annotations.duration(video))
+    ax.set_xlabel("seconds")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[lab]) for lab in labels]
+    ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(f"{video}: ground truth vs top-{top} detections (opacity = score), seed 0", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
