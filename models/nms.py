@@ -70,24 +70,26 @@ def select_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Ten
                       sigma: float, cap: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Multi-label candidates (every class above thresh at every valid location), top-k, per-class Soft-NMS, cap.
 
-    segs (K, 2), scores (K, C), valid (K,) -> segments (N, 2), scores (N,), labels (N,).
+    segs (K, 2), or (K, C, 2) when every class has its own segment (TriDet), scores (K, C), valid (K,) ->
+    segments (N, 2), scores (N,), labels (N,).
     """
     num_classes = scores.shape[1]
+    per_class = segs if segs.ndim == 3 else segs[:, None, :].expand(-1, num_classes, -1)  # (K, C, 2)
     s = torch.where(valid[:, None], scores, torch.zeros_like(scores)).flatten()  # (K*C,)
-    s = torch.where((segs[:, 1] > segs[:, 0])[:, None].expand_as(scores).flatten(), s, torch.zeros_like(s))
+    s = torch.where((per_class[..., 1] > per_class[..., 0]).flatten(), s, torch.zeros_like(s))
     keep = torch.nonzero(s > thresh).flatten()
     if keep.numel() > topk:
         keep = keep[torch.topk(s[keep], topk).indices]
     loc, cls = keep // num_classes, keep % num_classes
-    return batched_soft_nms(segs[loc].float().cpu(), s[keep].float().cpu(), cls.cpu(), sigma=sigma,
+    return batched_soft_nms(per_class[loc, cls].float().cpu(), s[keep].float().cpu(), cls.cpu(), sigma=sigma,
                             min_score=thresh, max_keep=cap)
 
 
 def select_batch_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, model,
                             score_thresh: float | None = None, max_dets: int | None = None,
                             nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """select_detections for every video of a batch: segs (B, K, 2), scores (B, K, C), valid (B, K) -> one
-    (segments, scores, labels) per video. A setting not given is the detector's own: model.score_thresh,
+    """select_detections for every video of a batch: segs (B, K, 2) or (B, K, C, 2), scores (B, K, C), valid (B, K)
+    -> one (segments, scores, labels) per video. A setting not given is the detector's own: model.score_thresh,
     .max_dets, .nms_sigma (and always its .pre_nms_topk)."""
     thr = model.score_thresh if score_thresh is None else score_thresh
     cap = model.max_dets if max_dets is None else max_dets

@@ -7,15 +7,18 @@ import torch.nn.functional as F
 from tal_pipeline.models.segments import tiou
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
-                       ) -> torch.Tensor:
-    """Sum of alpha_t (1 - p_t)^gamma BCE(logits, targets) over all entries (Lin et al. 2017)."""
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of alpha_t (1 - p_t)^gamma BCE(logits, targets) over all entries (Lin et al. 2017), each entry times
+    weight (same shape as logits; None: 1)."""
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)
     loss = ce * (1 - p_t) ** gamma
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    if weight is not None:
+        loss = loss * weight
     return loss.sum()
 
 

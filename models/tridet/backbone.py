@@ -1,0 +1,43 @@
+"""TriDet backbone, arch (embedding convs, stem SGP layers, down-sampling SGP layers) = (2, 2, 5) by default:
+conv embedding, SGP stem at full resolution, then one stride-2 SGP layer per further pyramid level (§3.2)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tal_pipeline.models.actionformer.blocks import MaskedConv
+from tal_pipeline.models.tridet.sgp import SGPLayer
+
+
+class TriDetBackbone(nn.Module):
+    """(B, C_in, T) -> pyramid [(B, D, T / 2^l)] with masks [(B, T / 2^l)], l = 0 .. levels-1.
+
+    Level 0 is the stem output; level l is one stride-2 SGP layer on level l-1 (levels = 6: strides 1 .. 32).
+    As in the reference, the stem layers have neither drop path nor LayerScale; the down-sampling layers have both.
+    """
+
+    def __init__(self, in_channels: int, width: int, levels: int, embed_convs: int = 2, stem_layers: int = 2,
+                 window: int = 1, k: float = 5.0, mlp_ratio: float = 1.5, groups: int = 16, drop_path: float = 0.1,
+                 layer_scale_init: float | None = 1e-4, init_std: float = 0.1):
+        super().__init__()
+        sgp = dict(window=window, k=k, mlp_ratio=mlp_ratio, groups=groups, init_std=init_std)
+        self.embed = nn.ModuleList([MaskedConv(in_channels if i == 0 else width, width) for i in range(embed_convs)])
+        self.stem = nn.ModuleList([SGPLayer(width, stride=1, **sgp) for _ in range(stem_layers)])
+        self.branch = nn.ModuleList([SGPLayer(width, stride=2, drop_path=drop_path,
+                                              layer_scale_init=layer_scale_init, **sgp) for _ in range(levels - 1)])
+        for m in self.modules():  # every conv bias starts at 0, as in the reference
+            if isinstance(m, nn.Conv1d) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        # x: (B, C_in, T), mask: (B, T) bool, T divisible by 2^(levels-1)
+        for conv in self.embed:
+            x = conv(x, mask)  # (B, D, T), zero on padded steps
+        for layer in self.stem:
+            x, mask = layer(x, mask)  # (B, D, T)
+        feats, masks = [x], [mask]
+        for layer in self.branch:
+            x, mask = layer(x, mask)  # (B, D, T_l), (B, T_l) with T_l = T_{l-1} / 2, mask = previous mask[:, ::2]
+            feats.append(x)
+            masks.append(mask)
+        return feats, masks
