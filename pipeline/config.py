@@ -130,7 +130,11 @@ class ActionFormerSettings(_DetectorSettings):  # [actionformer] train = {"epoch
     section = "actionformer"
 
 
-DETECTOR_SETTINGS = {cls.section: cls for cls in (AfsdSettings, ActionFormerSettings)}
+class TriDetSettings(_DetectorSettings):  # [tridet] model = {"num_bins": 16}, --tridet-model '{...}'
+    section = "tridet"
+
+
+DETECTOR_SETTINGS = {cls.section: cls for cls in (AfsdSettings, ActionFormerSettings, TriDetSettings)}
 
 
 def detector_settings(name: str) -> dict:
