@@ -15,7 +15,8 @@ from tal_pipeline.stages.detectors.detection import detect, load_detector
 from tal_pipeline.stages.detectors.training import train_detector
 from tests.synthetic_features import synthetic_feature_dataset
 
-SMALL_MODEL = {"afsd": {"width": 16, "levels": 3}, "actionformer": {"width": 16, "levels": 3, "window": 5}}
+SMALL_MODEL = {"afsd": {"width": 16, "levels": 3}, "actionformer": {"width": 16, "levels": 3, "window": 5},
+               "tridet": {"width": 16, "levels": 3}}
 
 
 def _outputs(model, x, mask):
@@ -25,7 +26,7 @@ def _outputs(model, x, mask):
     return {k: v for k, v in out.items() if torch.is_tensor(v) and k != "features"}
 
 
-@pytest.mark.parametrize("name", ["afsd", "actionformer"])
+@pytest.mark.parametrize("name", ["afsd", "actionformer", "tridet"])
 def test_fusion_at_initialisation_is_exactly_the_baseline(name, torch_one_thread):
     C, K, T = 12, 7, 24
     torch.manual_seed(0)
