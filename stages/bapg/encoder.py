@@ -3,6 +3,8 @@
 Training (II-B): each sample is an anchor and a positive from one instance and a hard negative from that
 instance's hard pool (an easy negative of the same video if the instance has no hard negative; optionally an
 easy negative as well). Default loss is the triplet margin loss, not eq. 3 as printed (see models/encoder.py).
+Boundary options, off by default (stages/bapg/encoder_options.py): `context` (Phi sees a centred window of steps)
+and `hard_negative_tau` (hard negatives near the instance's start / end drawn more often).
 
 Checkpoint = (state: dict[str, Tensor] on CPU, config_dict: JSON-able); load with torch.load(..., weights_only=True).
 """
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tal_pipeline.stages.bapg.encoder_options import context_windows, gather_windows, negative_weights
 from tal_pipeline.stages.bapg.sample_pools import InstancePool, SamplePools, build_sample_pools
 from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.runtime import TrainingProgress, resolve_device, seed_everything
@@ -29,6 +32,10 @@ DEFAULT_ENCODER: dict[str, Any] = {
     "gamma": 1.0,                # eq. 3's gamma (paper: 1, which disables the negative term; see models/encoder.py)
     "hard_negative_seconds": 2.0,
     "easy_negatives": False,     # also add a triplet with an easy negative of the same video to each sample
+    # Boundary options (stages/bapg/encoder_options.py), off by default:
+    "context": 0,                # mlp only: steps of the centred window Phi sees (odd >= 3; 0: the step alone)
+    "hard_negative_tau": 0.0,    # > 0: draw hard negatives with probability ~ exp(-d / tau), d = seconds to the
+                                 # instance's start / end (0: uniform over the hard pool)
     # Paper settings (III-A): Adam, weight decay 4e-4, multi-step decay, batch 112, n = 2 samples per class.
     # lr 1e-3 and 30 epochs (paper: 1e-5 x 100 epochs) because here Phi is a small MLP on fixed I3D features,
     # trained from scratch, not a pretrained ResNet-50 being fine-tuned on frames: 1e-5 barely moves it.
@@ -41,7 +48,7 @@ DEFAULT_ENCODER: dict[str, Any] = {
     "epochs": 30,
     "iterations_per_epoch": None,  # None: ceil(positive steps / batch_size), i.e. each positive is ~once an anchor
 }
-MODEL_KEYS = ("encoder", "hidden", "dim", "width", "loss", "margin", "gamma")
+MODEL_KEYS = ("encoder", "hidden", "dim", "width", "context", "loss", "margin", "gamma")
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -78,14 +85,18 @@ class TripletSampler:
     A batch visits classes in a shuffled cycle and takes `per_class` samples from each visit (the paper's n = 2
     per class); within a class the anchor is uniform over its positive steps, the positive another step of the
     same instance (the anchor itself only if the instance has one step), the negative uniform over the
-    instance's hard pool (over its video's easy pool when the hard pool is empty).
+    instance's hard pool (over its video's easy pool when the hard pool is empty); negative_prob (one entry per
+    pools.instances: (H,) probabilities over its hard pool, or None for uniform) weights the hard negatives.
     """
 
-    def __init__(self, pools: SamplePools, rng: np.random.Generator, per_class: int = 2, easy: bool = False):
+    def __init__(self, pools: SamplePools, rng: np.random.Generator, per_class: int = 2, easy: bool = False,
+                 negative_prob: list[np.ndarray | None] | None = None):
         self.rng, self.per_class, self.easy = rng, max(int(per_class), 1), easy
         self.videos = sorted(pools.num_steps)
         vid = {v: i for i, v in enumerate(self.videos)}
         self.easy_pool = [pools.easy_negative[v] for v in self.videos]
+        probs = negative_prob if negative_prob is not None else [None] * len(pools.instances)
+        self.negative_prob = {id(p): w for p, w in zip(pools.instances, probs)}
         usable = [p for p in pools.instances if p.hard_negative.size or pools.easy_negative[p.video].size]
         self.dropped = len(pools.instances) - len(usable)  # no negative at all in their video
         if not usable:
@@ -105,8 +116,9 @@ class TripletSampler:
         i = int(self.rng.integers(p.positive.size))
         j = i if p.positive.size == 1 else (i + 1 + int(self.rng.integers(p.positive.size - 1))) % p.positive.size
         ez = self.easy_pool[v]
+        w = self.negative_prob[id(p)] if p.hard_negative.size else None
         pool = p.hard_negative if p.hard_negative.size else ez
-        neg = int(pool[self.rng.integers(pool.size)])
+        neg = int(pool[self.rng.integers(pool.size)] if w is None else pool[self.rng.choice(pool.size, p=w)])
         e = int(ez[self.rng.integers(ez.size)]) if (self.easy and ez.size) else -1
         return v, int(p.positive[i]), int(p.positive[j]), neg, e
 
@@ -121,8 +133,11 @@ class TripletSampler:
         return np.asarray(out, np.int64)
 
 
-def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Rows steps[i] of video vids[i] -> (N, ...) array (inputs may be zarr arrays or numpy)."""
+def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray, context: int = 0) -> np.ndarray:
+    """Rows steps[i] of video vids[i] -> (N, ...) array (inputs may be zarr arrays or numpy); with context k the
+    centred windows (N, k, C) (encoder_options.context_windows: edge steps repeated)."""
+    if context:
+        return gather_windows(arrays, vids, steps, context)
     return np.stack([np.asarray(arrays[v][s]) for v, s in zip(vids.tolist(), steps.tolist())])
 
 
@@ -140,7 +155,7 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
     """
     import torch
 
-    from tal_pipeline.models.encoder import build_encoder, contrastive_loss
+    from tal_pipeline.models.encoder import build_encoder, contrastive_loss, hinge_active
 
     cfg = {**DEFAULT_ENCODER, **(dict(config) if config else {})}
     unknown = sorted(set(cfg) - set(DEFAULT_ENCODER))
@@ -153,10 +168,13 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
     rng = np.random.default_rng(seed)
     dev = resolve_device(device)
     in_channels = int(shape[0]) if cfg["encoder"] == "mlp" else None
-    model = build_encoder(cfg["encoder"], in_channels, cfg["hidden"], cfg["dim"], cfg["width"]).to(dev)
+    model = build_encoder(cfg["encoder"], in_channels, cfg["hidden"], cfg["dim"], cfg["width"],
+                          cfg["context"]).to(dev)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    sampler = TripletSampler(pools, rng, cfg["per_class"], cfg["easy_negatives"]) if cfg["epochs"] > 0 else None
+    weights = negative_weights(pools.instances, time_grid, cfg["hard_negative_tau"])
+    sampler = (TripletSampler(pools, rng, cfg["per_class"], cfg["easy_negatives"], weights)
+               if cfg["epochs"] > 0 else None)
     arrays = [features[v] for v in sorted(features)]
     n_pos = pools.summary()["positive_steps"]
     per_epoch = int(cfg["iterations_per_epoch"] or max(1, math.ceil(n_pos / cfg["batch_size"])))
@@ -172,13 +190,14 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
             has_easy = b[:, 4] >= 0
             cols = [b[:, 1], b[:, 2], b[:, 3], b[has_easy, 4]]
             x = torch.from_numpy(_gather(arrays, np.concatenate([b[:, 0]] * 3 + [b[has_easy, 0]]),
-                                         np.concatenate(cols))).to(dev)  # (3B + E, ...)
+                                         np.concatenate(cols), cfg["context"])).to(dev)  # (3B + E, ...)
             z = model(x)  # (3B + E, D) unit vectors
             n = b.shape[0]
             za, zp, zn, ze = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
             s_ap, s_an = (za * zp).sum(-1), (za * zn).sum(-1)  # eq. 2 on unit vectors: (B,)
             loss = contrastive_loss(cfg["loss"], s_ap, s_an, cfg["margin"], cfg["gamma"])
-            row = {"epoch": epoch, "iteration": step, "lr": lr}
+            active = hinge_active(cfg["loss"], s_ap.detach(), s_an.detach(), cfg["margin"], cfg["gamma"])
+            row = {"epoch": epoch, "iteration": step, "lr": lr, "hinge_active": float(active.float().mean())}
             if ze.shape[0]:
                 s_aen = (za[torch.from_numpy(has_easy).to(dev)] * ze).sum(-1)  # (E,)
                 loss = loss + contrastive_loss(cfg["loss"], s_ap[torch.from_numpy(has_easy).to(dev)], s_aen,
@@ -217,28 +236,36 @@ def load_encoder(state: Mapping, config_dict: Mapping, device: str = "auto"):
     from tal_pipeline.models.encoder import build_encoder
 
     model = build_encoder(config_dict["encoder"], config_dict.get("in_channels"), config_dict["hidden"],
-                          config_dict["dim"], config_dict.get("width", 32))
+                          config_dict["dim"], config_dict.get("width", 32), config_dict.get("context", 0))
     model.load_state_dict(dict(state), strict=True)
     return model.to(resolve_device(device)).eval()
 
 
 def make_embedder(state: Mapping, config_dict: Mapping, device: str = "auto", batch: int = 4096
                   ) -> Callable[[np.ndarray], np.ndarray]:
-    """Load once, embed many: returns f(inputs (T, ...)) -> (T, D) float32 unit-norm embeddings."""
+    """Load once, embed many: returns f(inputs (T, ...)) -> (T, D) float32 unit-norm embeddings.
+
+    A temporal-context encoder (config "context" = k) embeds step t from the window of the k steps centred on t
+    of the whole video, the video's edge steps repeated past its ends: the same windows training uses
+    (encoder_options.context_windows), so the embedding of a step does not depend on the batching."""
     import torch
 
     model = load_encoder(state, config_dict, device)
     dev = next(model.parameters()).device
     want = tuple(config_dict["in_shape"])
+    context = int(config_dict.get("context", 0))
 
     def run(inputs: np.ndarray) -> np.ndarray:
         if tuple(inputs.shape[1:]) != want:
             raise ValueError(f"encoder expects per-step shape {want}, got inputs of shape {tuple(inputs.shape)}")
         out = np.empty((inputs.shape[0], int(config_dict["dim"])), np.float32)  # (T, D)
+        step = max(1, batch // max(context, 1))  # steps per chunk: a chunk holds ~batch feature rows
         with torch.no_grad():
-            for s in range(0, inputs.shape[0], batch):
-                x = torch.from_numpy(np.ascontiguousarray(inputs[s:s + batch])).to(dev)
-                out[s:s + batch] = model(x).float().cpu().numpy()
+            for s in range(0, inputs.shape[0], step):
+                rows = (context_windows(inputs, np.arange(s, min(s + step, inputs.shape[0])), context)
+                        if context else inputs[s:s + step])  # (b, ...) or (b, k, C)
+                x = torch.from_numpy(np.ascontiguousarray(rows)).to(dev)
+                out[s:s + step] = model(x).float().cpu().numpy()
         return out
 
     return run
