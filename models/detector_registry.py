@@ -17,9 +17,11 @@ from torch import nn
 from tal_pipeline.models.actionformer.model import ActionFormer
 from tal_pipeline.models.afsd.model import AFSD
 from tal_pipeline.models.fusion import BAPGFusion
+from tal_pipeline.models.tadtr.model import TadTR
 from tal_pipeline.models.tridet.model import TriDet
 
-DETECTORS: dict[str, type[nn.Module]] = {"afsd": AFSD, "actionformer": ActionFormer, "tridet": TriDet}
+DETECTORS: dict[str, type[nn.Module]] = {"afsd": AFSD, "actionformer": ActionFormer, "tadtr": TadTR,
+                                       "tridet": TriDet}
 # Positional arguments of every detector class, given by the data rather than by a configuration.
 _DATA_ARGS = ("in_channels", "num_classes")
 _FUSION_DATA_ARGS = ("detector", "video_channels", "bapg_channels")
