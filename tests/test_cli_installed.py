@@ -71,6 +71,20 @@ def one(folder: Path, pattern: str) -> Path:
     return found[0]
 
 
+def method_store(folder: Path, kind: str) -> Path:
+    """The one `kind` store (similarity, proposals) of the method's chain: the encoder's similarity, the tsc
+    proposals (the Report's boundary accuracy adds the raw features' similarity and the other sources' proposals)."""
+    from tal_pipeline.storage.zarr_store import ArtifactStore
+
+    found = []
+    for path in sorted(folder.glob(f"{kind}-*.zarr")):
+        params = ArtifactStore(path).attrs()["params"]["params"]
+        if params.get("use_encoder", True) and params.get("source", "tsc") == "tsc":
+            found.append(path)
+    assert len(found) == 1, f"expected one {kind} store of the method in {folder}, found {found}"
+    return found[0]
+
+
 def bad_input(proc: subprocess.CompletedProcess, *words: str) -> None:
     """A refused input: exit 2, one line on stderr naming the problem, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
@@ -131,13 +145,13 @@ def _change_points(store: Path) -> dict[str, dict]:
 
 def test_newcomer_reruns_one_stage_with_force(chain):
     workdir = chain["workdir"]
-    proposals, similarity = one(workdir, "proposals-*.zarr"), one(workdir, "similarity-*.zarr")
+    proposals, similarity = method_store(workdir, "proposals"), method_store(workdir, "similarity")
     before, upstream, points = _mtimes(proposals), _mtimes(similarity), _change_points(proposals)
     proc = ok(installed("luigi", "--module", "pipeline", "TSCProposals", *CHAIN_FLAGS, "--TSCProposals-force",
                         cwd=chain["cwd"]))
     assert f"--force: removed runs/{proposals.name}" in proc.stderr or f"--force: removed {proposals}" in proc.stderr
     assert "* 1 ran successfully:\n    - 1 TSCProposals(" in proc.stderr, proc.stderr[-2000:]
-    assert one(workdir, "proposals-*.zarr") == proposals  # same parameters, same artifact path
+    assert method_store(workdir, "proposals") == proposals  # same parameters, same artifact path
     after = _mtimes(proposals)
     assert "zarr.json" in after and all(after[f] != before[f] for f in before.keys() & after.keys())
     assert _mtimes(similarity) == upstream  # the stage's inputs are not recomputed
@@ -147,7 +161,7 @@ def test_newcomer_reruns_one_stage_with_force(chain):
 def test_newcomer_inspects_the_proposals_store(chain, outside):
     from tal_pipeline.storage.zarr_store import ArtifactStore
 
-    store = one(chain["workdir"], "proposals-*.zarr")
+    store = method_store(chain["workdir"], "proposals")
     proc = ok(installed("tal-pipeline", "inspect", store, "--json", cwd=outside))
     info = json.loads(proc.stdout)
     expected = ArtifactStore(store)
