@@ -15,6 +15,7 @@ import luigi
 
 from pipeline.base import StageTask, gpu_resources, write_csv
 from pipeline.data_tasks import DatasetStage, dataset_annotations, features_task, gt_segments
+from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS, needs_similarity
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES, SIMILARITY_SOURCES
 from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.storage.zarr_store import ArtifactStore
@@ -266,8 +267,33 @@ def boundary_accuracy_by_subset(store_path: str, ann, subsets, videos) -> pd.Dat
     return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
 
 
+class GroupsParameter(luigi.ListParameter):
+    """The channel groups of B (stages.bapg.proposal_features.GROUPS), as JSON: checked and put in the fixed
+    channel order when parsed, so an unknown name fails at once and ["boundary", "pooled"] is the default."""
+
+    def normalize(self, x):
+        from tal_pipeline.stages.bapg.proposal_features import normalise_groups
+
+        return normalise_groups(super().normalize(x), "channel groups")
+
+
+class GroupListsParameter(luigi.ListParameter):
+    """A JSON list of channel-group lists (the Report's group ablations), each checked as GroupsParameter does."""
+
+    def normalize(self, x):
+        from tal_pipeline.stages.bapg.proposal_features import normalise_groups
+
+        return tuple(normalise_groups(g, "channel groups") for g in super().normalize(x))
+
+
 class ProposalFeatures(DatasetStage):
-    """Boundary-aware per-step features from the TSC segmentations (BAPG II-D), same layout as features."""
+    """Boundary-aware per-step features from the TSC segmentations (BAPG II-D), same layout as features.
+
+    `groups` selects B's channel groups (stages/bapg/proposal_features.py): pooled, boundary (the default, B as
+    BAPG II-D is implemented here), novelty, strength. novelty and strength read the similarity matrix, so with
+    them this task also requires SimilarityMatrices: the raw features' for the raw source, else the encoder's
+    (the one TSC ran on; for the random and oracle sources, the matrix TSC would have used).
+    """
 
     artifact = "bapg_features"
     # 128: the +BAPG input grows by (scales) x (128 pooled + 4 boundary channels), 3 x 132 = 396 by default,
@@ -278,14 +304,28 @@ class ProposalFeatures(DatasetStage):
 
     source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
                                    description="where the boundaries come from (TSCProposals --source)")
+    groups = GroupsParameter(default=list(DEFAULT_GROUPS),
+                             description="channel groups of B, any of pooled, boundary, novelty, strength (always "
+                                         "in that order)")
 
     def requires(self):
-        return {"features": features_task(), "proposals": TSCProposals(source=self.source)}
+        req = {"features": features_task(), "proposals": TSCProposals(source=self.source)}
+        if needs_similarity(self.groups):
+            req["similarity"] = SimilarityMatrices(use_encoder=self.source != "raw")
+        return req
+
+    def shaping_params(self) -> dict:
+        params = super().shaping_params()
+        if tuple(self.groups) == DEFAULT_GROUPS:  # B as before the groups existed: the same artifact path
+            params["params"] = {k: v for k, v in params["params"].items() if k != "groups"}
+        return params
 
     def run(self):
         from tal_pipeline.stages.bapg.proposal_features import proposal_features_to_store
 
         proposals = self.input()["proposals"].store
+        similarity = self.input().get("similarity")
         self.run_videos(proposal_features_to_store, proposals.videos(), self.skip_bad_videos,
                         features_store=self.input()["features"].path, proposals_store=str(proposals.path),
-                        projection_dim=self.projection_dim)
+                        projection_dim=self.projection_dim, groups=list(self.groups),
+                        similarity_store=similarity.path if similarity is not None else None)

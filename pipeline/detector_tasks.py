@@ -10,9 +10,10 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.bapg_tasks import ProposalFeatures, SimilarityMatrices, TrainEncoder, TSCProposals
+from pipeline.bapg_tasks import GroupsParameter, ProposalFeatures, SimilarityMatrices, TrainEncoder, TSCProposals
 from pipeline.base import StageTask, gpu_resources, task_threads, upstream, write_csv
 from pipeline.data_tasks import ExtractFeatures, SampleFrames, dataset_annotations, features_task
+from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
 from tal_pipeline.stages.evaluation.variant import Variant
 
@@ -22,18 +23,23 @@ log = logging.getLogger("pipeline")
 def variant_params(variant: Variant) -> dict:
     """The DetectorTask parameters of `variant` (Detect(**variant_params(v)), ...)."""
     return {"detector": variant.detector, "use_bapg": variant.bapg, "bapg_source": variant.source or "tsc",
-            "seed": variant.seed, "untrained": variant.untrained}
+            "bapg_groups": list(variant.groups or DEFAULT_GROUPS), "seed": variant.seed,
+            "untrained": variant.untrained}
 
 
 class DetectorTask(StageTask):
-    """Shared parameters of a detector variant: which detector, with or without BAPG (and from which boundaries),
-    which seed, and the detector's model / training / fusion settings (JSON, all part of the artifact hash)."""
+    """Shared parameters of a detector variant: which detector, with or without BAPG (from which boundaries, with
+    which channel groups), which seed, and the detector's model / training / fusion settings (JSON, all part of
+    the artifact hash)."""
 
     detector = luigi.ChoiceParameter(default="actionformer", choices=["afsd", "actionformer"])
     use_bapg = luigi.BoolParameter(default=False, description="fuse ProposalFeatures into the video features")
     bapg_source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
                                         description="with --use-bapg: boundaries from tsc (the method), raw (TSC "
                                                     "without encoder), random (same counts) or oracle (ground truth)")
+    bapg_groups = GroupsParameter(default=list(DEFAULT_GROUPS),
+                                  description="with --use-bapg: the channel groups of B (ProposalFeatures --groups): "
+                                              "pooled, boundary, novelty, strength")
     seed = luigi.IntParameter(default=0)
     untrained = luigi.BoolParameter(default=False, description="keep the initial weights: the report's sanity "
                                                                "baseline that training must beat by far")
@@ -41,7 +47,7 @@ class DetectorTask(StageTask):
 
     def run_variant(self) -> Variant:
         """The detector variant this task computes (written into detections and evaluations as "variant")."""
-        return Variant.of(self.detector, self.use_bapg, self.bapg_source, self.seed, self.untrained)
+        return Variant.of(self.detector, self.use_bapg, self.bapg_source, self.seed, self.untrained, self.bapg_groups)
 
     def variant(self) -> dict:
         """The parameters that name this detector variant, passed on to the tasks it requires."""
@@ -49,14 +55,17 @@ class DetectorTask(StageTask):
 
     def shaping_params(self) -> dict:
         params = super().shaping_params()
-        if not self.use_bapg:  # the boundary source does not shape a baseline
-            params["params"] = {k: v for k, v in params["params"].items() if k != "bapg_source"}
+        # The boundary source and groups do not shape a baseline; the default groups keep the path they had
+        # before groups existed.
+        drop = {"bapg_source", "bapg_groups"} if not self.use_bapg else \
+            {"bapg_groups"} if tuple(self.bapg_groups) == DEFAULT_GROUPS else set()
+        params["params"] = {k: v for k, v in params["params"].items() if k not in drop}
         return params
 
     def feature_inputs(self) -> dict:
         inputs = {"features": features_task()}
         if self.use_bapg:
-            inputs["bapg"] = ProposalFeatures(source=self.bapg_source)
+            inputs["bapg"] = ProposalFeatures(source=self.bapg_source, groups=list(self.bapg_groups))
         return inputs
 
     def load_features(self, subset: str):
@@ -139,6 +148,8 @@ class TrainDetector(DetectorTask):
         recipe = self.inference_recipe()
         cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features),
                "inputs": recipe.to_dict()}
+        if self.use_bapg:
+            cfg["bapg_groups"] = list(self.bapg_groups)
         health = cfg["health"]
         if health["healthy"] is False:
             log.warning("detector %s seed %d: UNHEALTHY training run: %s", self.detector + (" + BAPG" if self.use_bapg
@@ -172,7 +183,8 @@ class TrainDetector(DetectorTask):
             bapg = BapgRecipe(source=pf.source, use_encoder="encoder" in inputs,
                               block=similarity.block if similarity is not None else None,
                               **asdict(tsc.scales()), max_union=tsc.max_union,
-                              projection_dim=pf.projection_dim, projection_seed=PROJECTION_SEED)
+                              projection_dim=pf.projection_dim, projection_seed=PROJECTION_SEED,
+                              groups=tuple(pf.groups))
         return InferenceRecipe(
             features=FeaturesRecipe(task=type(feats).__name__, window=feats.window, stride=feats.stride,
                                     weights=feats.weights_name if isinstance(feats, ExtractFeatures) else None),

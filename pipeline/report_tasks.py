@@ -11,6 +11,7 @@ import luigi
 from pipeline import config
 from pipeline.bapg_tasks import (
     BOUNDARY_ACCURACY_JSON,
+    GroupListsParameter,
     SimilarityMatrices,
     TrainEncoder,
     TSCProposals,
@@ -50,8 +51,9 @@ class Evaluate(DetectorTask):
         result["variant"] = self.run_variant().record()
         with self.output().writer() as folder:
             (folder / "evaluation.json").write_text(json.dumps(result, indent=1))
+        groups = "" if self.run_variant().default_groups else f" [{', '.join(self.bapg_groups)}]"
         log.info("evaluation: %s%s%s seed %d: average mAP %.4f", self.detector,
-                 f" + BAPG ({self.bapg_source})" if self.use_bapg else "",
+                 f" + BAPG ({self.bapg_source}){groups}" if self.use_bapg else "",
                  " (untrained)" if self.untrained else "", self.seed, result["average_mAP"])
 
 
@@ -68,25 +70,31 @@ class Report(StageTask):
     ablations = luigi.ListParameter(default=[], description="+BAPG rows with other boundaries: raw (no encoder), "
                                                             "random (same counts), oracle (ground truth)")
     ablation_seeds = luigi.IntParameter(default=0, description="seeds of the ablation rows (0: as many as --seeds)")
+    group_ablations = GroupListsParameter(default=[], description="+BAPG (tsc) rows with other channel groups of B, "
+                                          'e.g. [["pooled"], ["pooled", "boundary", "novelty", "strength"]]')
     boundary_sources = luigi.ListParameter(default=list(BOUNDARY_SOURCES),
                                            description="boundary sources in the boundary accuracy table (each needs "
                                                        "only its TSCProposals): tsc, raw, random, oracle")
 
     def variants(self) -> list[Variant]:
-        """Every evaluated run: each detector with and without BAPG, the ablation rows, and (seed 0) the untrained
-        sanity rows, which training must beat by far."""
+        """Every evaluated run: each detector with and without BAPG, the ablation rows (other boundary sources,
+        other channel groups; their seeds: ablation_seeds), and (seed 0) the untrained sanity rows, which training
+        must beat by far. A group ablation equal to the default groups is the + BAPG row itself."""
+        seeds = range(self.ablation_seeds or self.seeds)
         main = [Variant.of(d, b, "tsc", s) for d in self.detectors for b in (False, True) for s in range(self.seeds)]
-        extra = [Variant.of(d, True, a, s) for d in self.detectors for a in self.ablations
-                 for s in range(self.ablation_seeds or self.seeds)]
+        extra = [Variant.of(d, True, a, s) for d in self.detectors for a in self.ablations for s in seeds]
+        extra += [Variant.of(d, True, "tsc", s, groups=g) for d in self.detectors for g in self.group_ablations
+                  for s in seeds]
         untrained = [Variant.of(d, untrained=True) for d in self.detectors]
-        return main + extra + untrained
+        return list(dict.fromkeys(main + extra + untrained))
 
     def requires(self):
         evals = {v: Evaluate(**variant_params(v)) for v in self.variants()}
         # Everything else is read from the evaluations' own chains, so it is what those rows were computed from.
         detections = {v: e.requires() for v, e in evals.items()}
         trainings = {v: d.requires()["model"] for v, d in detections.items()}
-        examples = {v: detections[v] for v in evals if v.seed == 0 and not v.untrained and v.source in (None, "tsc")}
+        examples = {v: detections[v] for v in evals
+                    if v.seed == 0 and not v.untrained and v.source in (None, "tsc") and v.default_groups}
         req = {"evaluations": evals, "trainings": trainings, "detections": examples}
         method = next((d for v, d in examples.items() if v.bapg), None)  # a +BAPG (TSC) run: the method's chain
         if method is None:

@@ -95,11 +95,70 @@ def test_detect_matches_pipeline_detect_with_bapg(chain, tmp_path, capsys):
         assert a["score"] == pytest.approx(b["score"], abs=1e-4), (i, a, b)
 
 
+ALL_GROUPS = ["pooled", "boundary", "novelty", "strength"]
+
+
+@pytest.fixture(scope="module")
+def chain_all_groups(chain) -> dict:
+    """The same chain for actionformer + BAPG with every channel group of B (novelty and strength read S)."""
+    import torch
+
+    result = run_luigi(["Detect", "--Detect-use-bapg", "--Detect-detector", "actionformer", "--Detect-bapg-groups",
+                        json.dumps(ALL_GROUPS), *SMALL, *dataset_args(chain["data"], chain["workdir"])], chain["work"])
+    _ok(result, "luigi Detect (+BAPG, all groups)")
+    found = {}
+    for folder in glob.glob(str(chain["workdir"] / "detector-*")):
+        cfg = torch.load(Path(folder) / "checkpoint.pt", map_location="cpu", weights_only=True)["config"]
+        found[tuple(cfg.get("bapg_groups") or ())] = Path(folder)
+    [detections] = [p for p in glob.glob(str(chain["workdir"] / "detections-*" / "detections.json"))
+                    if json.loads(Path(p).read_text())["external_data"]["bapg_groups"] == ALL_GROUPS]
+    assert found[("pooled", "boundary")] == chain["detector"]  # the module's first chain: the default groups
+    return {**chain, "detector": found[tuple(ALL_GROUPS)], "detections": Path(detections),
+            "default_detector": chain["detector"]}
+
+
+def test_detect_matches_pipeline_with_every_channel_group(chain_all_groups, tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from tal_pipeline.stages.detectors.inference import detector_input, load_checkpoint
+    from tal_pipeline.storage.features import load_feature_dict, read_features
+
+    c = chain_all_groups
+    ckpt = load_checkpoint(c["detector"])
+    recipe = ckpt["recipe"].bapg
+    assert recipe.groups == tuple(ALL_GROUPS) and ckpt["config"]["bapg_groups"] == ALL_GROUPS
+    default = torch.load(c["default_detector"] / "checkpoint.pt", map_location="cpu", weights_only=True)
+    scales = 2  # m = 2, 4
+    assert ckpt["config"]["in_channels"] == default["config"]["in_channels"] + 3 + scales  # novelty + strength
+    # B itself: the stage function on the pipeline's own features gives exactly the pipeline's stored input
+    features_store = _one(str(c["workdir"] / "features-*.zarr"))
+    [bapg_store] = [p for p in glob.glob(str(c["workdir"] / "bapg_features-*.zarr"))
+                    if read_features(p, TEST_VIDEO)[0].shape[1] == ckpt["config"]["in_channels"] - 1024]
+    features, _ = read_features(features_store, TEST_VIDEO)
+    mine, _ = detector_input(features, ckpt, TEST_VIDEO)
+    theirs, _ = load_feature_dict(features_store, [TEST_VIDEO], bapg_store)
+    np.testing.assert_array_equal(mine, theirs[TEST_VIDEO])
+
+    out = tmp_path / "results.json"
+    assert main(["detect", str(c["data"] / f"{TEST_VIDEO}.mp4"), "--checkpoint", str(c["detector"]),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    got = json.loads(out.read_text())["results"][TEST_VIDEO]
+    ref = json.loads(c["detections"].read_text())["results"][TEST_VIDEO]
+    assert got and len(got) == len(ref)
+    for i, (a, b) in enumerate(zip(got, ref)):
+        assert a["label"] == b["label"], (i, a, b)
+        assert a["segment"] == pytest.approx(b["segment"], abs=1e-4), (i, a, b)
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4), (i, a, b)
+
+
 def test_detect_folder_without_bapg_reports_bad_video_and_plots(chain, tmp_path, capsys):
     result = run_luigi(["TrainDetector", "--TrainDetector-detector", "actionformer", *SMALL,
                         *dataset_args(chain["data"], chain["workdir"])], chain["work"])
     _ok(result, "luigi TrainDetector (baseline)")
-    baseline = [d for d in glob.glob(str(chain["workdir"] / "detector-*")) if Path(d) != chain["detector"]]
+    baseline = [d for d in glob.glob(str(chain["workdir"] / "detector-*"))
+                if json.loads((Path(d) / "config.json").read_text())["use_bapg"] is False]
     assert len(baseline) == 1, baseline
 
     folder = tmp_path / "videos"

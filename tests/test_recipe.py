@@ -9,7 +9,7 @@ from tal_pipeline.stages.detectors.recipe import BapgRecipe, FeaturesRecipe, Fra
 
 def _bapg(**overrides) -> BapgRecipe:
     values = dict(source="tsc", use_encoder=True, block=512, ms=(), rates=(8.0, 16.0), penalty=0.0, min_size=1,
-                  max_union=3, projection_dim=128, projection_seed=0)
+                  max_union=3, projection_dim=128, projection_seed=0, groups=("pooled", "boundary"))
     return BapgRecipe(**{**values, **overrides})
 
 
@@ -76,3 +76,28 @@ def test_a_recipe_without_a_similarity_records_no_tiling():
             InferenceRecipe.from_dict(data, use_bapg=True)
     with pytest.raises(ValueError, match="no similarity tiling"):
         _recipe(bapg=_bapg(block=None)).require_raw_video_inference()
+
+
+def test_channel_groups_round_trip_and_a_recipe_from_before_them_reads_as_the_legacy_groups(tmp_path):
+    from tal_pipeline.stages.detectors.recipe import LEGACY_GROUPS
+
+    every = _recipe(bapg=_bapg(groups=("pooled", "boundary", "novelty", "strength")))
+    torch.save({"inputs": every.to_dict()}, tmp_path / "c.pt")
+    stored = torch.load(tmp_path / "c.pt", weights_only=True)["inputs"]
+    assert stored["bapg"]["groups"] == ["pooled", "boundary", "novelty", "strength"]
+    assert InferenceRecipe.from_dict(stored, use_bapg=True) == every
+    novelty = _recipe(bapg=_bapg(groups=("novelty",)))
+    assert InferenceRecipe.from_dict(novelty.to_dict(), use_bapg=True).bapg.groups == ("novelty",)
+    # written before B had groups: the only B there was, pooled then boundary channels per scale
+    old = _recipe().to_dict()
+    del old["bapg"]["groups"]
+    assert LEGACY_GROUPS == ("pooled", "boundary")
+    assert InferenceRecipe.from_dict(old, use_bapg=True).bapg.groups == LEGACY_GROUPS
+    for bad, message in ((["pooled", "edges"], r"unknown channel group\(s\) \['edges'\].*retrain"),
+                         ([], "at least one channel group"), ("pooled", "groups = 'pooled' is not of type"),
+                         ([1, 2], r"groups = \[1, 2\] is not of type tuple\[str, \.\.\.\]"),
+                         (["boundary", "pooled"], "not in the channel order")):
+        data = _recipe().to_dict()
+        data["bapg"]["groups"] = bad
+        with pytest.raises(ValueError, match=message):
+            InferenceRecipe.from_dict(data, use_bapg=True, where="ckpt.pt")

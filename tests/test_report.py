@@ -219,3 +219,47 @@ def test_report_without_boundary_accuracy_says_so(tmp_path):
     payload = write_report(tmp_path, grid(), RECALL, ENCODER)
     assert payload["boundary_accuracy"] == {"tolerances": [], "subsets": {}, "sources": {}}
     assert "_no boundary accuracy" in (tmp_path / "report.md").read_text()
+
+
+def test_group_ablation_rows_are_named_ordered_and_paired(tmp_path):
+    every = ["pooled", "boundary", "novelty", "strength"]
+    evs = [evaluation("afsd", s, BASE[s]) for s in (0, 1, 2)]
+    evs += [evaluation("afsd", s, AFSD_BAPG[s], True, "tsc") for s in (0, 1, 2)]
+    for groups, delta in ((every, 0.03), (["pooled"], -0.02), (["boundary"], 0.01)):
+        for s in (0, 1, 2):
+            ev = evaluation("afsd", s, [m + delta for m in BASE[s]], True, "tsc")
+            ev["variant"]["bapg_groups"] = list(groups)
+            evs.append(ev)
+    same = evaluation("afsd", 0, [0.9] * 3, True, "random")
+    same["variant"]["bapg_groups"] = ["boundary", "pooled"]  # the default groups, in another order
+    evs.append(same)
+    payload = write_report(tmp_path, evs, RECALL, ENCODER)
+    rows = payload["results"]
+    assert [r["name"] for r in rows] == ["afsd", "afsd + BAPG", "afsd + BAPG [pooled]", "afsd + BAPG [boundary]",
+                                         "afsd + BAPG [pooled, boundary, novelty, strength]",
+                                         "afsd + BAPG (random change points)"]
+    assert [r["bapg_groups"] for r in rows] == [None, ["pooled", "boundary"], ["pooled"], ["boundary"], every,
+                                                ["pooled", "boundary"]]
+    assert all(r["seeds"] == [0, 1, 2] for r in rows[:5])
+    pairs = {p["variant"]: p for p in payload["paired_differences"]}
+    assert pairs["afsd + BAPG [pooled]"]["average_mAP"]["mean"] == pytest.approx(-0.02)
+    assert pairs["afsd + BAPG [pooled, boundary, novelty, strength]"]["average_mAP"]["per_seed"] == pytest.approx(
+        [0.03] * 3)
+    assert pairs["afsd + BAPG [boundary]"]["bapg_groups"] == ["boundary"]
+    md = (tmp_path / "report.md").read_text()
+    assert "| afsd + BAPG [pooled, boundary, novelty, strength] | 3 | +3.0 ± 0.0 (3/3) |" in md
+    assert "| afsd + BAPG [pooled] | 3 | 58.0 ± 8.2 |" in md
+
+
+def test_variant_records_its_groups_and_reads_older_records():
+    from tal_pipeline.stages.evaluation.variant import Variant
+
+    v = Variant.of("afsd", True, "tsc", 1, groups=["strength", "pooled"])
+    assert v.groups == ("pooled", "strength") and not v.default_groups
+    assert v.record()["bapg_groups"] == ["pooled", "strength"] and Variant.from_record(v.record()) == v
+    old = {"detector": "afsd", "bapg": True, "bapg_source": "tsc", "seed": 1, "untrained": False}  # no bapg_groups
+    assert Variant.from_record(old) == Variant.of("afsd", True, "tsc", 1) != v
+    assert Variant.from_record(old).groups == ("pooled", "boundary") and Variant.from_record(old).default_groups
+    assert Variant.of("afsd", False, groups=["pooled"]).groups is None  # a baseline has no groups
+    with pytest.raises(ValueError, match="unknown channel group"):
+        Variant.of("afsd", True, groups=["edges"])

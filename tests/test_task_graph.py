@@ -114,7 +114,7 @@ def test_oracle_variant_runs_in_a_fresh_workdir(tiny_synthetic, tmp_path):
     [evaluation] = workdir.glob("evaluation-*/evaluation.json")
     ev = json.loads(evaluation.read_text())
     assert ev["variant"] == {"detector": "actionformer", "bapg": True, "bapg_source": "oracle", "seed": 0,
-                             "untrained": False}
+                             "untrained": False, "bapg_groups": ["pooled", "boundary"]}
     assert "health" not in ev  # the Report reads it from the TrainDetector's health.json
     [detections] = workdir.glob("detections-*/detections.json")
     assert json.loads(detections.read_text())["external_data"] == ev["variant"]

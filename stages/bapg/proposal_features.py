@@ -19,6 +19,19 @@ near the segment's ends are on a scale where nearby differences matter most. A d
 is otherwise unchanged (the plug-and-play claim). P is the identity (C' = C) or, with `projection_dim` > 0, a
 fixed random orthogonal projection (seeded) to C' = projection_dim channels, to keep the input narrow on wide
 features.
+
+Channel groups. B is made of switchable groups (GROUPS), always in this order whatever order they are asked in:
+
+    "pooled"    per scale: the C' segment-pooled (projected) features           (the block above, first part)
+    "boundary"  per scale: the 4 boundary channels                              (the block above, second part)
+    "novelty"   the checkerboard novelty of S at widths NOVELTY_WIDTHS         (3 channels; boundary_evidence)
+    "strength"  per scale: the change-point strength curve on S, normalised     (1 channel per scale)
+
+"pooled" and "boundary" interleave per scale as above, so the default ("pooled", "boundary") is B exactly as it
+was before the groups existed; "novelty" and then "strength" follow, once for all scales. novelty and strength
+read the similarity matrix S (the one TSC ran on; for the raw and oracle sources, see the ProposalFeatures task)
+in blocks (stages/bapg/boundary_evidence.py): the value at step t describes the boundary between t-1 and t.
+`channel_layout` names every channel; the store records it with the groups.
 """
 from __future__ import annotations
 
@@ -90,42 +103,122 @@ def boundary_channels(change_points: np.ndarray, num_steps: int) -> np.ndarray:
     return np.stack([position, np.log1p(since), np.log1p(until), nearest], axis=1).astype(np.float32)
 
 
+GROUPS = ("pooled", "boundary", "novelty", "strength")  # the channel groups of B, in channel order
+DEFAULT_GROUPS = ("pooled", "boundary")  # B before the groups existed, and the pipeline's default
+SIMILARITY_GROUPS = ("novelty", "strength")  # the groups that read S
+NOVELTY_WIDTHS = (2, 4, 8)  # steps on each side of the boundary (boundary_evidence.novelty_curves)
+
+
+def normalise_groups(groups, where: str = "channel groups") -> tuple[str, ...]:
+    """The channel groups as a tuple in GROUPS order (duplicates dropped); ValueError for an unknown name or none."""
+    names = [groups] if isinstance(groups, str) else [str(g) for g in groups]
+    unknown = [g for g in names if g not in GROUPS]
+    if unknown:
+        raise ValueError(f"{where}: unknown channel group(s) {unknown}; known: {list(GROUPS)}")
+    if not names:
+        raise ValueError(f"{where}: at least one channel group is needed, from {list(GROUPS)}")
+    return tuple(g for g in GROUPS if g in names)
+
+
+def needs_similarity(groups) -> bool:
+    """Whether these groups read the similarity matrix S (novelty, strength)."""
+    return any(g in SIMILARITY_GROUPS for g in normalise_groups(groups))
+
+
+def channel_layout(scale_names: list[str], groups=DEFAULT_GROUPS, pooled_width: int = 0) -> list[dict]:
+    """Every channel block of B in order: [{"group", "scale" (None for novelty), "start", "stop", "names"}]."""
+    groups = normalise_groups(groups)
+    blocks = []
+    for scale in scale_names:
+        if "pooled" in groups:
+            blocks.append(("pooled", scale, [f"{scale} pooled feature {i}" for i in range(int(pooled_width))]))
+        if "boundary" in groups:
+            blocks.append(("boundary", scale, [f"{scale} {name}" for name in BOUNDARY_CHANNELS]))
+    if "novelty" in groups:
+        blocks.append(("novelty", None, [f"novelty of S, width {k}" for k in NOVELTY_WIDTHS]))
+    if "strength" in groups:
+        blocks += [("strength", scale, [f"{scale} change-point strength (normalised TSC cost rise)"])
+                   for scale in scale_names]
+    out, start = [], 0
+    for group, scale, names in blocks:
+        out.append({"group": group, "scale": scale, "start": start, "stop": start + len(names), "names": names})
+        start += len(names)
+    return out
+
+
 def boundary_aware_features(features: np.ndarray, change_points, projection_dim: int = 0,
-                            seed: int = PROJECTION_SEED) -> np.ndarray:
-    """B of one video: (T, C) features and its scales -> (T, n_scales * (C' + 4)) float32.
+                            seed: int = PROJECTION_SEED, groups=DEFAULT_GROUPS, similarity=None,
+                            name: str = "similarity") -> np.ndarray:
+    """B of one video: (T, C) features and its scales -> (T, channels) float32 in the order of channel_layout.
 
     change_points: [(scale name, (m,) change points)] in feature order, or {m: change points} (m ascending).
-    Per scale: the segment mean of the (projected) features, then the 4 boundary channels (BOUNDARY_CHANNELS).
-    C' = projection_dim if > 0, else C.
+    Default groups: per scale, the segment mean of the (projected) features, then the 4 boundary channels
+    (BOUNDARY_CHANNELS): (T, n_scales * (C' + 4)), C' = projection_dim if > 0, else C. similarity: (T, T) S
+    (numpy or Zarr, read in blocks), needed by the novelty and strength groups.
     """
+    groups = normalise_groups(groups)
     x = np.asarray(features, dtype=np.float32)  # (T, C)
-    if projection_dim:
+    T = x.shape[0]
+    if projection_dim and "pooled" in groups:
         x = x @ projection_matrix(x.shape[1], int(projection_dim), seed)  # (T, C')
     scales = [c for _, c in change_points] if isinstance(change_points, list) else \
         [change_points[m] for m in sorted(change_points)]
     parts = []
     for cps in scales:
-        pooled = segment_pooling(x, cps)  # (T, C')
-        parts += [pooled, boundary_channels(cps, x.shape[0])]  # (T, C'), (T, 4)
-    return np.concatenate(parts, axis=1)
+        if "pooled" in groups:
+            parts.append(segment_pooling(x, cps))  # (T, C')
+        if "boundary" in groups:
+            parts.append(boundary_channels(cps, T))  # (T, 4)
+    if needs_similarity(groups):
+        from tal_pipeline.stages.bapg.boundary_evidence import novelty_curves, strength_curves
+
+        if similarity is None:
+            raise ValueError(f"{name}: channel groups {[g for g in groups if g in SIMILARITY_GROUPS]} need the "
+                             "similarity matrix S")
+        if tuple(similarity.shape) != (T, T):
+            raise ValueError(f"{name}: similarity matrix of shape {tuple(similarity.shape)} for {T} feature steps")
+        if "novelty" in groups:
+            parts.append(novelty_curves(similarity, NOVELTY_WIDTHS, name=name))  # (T, 3)
+        if "strength" in groups:
+            parts.append(strength_curves(similarity, scales, normalise=True, name=name))  # (T, n_scales)
+    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
 
 def proposal_features_to_store(video: str, *, features_store: str, proposals_store: str, store_path: str,
-                               projection_dim: int = 0, seed: int = PROJECTION_SEED) -> None:
-    """ProposalFeatures for one video: B from the cached change points of every scale, in the feature-store layout."""
+                               projection_dim: int = 0, seed: int = PROJECTION_SEED, groups=DEFAULT_GROUPS,
+                               similarity_store: str | None = None) -> None:
+    """ProposalFeatures for one video: B from the cached change points of every scale, in the feature-store layout.
+
+    similarity_store: the SimilarityMatrices store, read when the groups include novelty or strength."""
     from tal_pipeline.stages.bapg.proposals import read_change_points, read_scales
     from tal_pipeline.storage.features import read_features, write_features
+    from tal_pipeline.storage.zarr_store import ArtifactStore
 
+    groups = normalise_groups(groups)
     features, grid = read_features(features_store, video)  # (T, C)
     _, attrs = read_change_points(proposals_store, video)
     if int(attrs["num_steps"]) != features.shape[0]:
         raise ValueError(f"video {video!r}: proposals were computed on {attrs['num_steps']} steps, "
                          f"the features have {features.shape[0]}")
     scales = read_scales(proposals_store, video)
-    out = boundary_aware_features(features, scales, projection_dim, seed)
-    width = out.shape[1] // len(scales)
+    similarity = None
+    if needs_similarity(groups):
+        if similarity_store is None:
+            raise ValueError(f"video {video!r}: channel groups {list(groups)} need a similarity store")
+        similarity = ArtifactStore(similarity_store).read(video)  # (T, T) float16 Zarr, read in blocks
+    out = boundary_aware_features(features, scales, projection_dim, seed, groups, similarity, name=f"video {video!r}")
+    pooled = (int(projection_dim) or features.shape[1]) if "pooled" in groups else 0
+    layout = channel_layout([n for n, _ in scales], groups, pooled)
+    if layout[-1]["stop"] != out.shape[1]:
+        raise AssertionError(f"channel layout of {layout[-1]['stop']} channels, B has {out.shape[1]}")
     write_features(store_path, video, out, grid, scales=[n for n, _ in scales],
-                   change_points_per_scale=[int(len(c)) for _, c in scales],
-                   layout=f"per scale: {width - len(BOUNDARY_CHANNELS)} pooled feature channels (segment mean of Fv) "
-                          f"then {len(BOUNDARY_CHANNELS)} boundary channels: {', '.join(BOUNDARY_CHANNELS)}",
+                   change_points_per_scale=[int(len(c)) for _, c in scales], groups=list(groups),
+                   channel_groups=[{k: b[k] for k in ("group", "scale", "start", "stop")} for b in layout],
+                   channel_names=[n for b in layout for n in b["names"]],
+                   layout=f"groups {', '.join(groups)} (stages/bapg/proposal_features.py): per scale "
+                          f"{pooled} pooled feature channels (segment mean of Fv) then "
+                          f"{len(BOUNDARY_CHANNELS) if 'boundary' in groups else 0} boundary channels "
+                          f"({', '.join(BOUNDARY_CHANNELS)}); then {len(NOVELTY_WIDTHS) if 'novelty' in groups else 0}"
+                          f" novelty channels (widths {list(NOVELTY_WIDTHS)}); then "
+                          f"{len(scales) if 'strength' in groups else 0} strength channels (one per scale)",
                    projection_dim=int(projection_dim))

@@ -11,7 +11,8 @@ by TrainDetector as config["inputs"]):
               -> S             stages.similarity.similarity_matrix, tiled by recipe.bapg.block
               -> change points stages.scales.tsc_scales for recipe.bapg.ms, .rates, .penalty, .min_size
                                (one scale each, counts from the video's feature span)
-              -> B             stages.proposal_features.boundary_aware_features, concatenated after the features
+              -> B             stages.proposal_features.boundary_aware_features with recipe.bapg.groups (and S
+                               for the novelty and strength groups), concatenated after the features
     -> detections              stages.detection.detect on the recipe's TimeGrid, clipped to the video's
                                real (decoded) duration.
 
@@ -177,7 +178,8 @@ def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tup
     S = similarity_matrix(embeddings, block=bapg.block)  # (T, T) float16, tiled as the stage did
     seconds = recipe_grid(recipe).span_seconds(features.shape[0])  # the span TSCProposals counts
     found = tsc_scales(S, seconds, Scales(bapg.ms, bapg.rates, bapg.penalty, bapg.min_size), name=f"video {video!r}")
-    B = boundary_aware_features(features, found, bapg.projection_dim, bapg.projection_seed)
+    B = boundary_aware_features(features, found, bapg.projection_dim, bapg.projection_seed, groups=bapg.groups,
+                                similarity=S, name=f"video {video!r}")
     return np.concatenate([features, B], axis=1), dict(found)
 
 

@@ -4,7 +4,9 @@ TrainDetector writes it (config["inputs"]) from the parameters of the tasks upst
 and `tal-pipeline detect` read it back through `InferenceRecipe.from_dict`, the one validated reader, and
 single-video inference (stages.inference) rebuilds frames -> I3D features -> (+BAPG) S -> change points -> B
 with exactly these values. Every field is required when read: a default here would silently disagree with the
-pipeline's on the day one of them changes, so an old checkpoint without a field is refused (retrain it).
+pipeline's on the day one of them changes, so an old checkpoint without a field is refused (retrain it). The
+one exception is a fact about the past, not a default: a +BAPG recipe written before B had channel groups
+(no "groups") was made with the only B there was, LEGACY_GROUPS.
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from typing import Any
 
 # Features that single-video inference can recompute from a raw video (models/i3d_weights.py).
 SUPPORTED_WEIGHTS = ("i3d-rgb-k400",)
+# The channel groups of every +BAPG input made before BapgRecipe recorded them: pooled then boundary channels per
+# scale. A constant, never to follow stages.bapg.proposal_features.DEFAULT_GROUPS should that change.
+LEGACY_GROUPS = ("pooled", "boundary")
 
 
 def _section(data: Any, cls, where: str):
@@ -37,6 +42,10 @@ def _section(data: Any, cls, where: str):
             elif base == "bool":
                 if not isinstance(value, bool):
                     raise TypeError
+            elif base.startswith("tuple[str"):
+                if isinstance(value, str | bytes) or not all(isinstance(v, str) for v in value):
+                    raise TypeError
+                value = tuple(value)
             elif base.startswith("tuple"):
                 value = tuple(float(v) if "float" in base else int(v) for v in value)
             elif base in ("int", "float", "str"):
@@ -87,6 +96,8 @@ class BapgRecipe:
     max_union: int
     projection_dim: int
     projection_seed: int
+    # The channel groups of B (stages.bapg.proposal_features.GROUPS, in their order).
+    groups: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,8 @@ class InferenceRecipe:
         if self.frames is not None:
             out["frames"] = asdict(self.frames)
         if self.bapg is not None:
-            out["bapg"] = {**asdict(self.bapg), "ms": list(self.bapg.ms), "rates": list(self.bapg.rates)}
+            out["bapg"] = {**asdict(self.bapg), "ms": list(self.bapg.ms), "rates": list(self.bapg.rates),
+                           "groups": list(self.bapg.groups)}
         return out
 
     @classmethod
@@ -119,7 +131,18 @@ class InferenceRecipe:
             raise ValueError(f"{where}: features extracted from frames, but no 'frames' section")
         bapg = None
         if use_bapg:
-            bapg = _section(data.get("bapg"), BapgRecipe, f"{where}['bapg'] (a +BAPG detector)")
+            from tal_pipeline.stages.bapg.proposal_features import normalise_groups
+
+            section, name = data.get("bapg"), f"{where}['bapg'] (a +BAPG detector)"
+            if isinstance(section, Mapping) and "groups" not in section:
+                section = {**section, "groups": list(LEGACY_GROUPS)}  # written before B had channel groups
+            bapg = _section(section, BapgRecipe, name)
+            try:
+                groups = normalise_groups(bapg.groups, f"{name}: groups")
+            except ValueError as exc:
+                raise ValueError(f"{exc} (written by another version: retrain the detector)") from None
+            if groups != bapg.groups:
+                raise ValueError(f"{name}: groups {list(bapg.groups)} are not in the channel order {list(groups)}")
         return cls(features=features, frames=frames, bapg=bapg)
 
     def require_raw_video_inference(self, where: str = "checkpoint") -> None:

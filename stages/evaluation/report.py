@@ -7,7 +7,8 @@ Input: one evaluation dict per detector run (its evaluation.json): "thresholds",
 "positive_share", ...} (the TrainDetector's health.json; the Report task adds it).
 Optional, for evaluations written before they existed: "untrained" (default false), "bapg_source" (default "tsc";
 only read when bapg is true: "tsc" TSC on the trained encoder's similarity, "raw" TSC on the raw features' cosine
-similarity, "random" random change points with the same counts, "oracle" ground-truth boundaries) and "health"
+similarity, "random" random change points with the same counts, "oracle" ground-truth boundaries),
+"bapg_groups" (default the default channel groups, stages.bapg.proposal_features.DEFAULT_GROUPS) and "health"
 (absent: unknown, shown as "?"). Health never removes a run from the aggregates; it is reported next to them.
 
 Output: report.md, report.json and the PNGs, described field by field in docs/report.md (the one description
@@ -23,7 +24,7 @@ import numpy as np
 
 from tal_pipeline.stages.evaluation.report_boundaries import boundary_accuracy_markdown
 from tal_pipeline.stages.evaluation.report_plots import ExampleInputs, plot_similarity, plot_timeline
-from tal_pipeline.stages.evaluation.variant import Variant, row_name, row_order
+from tal_pipeline.stages.evaluation.variant import Variant, row_name, row_order, variant_name
 
 
 def _key(t: float) -> str:
@@ -53,6 +54,7 @@ def aggregate_results(evaluations: list[dict]) -> list[dict]:
     rows = []
     for key in sorted(groups, key=row_order):
         detector, bapg, source, untrained = key.detector, key.bapg, key.source, key.untrained
+        channel_groups = list(key.groups) if key.groups is not None else None
         evs = sorted(groups[key], key=lambda e: e["variant"]["seed"])
         thresholds = evs[0]["thresholds"]
         maps = np.array([e["mAP"] for e in evs], dtype=np.float64)  # (seeds, thresholds)
@@ -63,7 +65,8 @@ def aggregate_results(evaluations: list[dict]) -> list[dict]:
             per_seed.append({"seed": int(e["variant"]["seed"]), "healthy": healthy, "problems": problems})
         rows.append({
             "detector": detector, "bapg": bapg, "untrained": untrained, "bapg_source": source,
-            "name": row_name(detector, bapg, source, untrained),
+            "bapg_groups": channel_groups,
+            "name": variant_name(key),
             "seeds": [int(e["variant"]["seed"]) for e in evs],
             "mAP": {_key(t): [float(maps[:, i].mean()), float(maps[:, i].std())] for i, t in enumerate(thresholds)},
             "average_mAP": [float(avg.mean()), float(avg.std())],
@@ -101,7 +104,8 @@ def paired_differences(rows: list[dict]) -> list[dict]:
             return [values[mine[s]] - base_values[theirs[s]] for s in seeds]
 
         out.append({
-            "detector": r["detector"], "variant": r["name"], "bapg_source": r["bapg_source"], "seeds": seeds,
+            "detector": r["detector"], "variant": r["name"], "bapg_source": r["bapg_source"],
+            "bapg_groups": r.get("bapg_groups"), "seeds": seeds,
             "mAP": {k: _difference(diffs(r["per_seed_mAP"][k], base["per_seed_mAP"][k]))
                     for k in r["per_seed_mAP"] if k in base["per_seed_mAP"]},
             "average_mAP": _difference(diffs(r["per_seed_average_mAP"], base["per_seed_average_mAP"])),
@@ -134,7 +138,8 @@ def results_markdown(rows: list[dict]) -> str:
 
     body = ""
     for r in rows:
-        name = r.get("name") or row_name(r["detector"], r["bapg"], r.get("bapg_source"), r.get("untrained", False))
+        name = r.get("name") or row_name(r["detector"], r["bapg"], r.get("bapg_source"), r.get("untrained", False),
+                                         r.get("bapg_groups"))
         health = r.get("health") or {"healthy_runs": 0, "unhealthy_runs": 0, "unknown": len(r["seeds"])}
         body += f"| {name} | {len(r['seeds'])} | " + " | ".join(cell(r["mAP"].get(k)) for k in keys)
         body += f" | **{cell(r['average_mAP'])}** | {_health_cell(health)} |\n"

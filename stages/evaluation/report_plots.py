@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tal_pipeline.stages.evaluation.variant import Variant, row_name, row_order
+from tal_pipeline.stages.evaluation.variant import Variant, row_order, variant_name
 
 # Width (steps on each side) of the checkerboard novelty drawn under the similarity matrix.
 NOVELTY_PLOT_WIDTH = 4
@@ -93,7 +93,7 @@ def plot_timeline(path: Path, video: str, examples: ExampleInputs, top: int = 10
     rows = [("ground truth", [(r["start"], r["end"], r["label"], 1.0) for _, r in gt.iterrows()])]
     for key in sorted(examples.detections, key=row_order):
         dets = examples.detections[key].get(video, [])[:top]
-        rows.append((row_name(key.detector, key.bapg, key.source, key.untrained),
+        rows.append((variant_name(key),
                      [(d["segment"][0], d["segment"][1], d["label"], d["score"]) for d in dets]))
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.2))
     for i, (_, segs) in enumerate(rows):
