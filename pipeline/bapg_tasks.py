@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import luigi
@@ -196,7 +195,11 @@ class TSCProposals(DatasetStage):
         if self.source in SIMILARITY_SOURCES:
             return {"similarity": SimilarityMatrices(use_encoder=self.source == "tsc")}
         if self.source == "random":
-            return {"tsc": TSCProposals(**asdict(self.scales()), max_union=self.max_union, source="tsc")}
+            # This task's own parameter values, not Scales' converted ones: rates [8, 16, 32] from luigi.cfg and
+            # (8.0, 16.0, 32.0) compare equal (luigi reuses whichever instance came first) but hash differently, so
+            # the tsc store's path would depend on which task was created first.
+            return {"tsc": TSCProposals(ms=self.ms, rates=self.rates, penalty=self.penalty, min_size=self.min_size,
+                                        max_union=self.max_union, source="tsc")}
         return {"features": features_task()}
 
     def run(self):

@@ -98,6 +98,17 @@ def test_report_requires_the_proposals_of_every_boundary_source_but_no_extra_det
         Report(detectors=["afsd"], boundary_sources=["tsc", "bogus"]).requires()
 
 
+def test_random_source_reads_the_tsc_store_of_the_configured_scales(configured):
+    # luigi reuses a task instance for equal parameters, and rates (8, 16, 32) from luigi.cfg equal (8.0, 16.0,
+    # 32.0) but hash to another path: the random source's tsc store must not depend on which came first.
+    from luigi.task_register import Register
+
+    Register.clear_instance_cache()
+    dependency = TSCProposals(source="random").requires()["tsc"].output().path
+    Register.clear_instance_cache()
+    assert dependency == TSCProposals(source="tsc").output().path
+
+
 def test_oracle_variant_runs_in_a_fresh_workdir(tiny_synthetic, tmp_path):
     workdir = tmp_path / "runs"
     result = run_luigi(["Evaluate", "--Evaluate-use-bapg", "--Evaluate-bapg-source", "oracle", "--Evaluate-detector",
