@@ -75,9 +75,19 @@ class TrainEncoder(StageTask):
     folds = luigi.IntParameter(default=0, description="cross-fitting folds (0: train on every training video)")
     fold = luigi.IntParameter(default=-1, description="with folds > 0: the fold of training videos left out")
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+    options = luigi.DictParameter(default={}, description="JSON over the encoder config (stages.bapg.encoder."
+                                  "DEFAULT_ENCODER), merged last, e.g. '{\"context\": 5, \"margin\": 1.0}' "
+                                  "(benchmarks/bench_encoder_boundaries.py); unknown keys are refused")
 
     def requires(self):
         return features_task()
+
+    def shaping_params(self) -> dict:
+        params = super().shaping_params()
+        params["params"].pop("options", None)
+        if self.options:  # no options: the same artifact path as before the parameter existed
+            params["params"]["options"] = {k: self.options[k] for k in sorted(self.options)}
+        return params
 
     def config(self) -> dict:
         cfg = {"loss": self.loss, "gamma": self.gamma}
@@ -85,7 +95,7 @@ class TrainEncoder(StageTask):
             cfg["margin"] = self.margin
         if self.epochs:
             cfg["epochs"] = self.epochs
-        return cfg
+        return {**cfg, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}}
 
     def run(self):
         import torch
