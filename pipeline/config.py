@@ -134,7 +134,12 @@ class TriDetSettings(_DetectorSettings):  # [tridet] model = {"num_bins": 16}, -
     section = "tridet"
 
 
-DETECTOR_SETTINGS = {cls.section: cls for cls in (AfsdSettings, ActionFormerSettings, TriDetSettings)}
+class TadTRSettings(_DetectorSettings):  # [tadtr] model = {"queries": 40}, --tadtr-model '{...}'
+    section = "tadtr"
+
+
+DETECTOR_SETTINGS = {cls.section: cls for cls in (AfsdSettings, ActionFormerSettings, TriDetSettings,
+                                                  TadTRSettings)}
 
 
 def detector_settings(name: str) -> dict:

@@ -27,12 +27,17 @@ def variant_params(variant: Variant) -> dict:
             "untrained": variant.untrained}
 
 
+# The names of models.detector_registry.DETECTORS, written out so that importing the tasks loads no torch
+# (tests/test_task_graph.py checks they agree).
+DETECTOR_NAMES = ["afsd", "actionformer", "tridet", "tadtr"]
+
+
 class DetectorTask(StageTask):
     """Shared parameters of a detector variant: which detector, with or without BAPG (from which boundaries, with
     which channel groups), which seed, and the detector's model / training / fusion settings (JSON, all part of
     the artifact hash)."""
 
-    detector = luigi.ChoiceParameter(default="actionformer", choices=["afsd", "actionformer"])
+    detector = luigi.ChoiceParameter(default="actionformer", choices=DETECTOR_NAMES)
     use_bapg = luigi.BoolParameter(default=False, description="fuse ProposalFeatures into the video features")
     bapg_source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
                                         description="with --use-bapg: boundaries from tsc (the method), raw (TSC "

@@ -129,3 +129,11 @@ def test_oracle_variant_runs_in_a_fresh_workdir(tiny_synthetic, tmp_path):
     assert "health" not in ev  # the Report reads it from the TrainDetector's health.json
     [detections] = workdir.glob("detections-*/detections.json")
     assert json.loads(detections.read_text())["external_data"] == ev["variant"]
+
+
+def test_detector_choices_are_the_registry():
+    from pipeline.config import DETECTOR_SETTINGS
+    from pipeline.detector_tasks import DETECTOR_NAMES
+    from tal_pipeline.models.detector_registry import DETECTORS
+
+    assert sorted(DETECTOR_NAMES) == sorted(DETECTORS) == sorted(DETECTOR_SETTINGS)
