@@ -8,7 +8,26 @@ from tal_pipeline.models.actionformer.blocks import MaskedConv
 from tal_pipeline.models.actionformer.transformer import LocalTransformerBlock
 
 
-class ActionFormerBackbone(nn.Module):
+class PyramidBackbone(nn.Module):
+    """A conv embedding (self.embed), a full-resolution stem (self.stem) and one stride-2 block per further
+    pyramid level (self.branch); each block maps (x, mask) -> (x, mask). ActionFormer's and TriDet's backbones
+    differ only in their blocks."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        # x: (B, C_in, T), mask: (B, T) bool, T divisible by 2^(levels-1)
+        for conv in self.embed:
+            x = conv(x, mask)  # (B, D, T), zero on padded steps
+        for block in self.stem:
+            x, mask = block(x, mask)  # (B, D, T)
+        feats, masks = [x], [mask]
+        for block in self.branch:
+            x, mask = block(x, mask)  # (B, D, T_l), (B, T_l) with T_l = T_{l-1} / 2, mask = previous mask[:, ::2]
+            feats.append(x)
+            masks.append(mask)
+        return feats, masks
+
+
+class ActionFormerBackbone(PyramidBackbone):
     """(B, C_in, T) -> pyramid [(B, D, T / 2^l)] with masks [(B, T / 2^l)], l = 0 .. levels-1.
 
     Level 0 is the stem output; each further level is one stride-2 transformer block on the previous one.
@@ -27,16 +46,3 @@ class ActionFormerBackbone(nn.Module):
         for m in self.modules():  # zero biases, as in the reference (LayerNorm biases are zero already)
             if isinstance(m, (nn.Conv1d, nn.Linear)) and m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        # x: (B, C_in, T), mask: (B, T) bool, T divisible by 2^(levels-1)
-        for conv in self.embed:
-            x = conv(x, mask)  # (B, D, T), zero on padded steps
-        for block in self.stem:
-            x, mask = block(x, mask)  # (B, D, T)
-        feats, masks = [x], [mask]
-        for block in self.branch:
-            x, mask = block(x, mask)  # (B, D, T_l), (B, T_l) with T_l = T_{l-1} / 2, mask = previous mask[:, ::2]
-            feats.append(x)
-            masks.append(mask)
-        return feats, masks

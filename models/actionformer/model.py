@@ -1,8 +1,6 @@
 """ActionFormer-style detector (Zhang et al. 2022) on (B, C, T) features; segments in input feature steps."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,7 +9,7 @@ from tal_pipeline.models.actionformer.backbone import ActionFormerBackbone
 from tal_pipeline.models.actionformer.heads import ClsHead, RegHead
 from tal_pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss
 from tal_pipeline.models.actionformer.neck import PyramidNorm
-from tal_pipeline.models.actionformer.targets import assign_targets, default_regression_ranges
+from tal_pipeline.models.actionformer.targets import assign_targets, regression_ranges_for
 from tal_pipeline.models.nms import select_batch_detections
 
 
@@ -38,10 +36,7 @@ class ActionFormer(nn.Module):
         self.num_classes, self.levels = num_classes, levels
         self.strides = [2 ** i for i in range(levels)]
         self.size_divisor = self.strides[-1]
-        ranges = regression_ranges or default_regression_ranges(levels)
-        if len(ranges) != levels:
-            raise ValueError(f"{len(ranges)} regression ranges given for {levels} pyramid levels")
-        self.regression_ranges = [(float(a), math.inf if b is None else float(b)) for a, b in ranges]
+        self.regression_ranges = regression_ranges_for(levels, regression_ranges)
         self.center_radius, self.reg_weight = center_radius, reg_weight
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         # EMA of the number of positives per batch (a plain float: not in state_dict, checkpoints load strictly);

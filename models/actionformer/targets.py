@@ -11,6 +11,16 @@ def default_regression_ranges(levels: int) -> list[tuple[float, float]]:
     return ranges
 
 
+def regression_ranges_for(levels: int, given=None) -> list[tuple[float, float]]:
+    """The per-level ranges a detector uses: `given` ([[lo, hi or None], ...], one per level) or the defaults."""
+    import math
+
+    ranges = given or default_regression_ranges(levels)
+    if len(ranges) != levels:
+        raise ValueError(f"{len(ranges)} regression ranges given for {levels} pyramid levels")
+    return [(float(a), math.inf if b is None else float(b)) for a, b in ranges]
+
+
 def assign_targets(positions: torch.Tensor, strides: torch.Tensor, ranges: torch.Tensor, gt_segments: torch.Tensor,
                    gt_labels: torch.Tensor, num_classes: int, center_radius: float = 1.5
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -2,14 +2,14 @@
 conv embedding, SGP stem at full resolution, then one stride-2 SGP layer per further pyramid level (§3.2)."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from tal_pipeline.models.actionformer.backbone import PyramidBackbone
 from tal_pipeline.models.actionformer.blocks import MaskedConv
 from tal_pipeline.models.tridet.sgp import SGPLayer
 
 
-class TriDetBackbone(nn.Module):
+class TriDetBackbone(PyramidBackbone):
     """(B, C_in, T) -> pyramid [(B, D, T / 2^l)] with masks [(B, T / 2^l)], l = 0 .. levels-1.
 
     Level 0 is the stem output; level l is one stride-2 SGP layer on level l-1 (levels = 6: strides 1 .. 32).
@@ -28,16 +28,3 @@ class TriDetBackbone(nn.Module):
         for m in self.modules():  # every conv bias starts at 0, as in the reference
             if isinstance(m, nn.Conv1d) and m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        # x: (B, C_in, T), mask: (B, T) bool, T divisible by 2^(levels-1)
-        for conv in self.embed:
-            x = conv(x, mask)  # (B, D, T), zero on padded steps
-        for layer in self.stem:
-            x, mask = layer(x, mask)  # (B, D, T)
-        feats, masks = [x], [mask]
-        for layer in self.branch:
-            x, mask = layer(x, mask)  # (B, D, T_l), (B, T_l) with T_l = T_{l-1} / 2, mask = previous mask[:, ::2]
-            feats.append(x)
-            masks.append(mask)
-        return feats, masks

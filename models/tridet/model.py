@@ -6,15 +6,13 @@ IoU-weighted focal loss (models/tridet/losses.py).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tal_pipeline.models.actionformer.losses import diou_loss
 from tal_pipeline.models.actionformer.neck import PyramidNorm
-from tal_pipeline.models.actionformer.targets import assign_targets, default_regression_ranges
+from tal_pipeline.models.actionformer.targets import assign_targets, regression_ranges_for
 from tal_pipeline.models.nms import select_batch_detections
 from tal_pipeline.models.tridet.backbone import TriDetBackbone
 from tal_pipeline.models.tridet.heads import TridentHead
@@ -51,10 +49,7 @@ class TriDet(nn.Module):
         self.num_classes, self.levels, self.num_bins = num_classes, levels, num_bins
         self.strides = [2 ** i for i in range(levels)]
         self.size_divisor = self.strides[-1]
-        ranges = regression_ranges or default_regression_ranges(levels)
-        if len(ranges) != levels:
-            raise ValueError(f"{len(ranges)} regression ranges given for {levels} pyramid levels")
-        self.regression_ranges = [(float(a), math.inf if b is None else float(b)) for a, b in ranges]
+        self.regression_ranges = regression_ranges_for(levels, regression_ranges)
         self.center_radius, self.reg_weight, self.iou_weight_power = center_radius, reg_weight, iou_weight_power
         self.focal_alpha, self.focal_gamma, self.input_noise = focal_alpha, focal_gamma, input_noise
         # EMA of the number of positive locations per batch (a plain float: not in state_dict), as ActionFormer's.
@@ -127,6 +122,17 @@ class TriDet(nn.Module):
                 "reg_mean": reg_sum.detach() / max(n_pairs, 1)}
 
     @torch.no_grad()
+    def predict(self, outputs: dict, score_thresh: float | None = None, max_dets: int | None = None,
+                nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per video: (segments (N, 2) in input steps, scores (N,), labels (N,) 0-based), best first; every
+        (location, class) candidate has its own class's boundaries."""
+        scores = torch.sigmoid(outputs["logits"])  # (B, K, C)
+        d = outputs["dists"] * outputs["strides"][None, :, None, None]  # (B, K, C, 2) in input steps
+        p = outputs["positions"][None, :, None]  # (1, K, 1)
+        segs = torch.stack([p - d[..., 0], p + d[..., 1]], dim=-1)  # (B, K, C, 2)
+        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma)
+
+    @torch.no_grad()
     def regression_health(self, outputs: dict, targets: list[dict], min_dist: float = 1e-3) -> dict:
         """Is the regression branch alive? fg_locations: assigned-positive valid locations; positive_share: share of
         the positive (location, class) pairs whose decoded start AND end distances of that class both exceed
@@ -137,14 +143,3 @@ class TriDet(nn.Module):
             pairs += int(loc.numel())
             alive += int(((pred[:, 0] > min_dist) & (pred[:, 1] > min_dist)).sum())
         return {"fg_locations": fg_total, "positive_share": alive / pairs if pairs else float("nan")}
-
-    @torch.no_grad()
-    def predict(self, outputs: dict, score_thresh: float | None = None, max_dets: int | None = None,
-                nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per video: (segments (N, 2) in input steps, scores (N,), labels (N,) 0-based), best first; every
-        (location, class) candidate has its own class's boundaries."""
-        scores = torch.sigmoid(outputs["logits"])  # (B, K, C)
-        d = outputs["dists"] * outputs["strides"][None, :, None, None]  # (B, K, C, 2) in input steps
-        p = outputs["positions"][None, :, None]  # (1, K, 1)
-        segs = torch.stack([p - d[..., 0], p + d[..., 1]], dim=-1)  # (B, K, C, 2)
-        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma)
