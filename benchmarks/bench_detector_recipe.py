@@ -53,7 +53,7 @@ def held_out_map(name, features, annotations, labels, grids, train_videos, val_v
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--detector", default="actionformer", choices=["afsd", "actionformer"])
+    ap.add_argument("--detector", default="actionformer", choices=["afsd", "actionformer", "tridet", "tadtr"])
     ap.add_argument("--candidates", default='[{}]', help="JSON list of settings (training keys, \"model\", \"fusion\")")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--folds", type=int, default=2)
