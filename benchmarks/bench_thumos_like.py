@@ -2,14 +2,18 @@
 
     PYTHONPATH=. python benchmarks/bench_thumos_like.py [--data runs/data/thumos_like] [--workdir runs/thumos_like]
         [--detectors actionformer afsd] [--seeds 3] [--ablations raw random oracle] [--ablation-seeds 1]
+        [--group-ablations '[["pooled", "boundary", "novelty", "strength"]]'] [--encoder-options '{"context": 5}']
         [--luigi-args "--actionformer-train '{\"epochs\": 30}'"]
 
 1. Writes the benchmark (`tal-pipeline synth --features DIR`: 60 validation / 40 test videos of THUMOS14 shape,
    up to 240 s, 256-d features on the THUMOS14 I3D grid) unless DIR already holds it.
 2. Runs `luigi --module pipeline FullRun` on it (ImportFeatures -> encoder -> similarity -> TSC -> boundary-aware
    features -> detectors with and without BAPG over seeds -> the ablation rows -> report).
-3. Prints TSC proposal recall on the test videos, the results table, the paired differences (+BAPG - baseline,
-   same detector and seed) at tIoU 0.7 and on average, and the health of every run, from report.json.
+3. Prints TSC proposal recall and each boundary source's change-point F1 on the test videos, the results table,
+   the paired differences (+BAPG - baseline, same detector and seed) at tIoU 0.7 and on average, and the health of
+   every run, from report.json. --group-ablations adds +BAPG rows with other channel groups of B
+   (`--Report-group-ablations`); --encoder-options sets the encoder's options for every encoder of the run
+   (`--TrainEncoder-options`, stages/bapg/encoder_options.py).
 Nothing here reads the test split to choose anything: the settings are the pipeline's defaults unless given.
 """
 from __future__ import annotations
@@ -33,6 +37,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--ablations", nargs="*", default=["raw", "random", "oracle"])
     ap.add_argument("--ablation-seeds", type=int, default=1)
+    ap.add_argument("--group-ablations", default="", help="JSON list of group lists (--Report-group-ablations)")
+    ap.add_argument("--encoder-options", default="", help="JSON over the encoder config (--TrainEncoder-options)")
     ap.add_argument("--luigi-args", default="", help="more luigi options (detector settings, TSC rates, ...)")
     args = ap.parse_args()
 
@@ -44,7 +50,10 @@ def main() -> None:
            "--dataset-train-subset", "validation", "--dataset-test-subset", "test", "--paths-workdir", args.workdir,
            "--Report-detectors", json.dumps(args.detectors), "--Report-seeds", str(args.seeds),
            "--Report-ablations", json.dumps(args.ablations), "--Report-ablation-seeds", str(args.ablation_seeds),
+           *(["--Report-group-ablations", args.group_ablations] if args.group_ablations else []),
+           *(["--TrainEncoder-options", args.encoder_options] if args.encoder_options else []),
            *shlex.split(args.luigi_args)]
+    print("$ " + shlex.join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -57,6 +66,14 @@ def main() -> None:
     for scale, r in report["proposal_recall"].items():
         print(f"  {scale:>8}: recall@0.5 {r['recall@0.5']:.3f}  recall@0.7 {r['recall@0.7']:.3f}  "
               f"AR@100 {r['AR@100']:.3f}  proposals/video {r['proposals_per_video']:.0f}")
+    accuracy = report.get("boundary_accuracy") or {}
+    if accuracy.get("sources"):
+        print("\nchange-point F1 at +-1 / +-2 steps against the ground-truth boundaries, test videos:")
+        for source, entry in accuracy["sources"].items():
+            f1 = {scale: [c.get(k, {}).get("f1", float("nan")) for k in ("1", "2")]
+                  for scale, c in entry.get("test", {}).items()}
+            cells = [f"{scale} {a:.3f} / {b:.3f}" for scale, (a, b) in f1.items()]
+            print(f"  {source:>8}: " + "   ".join(cells))
     print("\naverage mAP (tIoU 0.3:0.1:0.7), mean ± std over seeds; mAP@0.7:")
     for row in report["results"]:
         h = row.get("health", {})
