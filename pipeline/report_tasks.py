@@ -72,19 +72,24 @@ class Report(StageTask):
     ablation_seeds = luigi.IntParameter(default=0, description="seeds of the ablation rows (0: as many as --seeds)")
     group_ablations = GroupListsParameter(default=[], description="+BAPG (tsc) rows with other channel groups of B, "
                                           'e.g. [["pooled"], ["pooled", "boundary", "novelty", "strength"]]')
+    ablation_groups = GroupListsParameter(default=[], description="the --Report-ablations rows (other boundary "
+                                          "sources) also with these channel groups of B, e.g. "
+                                          '[["pooled", "boundary", "novelty", "strength"]]')
     boundary_sources = luigi.ListParameter(default=list(BOUNDARY_SOURCES),
                                            description="boundary sources in the boundary accuracy table (each needs "
                                                        "only its TSCProposals): tsc, raw, random, oracle")
 
     def variants(self) -> list[Variant]:
         """Every evaluated run: each detector with and without BAPG, the ablation rows (other boundary sources,
-        other channel groups; their seeds: ablation_seeds), and (seed 0) the untrained sanity rows, which training
+        other channel groups, other sources with other groups; their seeds: ablation_seeds), and (seed 0) the untrained sanity rows, which training
         must beat by far. A group ablation equal to the default groups is the + BAPG row itself."""
         seeds = range(self.ablation_seeds or self.seeds)
         main = [Variant.of(d, b, "tsc", s) for d in self.detectors for b in (False, True) for s in range(self.seeds)]
         extra = [Variant.of(d, True, a, s) for d in self.detectors for a in self.ablations for s in seeds]
         extra += [Variant.of(d, True, "tsc", s, groups=g) for d in self.detectors for g in self.group_ablations
                   for s in seeds]
+        extra += [Variant.of(d, True, a, s, groups=g) for d in self.detectors for a in self.ablations
+                  for g in self.ablation_groups for s in seeds]
         untrained = [Variant.of(d, untrained=True) for d in self.detectors]
         return list(dict.fromkeys(main + extra + untrained))
 

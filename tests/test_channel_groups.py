@@ -191,3 +191,17 @@ def test_report_group_ablations_are_tsc_rows_with_their_own_key(configured):
     assert set(req["detections"]) == {Variant.of("afsd"), Variant.of("afsd", True)}  # the plots keep the main rows
     with pytest.raises(ValueError, match="unknown channel group"):
         Report(group_ablations=[["pooled"], ["bogus"]])
+
+
+def test_report_ablation_groups_give_other_sources_other_groups(configured):
+    report = Report(detectors=["afsd"], seeds=1, ablations=["oracle", "raw"], ablation_groups=[ALL])
+    variants = report.variants()
+    with_groups = [v for v in variants if v.bapg and not v.default_groups]
+    assert with_groups == [Variant.of("afsd", True, "oracle", 0, groups=ALL), Variant.of("afsd", True, "raw", 0,
+                                                                                          groups=ALL)]
+    assert Variant.of("afsd", True, "oracle", 0) in variants  # the default-groups ablation rows stay
+    req = report.requires()
+    for v in with_groups:
+        assert (req["evaluations"][v].bapg_source, req["evaluations"][v].bapg_groups) == (v.source, v.groups)
+    assert Report(detectors=["afsd"], seeds=1, ablation_groups=[ALL]).variants() == \
+        Report(detectors=["afsd"], seeds=1).variants()  # no --Report-ablations: no extra row
