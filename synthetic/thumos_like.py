@@ -54,10 +54,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from tal_pipeline.stages.data.timegrid import feature_step_seconds
-from tal_pipeline.synthetic.thumos_like_features import class_directions, render_features
+from tal_pipeline.synthetic.thumos_like_features import class_directions, database_entry, render_features, save_features
 from tal_pipeline.synthetic.thumos_like_layout import (
     CLASSES,
     FPS,
@@ -133,20 +131,9 @@ def generate_thumos_like(out: str | Path, videos_train: int = 60, videos_test: i
         for index in range(n):
             layout = sample_layout(seed, subset, index, max_duration, p)
             feats = render_features(layout, seed, width, p, directions)
-            np.save(feature_dir / f"{layout.video}.npy", feats)
-            nbytes += feats.nbytes
+            nbytes += save_features(feature_dir / f"{layout.video}.npy", feats)
             layouts.append(layout)
-            database[layout.video] = {
-                "subset": subset,
-                "duration": layout.duration,
-                "fps": FPS,
-                "annotations": [{"segment": [a.start, a.end], "label": a.label} for a in layout.actions],
-                # Not read by the pipeline: the model's hidden structure, for tests and plots.
-                "hard_negatives": [[list(a.warmup), list(a.cooldown)] for a in layout.actions],
-                "scene_cuts": layout.scene_cuts,
-                "classes": layout.classes,
-                "feature_steps": int(feats.shape[0]),
-            }
+            database[layout.video] = database_entry(layout, feats)
     stats = layout_statistics(layouts)
     payload = {"version": "thumos-like-1", "taxonomy": CLASSES, "seed": seed, "width": width,
                "max_duration": max_duration, "time_grid": {"fps": FPS, "window": WINDOW, "stride": STRIDE},

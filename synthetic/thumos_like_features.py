@@ -3,17 +3,18 @@ orthonormal class directions and the (T, width) I3D-like features of one video r
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from tal_pipeline.stages.data.timegrid import num_windows
 from tal_pipeline.synthetic.thumos_like_layout import (
     CLASSES,
-    FPS,
-    STRIDE,
-    SUBSETS,
-    WINDOW,
+    THUMOS_SHAPE,
+    BenchmarkShape,
     ThumosLikeParams,
     VideoLayout,
 )
@@ -74,21 +75,24 @@ def _knots(rng: np.random.Generator, times: np.ndarray, every: float, shape: tup
 
 
 def render_features(layout: VideoLayout, seed: int, width: int, params: ThumosLikeParams | None = None,
-                    directions: Directions | None = None) -> np.ndarray:
-    """(T, width) float32 features of one video, T = num_windows(frames, 16, 4)."""
+                    directions: Directions | None = None, shape: BenchmarkShape = THUMOS_SHAPE) -> np.ndarray:
+    """(T, width) float32 features of one video, T = num_windows(frames, window, stride) of `shape`'s grid (THUMOS14's
+    16 / 4 at 30 fps by default); the window must be a multiple of the stride."""
     p = params or ThumosLikeParams()
     d = directions or class_directions(seed, width, p)
-    rng = np.random.default_rng([seed, SUBSETS.index(layout.subset), int(layout.video.rsplit("_", 1)[1]), 1, width])
+    fps, window, stride, classes = shape.fps, shape.window, shape.stride, shape.classes
+    rng = np.random.default_rng([seed, shape.subsets.index(layout.subset), int(layout.video.rsplit("_", 1)[1]), 1,
+                                 width])
     n_frames = layout.n_frames
-    steps = num_windows(n_frames, WINDOW, STRIDE)
+    steps = num_windows(n_frames, window, stride)
     if steps < 1:
-        raise ValueError(f"video {layout.video}: {n_frames} frames are fewer than one window of {WINDOW}")
-    n_chunks = n_frames // STRIDE  # chunk c = frames [4c, 4c + 4); window i = chunks i..i+3
-    frames = n_chunks * STRIDE
-    primary = CLASSES.index(layout.classes[0])
+        raise ValueError(f"video {layout.video}: {n_frames} frames are fewer than one window of {window}")
+    n_chunks = n_frames // stride  # chunk c = frames [4c, 4c + 4); window i = chunks i..i+3 (THUMOS14)
+    frames = n_chunks * stride
+    primary = classes.index(layout.classes[0])
 
     # Scenes: one vector per scene, tilted towards the video's main class appearance (the venue).
-    cut_frames = [int(round(c * FPS)) for c in layout.scene_cuts]
+    cut_frames = [int(round(c * fps)) for c in layout.scene_cuts]
     scenes = _jittered(rng, np.zeros((len(cut_frames) + 1, width)), 1.0)
     tilt = rng.uniform(*p.scene_class_tilt, size=(len(scenes), 1))
     scenes = p.scene_norm * _unit(scenes + tilt * d.appearance[primary])
@@ -97,12 +101,12 @@ def render_features(layout: VideoLayout, seed: int, width: int, params: ThumosLi
 
     # Action instances: appearance over warm-up + action + cool-down, motion inside the action only.
     for a in layout.actions:
-        c = CLASSES.index(a.label)
+        c = classes.index(a.label)
         app = (p.appearance_norm * rng.lognormal(0.0, p.appearance_scale_sigma)
                * _jittered(rng, d.appearance[c], p.appearance_jitter))
         mot = p.motion_norm * rng.lognormal(0.0, p.motion_scale_sigma) * _jittered(rng, d.motion[c], p.motion_jitter)
         flank_mot = rng.uniform(*p.flank_motion) * d.generic_motion
-        f0, f1, f2, f3 = (int(round(t * FPS)) for t in (a.warmup[0], a.start, a.end, a.cooldown[1]))
+        f0, f1, f2, f3 = (int(round(t * fps)) for t in (a.warmup[0], a.start, a.end, a.cooldown[1]))
         f3 = min(f3, frames)
         if f0 >= f3:
             continue
@@ -112,7 +116,7 @@ def render_features(layout: VideoLayout, seed: int, width: int, params: ThumosLi
         if f2 < f3:
             x[f2:f3] += flank_mot.astype(np.float32)
         if f1 < min(f2, frames):
-            t = (np.arange(f1, min(f2, frames)) + 0.5) / FPS - a.start
+            t = (np.arange(f1, min(f2, frames)) + 0.5) / fps - a.start
             length = a.end - a.start
             r_in = min(rng.uniform(*p.motion_ramp), length / 3)
             r_out = min(rng.uniform(*p.motion_ramp), length / 3)
@@ -120,15 +124,48 @@ def render_features(layout: VideoLayout, seed: int, width: int, params: ThumosLi
             level = p.motion_floor + (1 - p.motion_floor) * ramp
             x[f1:min(f2, frames)] += (level[:, None] * mot).astype(np.float32)
 
-    chunks = x.reshape(n_chunks, STRIDE, width).mean(axis=1, dtype=np.float64)
+    chunks = x.reshape(n_chunks, stride, width).mean(axis=1, dtype=np.float64)
     # Smooth terms at chunk centres: shared mean, drift, camera motion (generic motion direction).
-    centres = (np.arange(n_chunks) * STRIDE + STRIDE / 2) / FPS
+    centres = (np.arange(n_chunks) * stride + stride / 2) / fps
     chunks += p.mean_norm * d.mean
     chunks += _knots(rng, centres, p.drift_knot, (width,), p.drift_norm / math.sqrt(width))
     chunks += _knots(rng, centres, p.camera_knot, (1,), p.camera_norm) * d.generic_motion
-    # Noise per chunk; the window mean of 4 chunks halves its std (norms below are per step).
-    chunks += rng.normal(0.0, 2 * p.noise_norm / math.sqrt(width), size=chunks.shape)
+    # Noise per chunk; the window mean of its window // stride chunks (4 for THUMOS14) divides its std by the square
+    # root of that (norms below are per step).
+    per_window = math.sqrt(window // stride)
+    chunks += rng.normal(0.0, per_window * p.noise_norm / math.sqrt(width), size=chunks.shape)
     basis = d.motion_basis
-    chunks += rng.normal(0.0, 2 * p.motion_noise, size=(n_chunks, len(basis))) @ basis
-    feats = sum(chunks[k:k + steps] for k in range(WINDOW // STRIDE)) / (WINDOW // STRIDE)
+    chunks += rng.normal(0.0, per_window * p.motion_noise, size=(n_chunks, len(basis))) @ basis
+    feats = sum(chunks[k:k + steps] for k in range(window // stride)) / (window // stride)
     return feats.astype(np.float32)
+
+
+def save_features(path: Path, feats: np.ndarray) -> int:
+    """np.save `feats` to `path` through a hidden sibling renamed into place: a reader never sees half a file, and a
+    folder written again over an older one changes its directory's mtime, which the pipeline's per-process cache of
+    the dataset identity checks (pipeline/dataset.py). Returns the bytes of features written."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, feats)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return int(feats.nbytes)
+
+
+def database_entry(layout: VideoLayout, feats: np.ndarray) -> dict:
+    """The ActivityNet-style annotation of one rendered video, with the model's hidden structure (warm-ups and
+    cool-downs, scene cuts, classes, steps) that the pipeline does not read."""
+    return {
+        "subset": layout.subset,
+        "duration": layout.duration,
+        "fps": layout.fps,
+        "annotations": [{"segment": [a.start, a.end], "label": a.label} for a in layout.actions],
+        # Not read by the pipeline: the model's hidden structure, for tests and plots.
+        "hard_negatives": [[list(a.warmup), list(a.cooldown)] for a in layout.actions],
+        "scene_cuts": layout.scene_cuts,
+        "classes": layout.classes,
+        "feature_steps": int(feats.shape[0]),
+    }

@@ -43,6 +43,22 @@ SUBSETS = ("validation", "test")
 
 
 @dataclass(frozen=True)
+class BenchmarkShape:
+    """What the feature renderer (synthetic/thumos_like_features.py) takes from a benchmark: its class names, its
+    time grid (frames at `fps`, windows of `window` frames every `stride`) and its subsets (a subset's index seeds
+    its videos' features)."""
+
+    classes: tuple[str, ...]
+    fps: float
+    window: int
+    stride: int
+    subsets: tuple[str, ...]
+
+
+THUMOS_SHAPE = BenchmarkShape(tuple(CLASSES), FPS, WINDOW, STRIDE, SUBSETS)
+
+
+@dataclass(frozen=True)
 class ThumosLikeParams:
     """Every number of the data model (docstring of synthetic/thumos_like.py)."""
 
@@ -101,10 +117,11 @@ class VideoLayout:
     classes: list[str]
     actions: list[Action] = field(default_factory=list)
     scene_cuts: list[float] = field(default_factory=list)  # s
+    fps: float = FPS  # of the frames the layout counts
 
     @property
     def duration(self) -> float:
-        return self.n_frames / FPS
+        return self.n_frames / self.fps
 
 
 def _video_classes(rng: np.random.Generator, primary: int, p: ThumosLikeParams) -> list[int]:

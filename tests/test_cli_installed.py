@@ -299,6 +299,22 @@ def test_synth_writes_the_feature_benchmark(tmp_path):
     bad_input(installed("tal-pipeline", "synth", "--features", "x", "--width", "10", cwd=tmp_path), "width")
 
 
+def test_synth_writes_the_activitynet_shaped_benchmark(tmp_path):
+    proc = ok(installed("tal-pipeline", "synth", "--features", "anet", "--preset", "anet", "--videos", "5", "--width",
+                        "16", "--seed", "3", cwd=tmp_path))
+    assert proc.stdout.splitlines()[0] == "anet/annotations.json"
+    payload = json.loads((tmp_path / "anet" / "annotations.json").read_text())
+    assert len(payload["taxonomy"]) == 200 and payload["time_grid"] == {"fps": 15.0, "window": 16, "stride": 16}
+    assert sorted(d["subset"] for d in payload["database"].values()) == ["testing", *["training"] * 3, "validation"]
+    for video, d in payload["database"].items():
+        assert 1 <= len(d["annotations"]) <= 2 and d["fps"] == 15.0
+        features = np.load(tmp_path / "anet" / "features" / f"{video}.npy")
+        assert features.shape == (d["feature_steps"], 16) and np.isfinite(features).all()
+    assert "--dataset-train-subset training" in (tmp_path / "anet" / "README.txt").read_text()
+    bad_input(installed("tal-pipeline", "synth", "--features", "x", "--preset", "anet", "--videos-test", "3",
+                        cwd=tmp_path), "--preset anet", "--videos-test")
+
+
 # Random I3D weights whose logits are the bias alone, so the top-5 of any video is known: index -> logit.
 TOP5_BIAS = {59: 10.0, 6: 9.0, 399: 8.0, 0: 7.0, 169: 6.0}
 
@@ -359,7 +375,8 @@ COMMAND_TESTS = {
     "inspect": [test_newcomer_inspects_the_proposals_store],
     "run": [test_run_command_finds_the_finished_chain_complete],
     "segment": [test_segment_finds_the_blocks_of_a_similarity_matrix],
-    "synth": [test_synth_writes_a_decodable_video_dataset, test_synth_writes_the_feature_benchmark],
+    "synth": [test_synth_writes_a_decodable_video_dataset, test_synth_writes_the_feature_benchmark,
+              test_synth_writes_the_activitynet_shaped_benchmark],
     "weights": [test_weights_caches_a_state_dict_and_prints_its_path],
 }
 
