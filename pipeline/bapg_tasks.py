@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import luigi
 
+from pipeline import dataset
 from pipeline.base import StageTask, gpu_resources, write_csv
-from pipeline.data_tasks import DatasetStage, dataset_annotations, features_task, gt_segments
+from pipeline.data_tasks import DatasetStage, SampleFrames, dataset_annotations, features_task, gt_segments
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS, needs_similarity
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES, SIMILARITY_SOURCES
 from tal_pipeline.stages.bapg.scales import Scales
@@ -29,20 +30,38 @@ log = logging.getLogger("pipeline")
 CROSS_FIT_FOLDS = 2
 
 
-def encoder_report(state, cfg, features, actions, grids, config, seed, device) -> dict:
-    """Positive vs hard-negative similarity on held-out videos: raw features, untrained encoder (same seed), trained."""
+def encoder_report(state, cfg, features, actions, grids, config, seed, device, inputs=None) -> dict:
+    """Positive vs hard-negative similarity on held-out videos: raw features, untrained encoder (same seed), trained.
+
+    inputs(video): the encoder's input of a held-out video, read when needed (the frame encoder's frames on the
+    feature grid); default its features."""
     from tal_pipeline.stages.bapg.encoder import make_embedder, train_encoder
     from tal_pipeline.stages.bapg.sample_pools import build_sample_pools, pool_similarity
 
     pools = build_sample_pools(actions, grids, {v: len(x) for v, x in features.items()},
                                cfg["train"]["hard_negative_seconds"])
-    untrained, untrained_cfg, _ = train_encoder(features, actions, grids, {**config, "epochs": 0}, seed=seed,
+    if inputs is None:
+        inputs, shaped, shaped_actions = features.__getitem__, features, actions
+    else:  # the initial weights depend on the seed alone: one video gives the untrained encoder its input shape
+        first = sorted(features)[0]
+        shaped, shaped_actions = {first: inputs(first)}, actions[actions["video"] == first]
+    untrained, untrained_cfg, _ = train_encoder(shaped, shaped_actions, grids, {**config, "epochs": 0}, seed=seed,
                                                 device=device, progress=False)
     before, after = make_embedder(untrained, untrained_cfg, device), make_embedder(state, cfg, device)
     return {"features": pool_similarity(features, pools, seed=seed),
-            "before": pool_similarity(lambda v: before(features[v]), pools, seed=seed),
-            "after": pool_similarity(lambda v: after(features[v]), pools, seed=seed),
+            "before": pool_similarity(lambda v: before(inputs(v)), pools, seed=seed),
+            "after": pool_similarity(lambda v: after(inputs(v)), pools, seed=seed),
             "held_out_videos": len(features), "pools": pools.summary()}
+
+
+def frames_for_encoder():
+    """SampleFrames, for the frame encoder; refused for a dataset of precomputed features without videos."""
+    if not dataset.current().videos:
+        raise ValueError('TrainEncoder: --TrainEncoder-options \'{"encoder": "cnn"}\' trains Phi on the sampled frames '
+                         "of the videos, but this dataset has only precomputed features (--dataset-features) and no "
+                         "videos (--dataset-videos); use the feature encoder (the default, encoder mlp) or give the "
+                         "videos as well")
+    return SampleFrames()
 
 
 def fold_of(video: str, train_videos: list[str], folds: int) -> int:
@@ -79,8 +98,15 @@ class TrainEncoder(StageTask):
                                   "DEFAULT_ENCODER), merged last, e.g. '{\"context\": 5, \"margin\": 1.0}' "
                                   "(benchmarks/bench_encoder_boundaries.py); unknown keys are refused")
 
+    @property
+    def on_frames(self) -> bool:
+        """Whether Phi is the frame encoder (options {"encoder": "cnn"}): trained on the sampled frames."""
+        return self.options.get("encoder", "mlp") == "cnn"
+
     def requires(self):
-        return features_task()
+        if not self.on_frames:  # the default: the features alone (the same artifact path as ever)
+            return features_task()
+        return {"features": features_task(), "frames": frames_for_encoder()}
 
     def shaping_params(self) -> dict:
         params = super().shaping_params()
@@ -110,15 +136,26 @@ class TrainEncoder(StageTask):
             if not 0 <= self.fold < self.folds:
                 raise ValueError(f"TrainEncoder: fold must be in [0, {self.folds}), got {self.fold}")
             videos = [v for v in videos if fold_of(v, videos, self.folds) != self.fold]
-        features, grids = load_feature_dict(self.input().path, videos)
+        features_path = self.input()["features"].path if self.on_frames else self.input().path
+        if self.on_frames:  # the frame at each feature step's centre time, so Phi's steps are the feature steps
+            from tal_pipeline.stages.data.frame_steps import load_step_frames, read_step_frames
+
+            frames_path = self.input()["frames"].path
+            features, grids = load_step_frames(frames_path, features_path, videos)
+        else:
+            features, grids = load_feature_dict(features_path, videos)
         actions = train.actions[train.actions["video"].isin(set(features))]
         state, cfg, log_rows = train_encoder(features, actions, grids, self.config(), seed=self.seed,
                                              device=self.device,
                                              on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         cfg = {**cfg, "train_videos": sorted(features), "folds": self.folds, "fold": self.fold}
+        del features  # the held-out videos' frames are read one video at a time
         # Evidence it learns: s(anchor, positive) - s(anchor, hard negative) on held-out videos.
-        held_out, held_grids = load_feature_dict(self.input().path, test.videos["video"].tolist())
-        report = encoder_report(state, cfg, held_out, test.actions, held_grids, self.config(), self.seed, self.device)
+        held_out, held_grids = load_feature_dict(features_path, test.videos["video"].tolist())
+        inputs = ((lambda v: read_step_frames(frames_path, v, held_grids[v], len(held_out[v])))
+                  if self.on_frames else None)
+        report = encoder_report(state, cfg, held_out, test.actions, held_grids, self.config(), self.seed, self.device,
+                                inputs)
         with self.output().writer() as folder:
             torch.save({"state": state, "config": cfg}, folder / "checkpoint.pt")
             (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
@@ -145,6 +182,8 @@ class SimilarityMatrices(DatasetStage):
             req["encoder"] = TrainEncoder()
             if self.cross_fit:
                 req["fold_encoders"] = [TrainEncoder(folds=self.cross_fit, fold=i) for i in range(self.cross_fit)]
+            if req["encoder"].on_frames:  # the frame encoder embeds the sampled frames
+                req["frames"] = frames_for_encoder()
         return req
 
     def encoder_by_video(self, videos: list[str]) -> dict[str, str]:
@@ -166,7 +205,8 @@ class SimilarityMatrices(DatasetStage):
         self.run_videos(similarity_matrix_to_store, videos, self.skip_bad_videos,
                         features_store=str(features.path),
                         encoder=self.encoder_by_video(videos) if self.use_encoder else None, block=self.block,
-                        device=self.device, num_threads=threads_per_worker(scheduler, workers))
+                        device=self.device, num_threads=threads_per_worker(scheduler, workers),
+                        **({"frames_store": self.input()["frames"].path} if "frames" in self.input() else {}))
 
 
 # Change points per minute of video, one scale each (docs/method.md §3: counts that scale with the

@@ -48,6 +48,9 @@ DEFAULT_ENCODER: dict[str, Any] = {
     "epochs": 30,
     "iterations_per_epoch": None,  # None: ceil(positive steps / batch_size), i.e. each positive is ~once an anchor
 }
+# Frames per forward pass when the cnn encoder embeds a video (GroupNorm: the embedding of a frame does not depend on
+# the batch; 64 frames of 224 px hold ~0.4 GB of first-layer activations).
+FRAME_BATCH = 64
 MODEL_KEYS = ("encoder", "hidden", "dim", "width", "context", "loss", "margin", "gamma")
 
 
@@ -255,11 +258,18 @@ def make_embedder(state: Mapping, config_dict: Mapping, device: str = "auto", ba
     want = tuple(config_dict["in_shape"])
     context = int(config_dict.get("context", 0))
 
+    frames = config_dict["encoder"] == "cnn"
+
     def run(inputs: np.ndarray) -> np.ndarray:
         if tuple(inputs.shape[1:]) != want:
-            raise ValueError(f"encoder expects per-step shape {want}, got inputs of shape {tuple(inputs.shape)}")
+            hint = (" (the cnn encoder embeds one sampled frame per feature step, stages.data.frame_steps, not "
+                    "features)" if frames and inputs.ndim == 2 else "")
+            raise ValueError(f"encoder expects per-step shape {want}, got inputs of shape {tuple(inputs.shape)}"
+                             + hint)
         out = np.empty((inputs.shape[0], int(config_dict["dim"])), np.float32)  # (T, D)
         step = max(1, batch // max(context, 1))  # steps per chunk: a chunk holds ~batch feature rows
+        if frames:  # a frame's first feature map is ~(H/2 x W/2 x width) floats: a few frames per chunk suffice
+            step = min(step, FRAME_BATCH)
         with torch.no_grad():
             for s in range(0, inputs.shape[0], step):
                 rows = (context_windows(inputs, np.arange(s, min(s + step, inputs.shape[0])), context)

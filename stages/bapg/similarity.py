@@ -76,36 +76,61 @@ def write_similarity(store_path: str | Path, video: str, embeddings: np.ndarray,
 
 
 def similarity_matrix_to_store(video: str, *, features_store: str, store_path: str, encoder: str | dict | None,
-                               block: int = DEFAULT_BLOCK, device: str = "cpu", num_threads: int | None = None) -> None:
-    """SimilarityMatrices for one video: features -> encoder embeddings -> S in Zarr.
+                               block: int = DEFAULT_BLOCK, device: str = "cpu", num_threads: int | None = None,
+                               frames_store: str | None = None) -> None:
+    """SimilarityMatrices for one video: features (or frames) -> encoder embeddings -> S in Zarr.
 
     encoder: folder of a TrainEncoder checkpoint (checkpoint.pt), or {video: folder} (cross-fitting: each
     video's own encoder), or None to use the features themselves (the ablation "no contrastive encoder").
+    A frame encoder (config "encoder": "cnn") embeds the frame at each feature step's centre time, read from
+    `frames_store` (stages.data.frame_steps), so S is (T', T') on the feature grid either way.
     """
     from tal_pipeline.storage.features import read_features
 
-    features, grid = read_features(features_store, video)  # (T, C)
     if isinstance(encoder, dict):
         encoder = encoder[video]
     if encoder is None:
-        embeddings, source = features, "features"
+        embeddings, grid = read_features(features_store, video)  # (T, C)
+        source = "features"
     else:
-        embeddings = embed_with_checkpoint(encoder, features, device=device, num_threads=num_threads)
+        checkpoint = load_encoder_checkpoint(encoder)
+        if checkpoint["config"]["encoder"] == "cnn":
+            from tal_pipeline.stages.data.frame_steps import feature_grid, read_step_frames
+
+            if frames_store is None:
+                raise ValueError(f"video {video!r}: encoder {encoder} is a frame encoder (cnn) and needs the sampled "
+                                 "frames (frames_store), which were not given")
+            steps, grid = feature_grid(features_store, video)
+            inputs = read_step_frames(frames_store, video, grid, steps)  # (T', H, W, 3) uint8
+        else:
+            inputs, grid = read_features(features_store, video)  # (T, C)
+        embeddings = embed_checkpoint(checkpoint, inputs, device=device, num_threads=num_threads)
         source = f"encoder {Path(encoder).name}"
     write_similarity(store_path, video, embeddings, grid, block, embedding=source)
 
 
-def embed_with_checkpoint(encoder: str | Path, features: np.ndarray, device: str = "cpu",
-                          num_threads: int | None = None) -> np.ndarray:
-    """Embeddings (T, D) of features (T, C) with the encoder checkpoint in folder `encoder`."""
+def load_encoder_checkpoint(encoder: str | Path) -> dict:
+    """{"state", "config"} of the TrainEncoder checkpoint in folder `encoder` (weights only)."""
     import torch
-
-    from tal_pipeline.stages.bapg.encoder import embed
-    from tal_pipeline.stages.data.features import torch_threads
 
     path = Path(encoder) / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(f"encoder checkpoint {path} does not exist (run TrainEncoder)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def embed_checkpoint(checkpoint: dict, inputs: np.ndarray, device: str = "cpu",
+                     num_threads: int | None = None) -> np.ndarray:
+    """Embeddings (T, D) of one video's encoder inputs with a loaded checkpoint, on `num_threads` torch threads."""
+    from tal_pipeline.stages.bapg.encoder import embed
+    from tal_pipeline.stages.data.features import torch_threads
+
     with torch_threads(num_threads):
-        return embed(ckpt["state"], ckpt["config"], features, device=device)
+        return embed(checkpoint["state"], checkpoint["config"], inputs, device=device)
+
+
+def embed_with_checkpoint(encoder: str | Path, features: np.ndarray, device: str = "cpu",
+                          num_threads: int | None = None) -> np.ndarray:
+    """Embeddings (T, D) of features (T, C) (frames (T, H, W, 3) for a cnn encoder) with the encoder checkpoint
+    in folder `encoder`."""
+    return embed_checkpoint(load_encoder_checkpoint(encoder), features, device, num_threads)
