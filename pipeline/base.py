@@ -113,8 +113,8 @@ class StageTask(luigi.Task):
 
     def shaping_params(self) -> dict:
         """Significant parameters, the dataset identity and the upstream artifacts' paths."""
-        params = {name: value for name, value in self.param_kwargs.items()
-                  if self.get_params_dict()[name].significant}
+        significant = {name for name, param in self.get_params() if param.significant}  # once, not per parameter
+        params = {name: value for name, value in self.param_kwargs.items() if name in significant}
         upstream = luigi.task.flatten(self.requires())  # nested dicts/lists of tasks alike
         return {
             "stage": self.artifact,

@@ -27,7 +27,7 @@ import numpy as np
 import zarr
 
 from tal_pipeline.storage.atomic import atomic_folder, atomic_write
-from tal_pipeline.storage.paths import check_video_id
+from tal_pipeline.storage.paths import VIDEO_ID_PATTERN, check_video_id
 
 COMPLETE_FLAG = ".complete"
 
@@ -76,6 +76,11 @@ class ArtifactStore:
         if not self.path.is_dir():
             return set()
         return {p.name for p in self.path.iterdir() if p.is_dir() and (p / "zarr.json").is_file()}
+
+    def is_done(self, video: str) -> bool:
+        """`video in done_videos()` from the video's own folder alone (two stats, not a listing of the store)."""
+        safe = isinstance(video, str) and VIDEO_ID_PATTERN.fullmatch(video) and ".." not in video
+        return bool(safe) and (self.path / video).is_dir() and (self.path / video / "zarr.json").is_file()
 
     # -- writing -----------------------------------------------------------------------------
     def begin(self, attrs: dict) -> None:
@@ -172,7 +177,7 @@ class ArtifactStore:
 
     def read(self, video: str) -> zarr.Array:
         """A video's array, opened read-only."""
-        if video not in self.done_videos():
+        if not self.is_done(video):  # not done_videos(): a read per video would list the store each time
             raise KeyError(f"store {self.path} has no finished array for video {video!r}")
         return zarr.open_array(str(self.path / video), mode="r")
 
