@@ -4,13 +4,16 @@ Segments are (N, 2) float tensors [start, end] in any consistent unit (feature s
 Classes are handled in one pass: each class is shifted to its own disjoint stretch of the time
 axis, so segments of different classes never overlap and never suppress each other.
 Unlike the AFSD reference loop, the last remaining candidate is kept (it is a valid detection).
+Segment voting (ActionFormer's ActivityNet post-processing, `voting_thresh` > 0): after Soft-NMS each kept
+segment is replaced by the average of the candidates of its class that overlap it with tIoU >= voting_thresh,
+weighted by candidate score x tIoU (itself included, at tIoU 1); scores are left as Soft-NMS made them.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from tal_pipeline.models.segments import tiou
+from tal_pipeline.models.segments import pairwise_tiou, tiou
 
 
 def soft_nms(segments: torch.Tensor, scores: torch.Tensor, sigma: float = 0.5, min_score: float = 1e-3,
@@ -66,9 +69,26 @@ def batched_soft_nms(segments: torch.Tensor, scores: torch.Tensor, labels: torch
     return segments[keep], new_scores.to(scores.device), labels[keep]
 
 
+def segment_voting(kept: torch.Tensor, kept_labels: torch.Tensor, candidates: torch.Tensor, scores: torch.Tensor,
+                   labels: torch.Tensor, thresh: float) -> torch.Tensor:
+    """Kept segments (N, 2) refined by their candidates (M, 2) (scores (M,), labels (M,)): each becomes the average
+    of the same-class candidates with tIoU >= thresh to it, weighted by score x tIoU; unchanged where none is."""
+    if kept.numel() == 0 or candidates.numel() == 0:
+        return kept
+    k, c = kept.to(torch.float64), candidates.to(torch.float64)
+    iou = torch.from_numpy(pairwise_tiou(k.numpy(), c.numpy(), min_union=1e-8))  # (N, M)
+    same = kept_labels[:, None] == labels[None, :]
+    weights = torch.where((iou >= thresh) & same, iou * scores.to(torch.float64)[None, :], torch.zeros_like(iou))
+    total = weights.sum(1, keepdim=True)  # (N, 1)
+    refined = torch.where(total > 0, (weights @ c) / total.clamp(min=1e-300), k)
+    return refined.to(kept.dtype)
+
+
 def select_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, thresh: float, topk: int,
-                      sigma: float, cap: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Multi-label candidates (every class above thresh at every valid location), top-k, per-class Soft-NMS, cap.
+                      sigma: float, cap: int, voting_thresh: float = 0.0
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Multi-label candidates (every class above thresh at every valid location), top-k, per-class Soft-NMS, cap,
+    then segment voting among the candidates when voting_thresh > 0.
 
     segs (K, 2), or (K, C, 2) when every class has its own segment (TriDet), scores (K, C), valid (K,) ->
     segments (N, 2), scores (N,), labels (N,).
@@ -81,18 +101,23 @@ def select_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Ten
     if keep.numel() > topk:
         keep = keep[torch.topk(s[keep], topk).indices]
     loc, cls = keep // num_classes, keep % num_classes
-    return batched_soft_nms(per_class[loc, cls].float().cpu(), s[keep].float().cpu(), cls.cpu(), sigma=sigma,
-                            min_score=thresh, max_keep=cap)
+    cand, cand_scores, cand_labels = per_class[loc, cls].float().cpu(), s[keep].float().cpu(), cls.cpu()
+    out_segs, out_scores, out_labels = batched_soft_nms(cand, cand_scores, cand_labels, sigma=sigma, min_score=thresh,
+                                                        max_keep=cap)
+    if voting_thresh > 0:
+        out_segs = segment_voting(out_segs, out_labels, cand, cand_scores, cand_labels, voting_thresh)
+    return out_segs, out_scores, out_labels
 
 
 def select_batch_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, model,
                             score_thresh: float | None = None, max_dets: int | None = None,
-                            nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                            nms_sigma: float | None = None, voting_thresh: float = 0.0
+                            ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """select_detections for every video of a batch: segs (B, K, 2) or (B, K, C, 2), scores (B, K, C), valid (B, K)
     -> one (segments, scores, labels) per video. A setting not given is the detector's own: model.score_thresh,
-    .max_dets, .nms_sigma (and always its .pre_nms_topk)."""
+    .max_dets, .nms_sigma (and always its .pre_nms_topk); voting_thresh 0: no segment voting."""
     thr = model.score_thresh if score_thresh is None else score_thresh
     cap = model.max_dets if max_dets is None else max_dets
     sigma = model.nms_sigma if nms_sigma is None else nms_sigma
-    return [select_detections(segs[b], scores[b], valid[b], thr, model.pre_nms_topk, sigma, cap)
+    return [select_detections(segs[b], scores[b], valid[b], thr, model.pre_nms_topk, sigma, cap, voting_thresh)
             for b in range(segs.shape[0])]

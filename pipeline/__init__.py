@@ -7,8 +7,10 @@ configuration path and sends stage messages to stderr: what `luigi --module pipe
 import logging as _logging
 
 # luigi finds tasks by importing this package. The task modules follow the data flow, each importing only those
-# before it: data_tasks -> bapg_tasks -> detector_tasks -> report_tasks (pipeline.base: what every task shares).
+# before it: data_tasks -> bapg_tasks -> detector_tasks -> classification_tasks -> report_tasks (pipeline.base:
+# what every task shares).
 from pipeline.bapg_tasks import *  # noqa: F403
+from pipeline.classification_tasks import *  # noqa: F403
 from pipeline.config import use_package_defaults as _use_package_defaults
 from pipeline.data_tasks import *  # noqa: F403
 from pipeline.detector_tasks import *  # noqa: F403

@@ -91,6 +91,10 @@ class DatasetConfig(_Section):
     train_subset = luigi.Parameter(default="train", description="subset used for training (case-insensitive)")
     test_subset = luigi.Parameter(default="test", description="subset used for evaluation (case-insensitive)")
     features = luigi.Parameter(default="", description="precomputed features (.npy folder or HDF5); skips frames+I3D")
+    preset = luigi.ChoiceParameter(default="thumos14", choices=["thumos14", "anet"],
+                                   description="recipe defaults (stages/presets.py): thumos14 (as before presets) or "
+                                               "anet (inputs resized to 192 steps, class-agnostic detection + video "
+                                               "classes, tIoU 0.5:0.05:0.95, Soft-NMS 0.75, 100 detections)")
 
 
 class PathsConfig(_Section):
@@ -142,10 +146,19 @@ DETECTOR_SETTINGS = {cls.section: cls for cls in (AfsdSettings, ActionFormerSett
                                                   TadTRSettings)}
 
 
+def dataset_preset():
+    """The configured dataset preset ([dataset] preset, --dataset-preset): a stages.presets.Preset."""
+    from tal_pipeline.stages.presets import get_preset
+
+    return get_preset(DatasetConfig().preset)
+
+
 def detector_settings(name: str) -> dict:
-    """{"model": {...}, "train": {...}, "fusion": {...}} of detector `name` from luigi.cfg / the command line."""
+    """{"model": {...}, "train": {...}, "fusion": {...}} of detector `name` from luigi.cfg / the command line; the
+    dataset preset's training settings lie under the detector's own `train` JSON (thumos14 adds none)."""
     section = DETECTOR_SETTINGS[name]()
-    return {"model": _plain(section.model), "train": _plain(section.train), "fusion": _plain(section.fusion)}
+    train = {**dataset_preset().train, **_plain(section.train)}
+    return {"model": _plain(section.model), "train": train, "fusion": _plain(section.fusion)}
 
 
 def _plain(value):

@@ -81,6 +81,14 @@ class DetectorTask(StageTask):
         features, grids = load_feature_dict(self.input()["features"].path, ann.videos["video"].tolist(), bapg)
         return ann, features, grids
 
+    def class_agnostic(self) -> bool:
+        """Whether this detector trains (trained) class-agnostic: its resolved `class_agnostic` training setting (the
+        anet preset sets it); its detections then take their classes from ClassifyVideos (FuseVideoClasses)."""
+        from pipeline.config import detector_settings
+        from tal_pipeline.stages.detectors.training import resolve_train_config
+
+        return bool(resolve_train_config(self.detector, detector_settings(self.detector)["train"])["class_agnostic"])
+
     def bapg_channels(self) -> int:
         from tal_pipeline.storage.zarr_store import ArtifactStore
 
@@ -151,8 +159,8 @@ class TrainDetector(DetectorTask):
                                               bapg_channels=self.bapg_channels(),
                                               on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         recipe = self.inference_recipe()
-        cfg = {**cfg, "use_bapg": self.use_bapg, "labels": labels, "train_videos": sorted(features),
-               "inputs": recipe.to_dict()}
+        # cfg["labels"]: the dataset's classes, or [FOREGROUND] for a class-agnostic detector
+        cfg = {**cfg, "use_bapg": self.use_bapg, "train_videos": sorted(features), "inputs": recipe.to_dict()}
         if self.use_bapg:
             cfg["bapg_groups"] = list(self.bapg_groups)
         health = cfg["health"]
@@ -175,7 +183,14 @@ class TrainDetector(DetectorTask):
         """How this detector's input was made from a raw video (stages.recipe), for `tal-pipeline detect`: the
         parameters of the tasks this one requires and of those they require in turn."""
         from tal_pipeline.stages.bapg.proposal_features import PROJECTION_SEED
-        from tal_pipeline.stages.detectors.recipe import BapgRecipe, FeaturesRecipe, FramesRecipe, InferenceRecipe
+        from tal_pipeline.stages.detectors.recipe import (
+            BapgRecipe,
+            DetectorInputRecipe,
+            FeaturesRecipe,
+            FramesRecipe,
+            InferenceRecipe,
+        )
+        from tal_pipeline.stages.detectors.training import resolve_train_config
 
         inputs = self.requires()
         feats = inputs["features"]
@@ -194,15 +209,47 @@ class TrainDetector(DetectorTask):
             features=FeaturesRecipe(task=type(feats).__name__, window=feats.window, stride=feats.stride,
                                     weights=feats.weights_name if isinstance(feats, ExtractFeatures) else None),
             frames=FramesRecipe(fps=frames.fps, size=frames.frame_size) if frames is not None else None,
-            bapg=bapg)
+            bapg=bapg, detector_input=DetectorInputRecipe(**{
+                k: resolve_train_config(self.detector, self.settings()["train"])[key]
+                for k, key in (("length", "input_length"), ("class_agnostic", "class_agnostic"))}))
 
 
 class Detect(DetectorTask):
-    """Detections on the test subset, ActivityNet results JSON (capped per video, clipped, multi-label)."""
+    """Detections on the test subset, ActivityNet results JSON (capped per video, clipped, multi-label). Unset
+    post-processing values come from the dataset preset (stages.presets; thumos14: 200 per video, the detector's
+    own Soft-NMS, no voting)."""
 
     artifact = "detections"
     suffix = ""
-    max_dets = luigi.IntParameter(default=200)
+    max_dets = luigi.OptionalIntParameter(default=None, description="detections kept per video (empty: the "
+                                                                    "preset's, thumos14 200, anet 100)")
+    nms_sigma = luigi.OptionalFloatParameter(default=None, description="Soft-NMS sigma (empty: the preset's; "
+                                                                       "thumos14: the detector's own, anet 0.75)")
+    voting_thresh = luigi.OptionalFloatParameter(default=None, description="segment voting tIoU, 0: off (empty: the "
+                                                                           "preset's; thumos14 0, anet 0.9)")
+
+    def postprocessing(self) -> dict:
+        """{"max_dets", "nms_sigma" (None: the detector's own), "voting_thresh"}: given values over the preset's."""
+        from pipeline.config import dataset_preset
+
+        preset = dataset_preset()
+        exempt = self.detector in preset.nms_exempt
+        return {"max_dets": preset.max_dets if self.max_dets is None else int(self.max_dets),
+                "nms_sigma": (None if exempt else preset.nms_sigma) if self.nms_sigma is None else self.nms_sigma,
+                "voting_thresh": float((0.0 if exempt else preset.voting_thresh) if self.voting_thresh is None
+                                       else self.voting_thresh)}
+
+    def shaping_params(self) -> dict:
+        params = super().shaping_params()
+        post = self.postprocessing()
+        # The resolved values; the detector's own Soft-NMS and no voting keep the path of before they existed.
+        params["params"] = {k: v for k, v in params["params"].items() if k not in ("nms_sigma", "voting_thresh")}
+        params["params"]["max_dets"] = post["max_dets"]
+        if post["nms_sigma"] is not None:
+            params["params"]["nms_sigma"] = post["nms_sigma"]
+        if post["voting_thresh"]:
+            params["params"]["voting_thresh"] = post["voting_thresh"]
+        return params
 
     def requires(self):
         return {"model": TrainDetector(**self.variant()),
@@ -215,8 +262,11 @@ class Detect(DetectorTask):
         ckpt = load_checkpoint_file(checkpoint_file(self.input()["model"].path))
         ann, features, grids = self.load_features(self.data.test_subset)
         durations = {v: ann.duration(v) for v in features}
+        post = self.postprocessing()
         results = detect(self.detector, ckpt["state"], ckpt["config"], features, ckpt["config"]["labels"], grids,
-                         durations, max_dets=self.max_dets, device=self.device)
-        payload = {"version": "tal-pipeline", "results": results, "external_data": self.run_variant().record()}
+                         durations, max_dets=post["max_dets"], device=self.device, nms_sigma=post["nms_sigma"],
+                         voting_thresh=post["voting_thresh"])
+        payload = {"version": "tal-pipeline", "results": results, "external_data": self.run_variant().record(),
+                   "postprocessing": post}
         with self.output().writer() as folder:
             (folder / "detections.json").write_text(json.dumps(payload))

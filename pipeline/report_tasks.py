@@ -18,37 +18,56 @@ from pipeline.bapg_tasks import (
     boundary_accuracy_by_subset,
 )
 from pipeline.base import StageTask, upstream
+from pipeline.classification_tasks import FuseVideoClasses
 from pipeline.data_tasks import dataset_annotations
-from pipeline.detector_tasks import Detect, DetectorTask, variant_params
+from pipeline.detector_tasks import Detect, DetectorTask, TrainDetector, variant_params
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
 from tal_pipeline.stages.evaluation.variant import Variant
 
 log = logging.getLogger("pipeline")
 
-THUMOS14_TIOUS = [0.3, 0.4, 0.5, 0.6, 0.7]
-
 
 class Evaluate(DetectorTask):
-    """mAP of one detector variant's detections on the test subset (evaluation.json)."""
+    """mAP of one detector variant's detections on the test subset (evaluation.json); a class-agnostic detector's
+    detections are evaluated with their video-level classes (FuseVideoClasses)."""
 
     artifact = "evaluation"
     suffix = ""
-    tiou_thresholds = luigi.ListParameter(default=THUMOS14_TIOUS, description="tIoU thresholds (THUMOS14 preset)")
+    tiou_thresholds = luigi.OptionalListParameter(default=None, description="tIoU thresholds (empty: the dataset "
+                                                  "preset's, thumos14 0.3:0.1:0.7, anet 0.5:0.05:0.95)")
     mode = luigi.ChoiceParameter(default="anet", choices=["anet", "thumos14"],
                                  description="anet: interpolated AP, tIoU >= t; thumos14: the official protocol")
-    max_dets = luigi.IntParameter(default=200, description="detections kept per video")
+    max_dets = luigi.OptionalIntParameter(default=None, description="detections kept per video, passed on to Detect "
+                                                                    "(empty: the preset's, 200)")
+
+    def thresholds(self) -> list[float]:
+        return list(config.dataset_preset().tiou_thresholds if self.tiou_thresholds is None else self.tiou_thresholds)
+
+    def cap(self) -> int:
+        return config.dataset_preset().eval_max_dets if self.max_dets is None else int(self.max_dets)
+
+    def shaping_params(self) -> dict:
+        params = super().shaping_params()  # the resolved values: the thumos14 preset keeps the paths of before
+        params["params"].update(tiou_thresholds=self.thresholds(), max_dets=self.cap())
+        return params
 
     def requires(self):
+        if self.class_agnostic():
+            return FuseVideoClasses(**self.variant(), max_dets=self.max_dets)
         return Detect(**self.variant(), max_dets=self.max_dets)
 
     def run(self):
         from tal_pipeline.stages.evaluation.mean_ap import evaluate_detections, load_predictions
 
         ann = dataset_annotations(self.data).subset(self.data.test_subset)
-        predictions = load_predictions(Path(self.input().path) / "detections.json")
-        result = evaluate_detections(ann, predictions, thresholds=list(self.tiou_thresholds), mode=self.mode,
-                                     max_dets=self.max_dets)
+        file = Path(self.input().path) / "detections.json"
+        predictions = load_predictions(file)
+        result = evaluate_detections(ann, predictions, thresholds=self.thresholds(), mode=self.mode,
+                                     max_dets=self.cap())
         result["variant"] = self.run_variant().record()
+        video_classes = json.loads(file.read_text()).get("video_classes")
+        if video_classes is not None:
+            result["video_classes"] = video_classes
         with self.output().writer() as folder:
             (folder / "evaluation.json").write_text(json.dumps(result, indent=1))
         groups = "" if self.run_variant().default_groups else f" [{', '.join(self.bapg_groups)}]"
@@ -81,8 +100,9 @@ class Report(StageTask):
 
     def variants(self) -> list[Variant]:
         """Every evaluated run: each detector with and without BAPG, the ablation rows (other boundary sources,
-        other channel groups, other sources with other groups; their seeds: ablation_seeds), and (seed 0) the untrained sanity rows, which training
-        must beat by far. A group ablation equal to the default groups is the + BAPG row itself."""
+        other channel groups, other sources with other groups; their seeds: ablation_seeds), and (seed 0) the
+        untrained sanity rows, which training must beat by far. A group ablation equal to the default groups is the
+        + BAPG row itself."""
         seeds = range(self.ablation_seeds or self.seeds)
         main = [Variant.of(d, b, "tsc", s) for d in self.detectors for b in (False, True) for s in range(self.seeds)]
         extra = [Variant.of(d, True, a, s) for d in self.detectors for a in self.ablations for s in seeds]
@@ -96,8 +116,8 @@ class Report(StageTask):
     def requires(self):
         evals = {v: Evaluate(**variant_params(v)) for v in self.variants()}
         # Everything else is read from the evaluations' own chains, so it is what those rows were computed from.
-        detections = {v: e.requires() for v, e in evals.items()}
-        trainings = {v: d.requires()["model"] for v, d in detections.items()}
+        detections = {v: e.requires() for v, e in evals.items()}  # Detect, or FuseVideoClasses (class-agnostic)
+        trainings = {v: upstream(e, TrainDetector) for v, e in evals.items()}
         examples = {v: detections[v] for v in evals
                     if v.seed == 0 and not v.untrained and v.source in (None, "tsc") and v.default_groups}
         req = {"evaluations": evals, "trainings": trainings, "detections": examples}
@@ -105,7 +125,7 @@ class Report(StageTask):
         if method is None:
             raise ValueError("Report: no run to report on: it needs a detector (--Report-detectors) and a seed "
                              "(--Report-seeds >= 1)")
-        req["features"] = method.requires()["features"]
+        req["features"] = (method if isinstance(method, Detect) else upstream(method, Detect)).requires()["features"]
         req["proposals"] = upstream(method, TSCProposals, where=lambda t: t.source == "tsc")
         req["similarity"] = upstream(req["proposals"], SimilarityMatrices)
         req["encoder"] = upstream(req["similarity"], TrainEncoder, where=lambda t: not t.folds)

@@ -153,6 +153,32 @@ def test_detect_matches_pipeline_with_every_channel_group(chain_all_groups, tmp_
         assert a["score"] == pytest.approx(b["score"], abs=1e-4), (i, a, b)
 
 
+def test_detect_matches_pipeline_for_a_class_agnostic_fixed_length_checkpoint(chain, tmp_path, capsys):
+    """The anet preset's detector (class-agnostic, inputs resized to 192 steps) through `tal-pipeline detect` with
+    the preset's post-processing: the same detections as the pipeline's Detect (on the same features)."""
+    result = run_luigi(["Detect", "--Detect-detector", "actionformer", "--dataset-preset", "anet", *SMALL,
+                        *dataset_args(chain["data"], chain["workdir"])], chain["work"])
+    _ok(result, "luigi Detect (anet preset)")
+    [detector] = [Path(d) for d in glob.glob(str(chain["workdir"] / "detector-*"))
+                  if json.loads((Path(d) / "config.json").read_text()).get("class_agnostic")]
+    [detections] = [p for p in glob.glob(str(chain["workdir"] / "detections-*" / "detections.json"))
+                    if json.loads(Path(p).read_text()).get("postprocessing", {}).get("nms_sigma") == 0.75]
+    out = tmp_path / "results.json"
+    assert main(["detect", str(chain["data"] / f"{TEST_VIDEO}.mp4"), "--checkpoint", str(detector), "--out",
+                 str(out), "--max-dets", "100", "--nms-sigma", "0.75", "--voting-thresh", "0.9", "--device",
+                 "cpu"]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["external_data"]["labels"] == ["action"]
+    assert payload["external_data"]["inputs"]["detector_input"] == {"length": 192, "class_agnostic": True}
+    mine, ref = payload["results"][TEST_VIDEO], json.loads(Path(detections).read_text())["results"][TEST_VIDEO]
+    _check_results(mine, ["action"], _durations(chain["data"])[TEST_VIDEO])
+    assert len(mine) == len(ref) <= 100
+    for i, (a, b) in enumerate(zip(mine, ref)):
+        assert a["label"] == b["label"], (i, a, b)
+        assert a["segment"] == pytest.approx(b["segment"], abs=1e-4), (i, a, b)
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4), (i, a, b)
+
+
 def test_detect_folder_without_bapg_reports_bad_video_and_plots(chain, tmp_path, capsys):
     result = run_luigi(["TrainDetector", "--TrainDetector-detector", "actionformer", *SMALL,
                         *dataset_args(chain["data"], chain["workdir"])], chain["work"])

@@ -71,7 +71,8 @@ def test_no_import_cycle():
 
 
 def test_task_modules_import_only_the_ones_before_them():
-    order = ["pipeline.data_tasks", "pipeline.bapg_tasks", "pipeline.detector_tasks", "pipeline.report_tasks"]
+    order = ["pipeline.data_tasks", "pipeline.bapg_tasks", "pipeline.detector_tasks", "pipeline.classification_tasks",
+             "pipeline.report_tasks"]
     modules = _modules()
     for i, name in enumerate(order):
         later = set(order[i + 1:])

@@ -117,9 +117,11 @@ class ActionFormer(nn.Module):
 
     @torch.no_grad()
     def predict(self, outputs: dict, score_thresh: float | None = None, max_dets: int | None = None,
-                nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                nms_sigma: float | None = None, voting_thresh: float = 0.0
+                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per video: (segments (N, 2) in input steps, scores (N,), labels (N,) 0-based), best first."""
         scores = torch.sigmoid(outputs["logits"])  # (B, K, C)
         d = outputs["dists"] * outputs["strides"][None, :, None]  # (B, K, 2) in input steps
         segs = torch.stack([outputs["positions"] - d[..., 0], outputs["positions"] + d[..., 1]], dim=-1)  # (B, K, 2)
-        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma)
+        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma,
+                                       voting_thresh)

@@ -183,9 +183,11 @@ class AFSD(nn.Module):
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def predict(self, outputs: dict, score_thresh: float | None = None, max_dets: int | None = None,
-                nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                nms_sigma: float | None = None, voting_thresh: float = 0.0
+                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per video: (segments (N, 2) in input steps, scores (N,), labels (N,) 0-based), best first."""
         scores = fuse_scores(outputs["logits_c"], outputs["logits_r"], outputs["quality"])  # (B, K, C) eq. 15
         segs = refine_segments(outputs["coarse"], outputs["offsets"])  # (B, K, 2) eq. 15
-        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma)
+        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma,
+                                       voting_thresh)
 

@@ -142,7 +142,8 @@ class TadTR(nn.Module):
 
     @torch.no_grad()
     def predict(self, outputs: dict, score_thresh: float | None = None, max_dets: int | None = None,
-                nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                nms_sigma: float | None = None, voting_thresh: float = 0.0
+                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per video: (segments (N, 2) in input steps, scores (N,), labels (N,) 0-based), best first, on the CPU.
 
         score = sigmoid(class logit) x actionness (TadTR's inference score); every (query, class) pair is a
@@ -153,7 +154,8 @@ class TadTR(nn.Module):
         sigma = self.nms_sigma if nms_sigma is None else nms_sigma
         if sigma is not None:
             valid = torch.ones(segs.shape[:2], dtype=torch.bool, device=segs.device)
-            return select_batch_detections(segs, scores, valid, self, score_thresh, max_dets, sigma)
+            return select_batch_detections(segs, scores, valid, self, score_thresh, max_dets, sigma,
+                                           voting_thresh)
         thresh = self.score_thresh if score_thresh is None else score_thresh
         cap = self.max_dets if max_dets is None else max_dets
         out = []

@@ -123,14 +123,16 @@ class TriDet(nn.Module):
 
     @torch.no_grad()
     def predict(self, outputs: dict, score_thresh: float | None = None, max_dets: int | None = None,
-                nms_sigma: float | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                nms_sigma: float | None = None, voting_thresh: float = 0.0
+                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per video: (segments (N, 2) in input steps, scores (N,), labels (N,) 0-based), best first; every
         (location, class) candidate has its own class's boundaries."""
         scores = torch.sigmoid(outputs["logits"])  # (B, K, C)
         d = outputs["dists"] * outputs["strides"][None, :, None, None]  # (B, K, C, 2) in input steps
         p = outputs["positions"][None, :, None]  # (1, K, 1)
         segs = torch.stack([p - d[..., 0], p + d[..., 1]], dim=-1)  # (B, K, C, 2)
-        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma)
+        return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma,
+                                       voting_thresh)
 
     @torch.no_grad()
     def regression_health(self, outputs: dict, targets: list[dict], min_dist: float = 1e-3) -> dict:

@@ -65,7 +65,8 @@ def handle(args) -> int:
         try:
             if path.stem in results or path.stem in failures:
                 raise ValueError(f"{path}: video id {path.stem!r} is already taken by another file of {target}")
-            video, dets, info = detect_video(path, checkpoint, device=args.device, max_dets=args.max_dets)
+            video, dets, info = detect_video(path, checkpoint, device=args.device, max_dets=args.max_dets,
+                                             nms_sigma=args.nms_sigma, voting_thresh=args.voting_thresh)
         except (ValueError, OSError, RuntimeError) as exc:
             reason = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             if single:
@@ -95,7 +96,8 @@ def handle(args) -> int:
         "results": results,
         "external_data": {"used": True, "details": "Kinetics-400 I3D RGB features (i3d-rgb-k400)",
                           **checkpoint_info(checkpoint, checkpoint_file(args.checkpoint)),
-                          "max_dets": args.max_dets, "videos": videos},
+                          "max_dets": args.max_dets, "nms_sigma": args.nms_sigma,
+                          "voting_thresh": args.voting_thresh, "videos": videos},
         "failures": failures,
     }
     text = json.dumps(payload)
@@ -116,5 +118,9 @@ def add_arguments(p) -> None:
                    help="also write <out stem>_<video>.png (default stem: ./detections): the top-10 detections "
                         "on a time line, opacity = score")
     p.add_argument("--max-dets", type=int, default=200,
-                   help="keep at most this many detections per video (default 200)")
+                   help="keep at most this many detections per video (default 200; the anet preset's Detect: 100)")
+    p.add_argument("--nms-sigma", type=float, default=None,
+                   help="Soft-NMS sigma (default: the detector's own; the anet preset's Detect: 0.75)")
+    p.add_argument("--voting-thresh", type=float, default=0.0,
+                   help="segment voting tIoU, 0: off (default 0; the anet preset's Detect: 0.9)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: CUDA when present)")

@@ -15,6 +15,7 @@ import numpy as np
 
 from tal_pipeline.stages.data.timegrid import TimeGrid, video_grid
 from tal_pipeline.stages.detectors.data import check_features, window_starts
+from tal_pipeline.stages.detectors.resize import resize_features
 from tal_pipeline.stages.detectors.training import DEFAULT_TRAIN
 from tal_pipeline.stages.runtime import resolve_device
 
@@ -32,11 +33,13 @@ def load_detector(model_state: Mapping, config_dict: Mapping, device: str = "aut
     return model.to(dev).eval(), dev
 
 
-def predict_video(model, dev, feats: np.ndarray, max_seq_len: int, max_dets: int):
+def predict_video(model, dev, feats: np.ndarray, max_seq_len: int, max_dets: int, nms_sigma: float | None = None,
+                  voting_thresh: float = 0.0):
     """Sliding-window detections of one video (T, C): segments (N, 2) steps, scores (N,), labels (N,) numpy.
 
     Windows overlap by half; each window keeps only detections whose centre lies in its own share of the
     video (between the midpoints to its neighbours' centres), so overlapping windows never duplicate.
+    nms_sigma None: the detector's own Soft-NMS sigma; voting_thresh > 0: segment voting (models/nms.py).
     """
     import torch
 
@@ -50,7 +53,8 @@ def predict_video(model, dev, feats: np.ndarray, max_seq_len: int, max_dets: int
         x[i, :, :chunk.shape[0]] = torch.from_numpy(np.ascontiguousarray(chunk.T))
         mask[i, :chunk.shape[0]] = True
     with torch.no_grad():
-        preds = model.predict(model(x.to(dev), mask.to(dev)), max_dets=max_dets)
+        preds = model.predict(model(x.to(dev), mask.to(dev)), max_dets=max_dets, nms_sigma=nms_sigma,
+                              voting_thresh=voting_thresh)
     centres = [s + size / 2.0 for s in starts]
     segs, scores, labs = [], [], []
     for i, (s, (seg, sc, lab)) in enumerate(zip(starts, preds)):
@@ -69,11 +73,14 @@ def predict_video(model, dev, feats: np.ndarray, max_seq_len: int, max_dets: int
 
 def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapping[str, np.ndarray],
            labels: list[str], time_grid: TimeGrid | Mapping[str, TimeGrid], durations: Mapping[str, float],
-           max_dets: int = 200, device: str = "auto") -> dict[str, list[dict]]:
+           max_dets: int = 200, device: str = "auto", nms_sigma: float | None = None, voting_thresh: float = 0.0
+           ) -> dict[str, list[dict]]:
     """Detections per video: [{"segment": [start_s, end_s], "label": class name, "score": float}], best first.
 
-    time_grid: one TimeGrid for every video or {video: TimeGrid}. Segments are clipped to [0, duration]; at most
-    max_dets per video; a segment may carry several classes.
+    time_grid: one TimeGrid for every video or {video: TimeGrid} (the native grids). Segments are clipped to
+    [0, duration]; at most max_dets per video; a segment may carry several classes. A checkpoint trained on
+    fixed-length inputs (config_dict["input_length"]) gets every video resized to that length, on its resampled
+    grid (stages.detectors.resize), as in training. nms_sigma / voting_thresh: see predict_video.
     """
     if config_dict.get("name") != name:
         raise ValueError(f"checkpoint is for detector {config_dict.get('name')!r}, not {name!r}")
@@ -81,6 +88,7 @@ def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapp
         raise ValueError(f"{len(labels)} class names given, the checkpoint has {config_dict['num_classes']} classes")
     model, dev = load_detector(model_state, config_dict, device)
     max_seq_len = int(config_dict.get("max_seq_len", DEFAULT_TRAIN["max_seq_len"]))
+    input_length = config_dict.get("input_length")  # None in checkpoints from before fixed-length inputs
     out: dict[str, list[dict]] = {}
     for video in sorted(features):
         feats = check_features(video, features[video], int(config_dict["in_channels"]))
@@ -88,7 +96,10 @@ def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapp
             raise ValueError(f"video {video!r}: no duration given")
         duration = float(durations[video])
         grid = video_grid(time_grid, video)
-        segs, scores, labs = predict_video(model, dev, feats, max_seq_len, max_dets)
+        if input_length is not None:
+            grid = grid.resampled(feats.shape[0], int(input_length))
+            feats = resize_features(feats, int(input_length))
+        segs, scores, labs = predict_video(model, dev, feats, max_seq_len, max_dets, nms_sigma, voting_thresh)
         sec = np.clip(grid.to_seconds(segs), 0.0, duration)  # (N, 2)
         keep = sec[:, 1] > sec[:, 0]
         out[video] = [{"segment": [float(a), float(b)], "label": labels[int(c)], "score": float(s)}

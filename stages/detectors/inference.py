@@ -14,7 +14,9 @@ by TrainDetector as config["inputs"]):
               -> B             stages.proposal_features.boundary_aware_features with recipe.bapg.groups (and S
                                for the novelty and strength groups), concatenated after the features
     -> detections              stages.detection.detect on the recipe's TimeGrid, clipped to the video's
-                               real (decoded) duration.
+                               real (decoded) duration; a detector trained on fixed-length inputs
+                               (recipe.detector_input.length) gets the features and B resized as in training,
+                               and a class-agnostic one (.class_agnostic) detects its one foreground class.
 
 The checkpoint is loaded with torch.load(..., weights_only=True) only. A detector trained on imported
 features (ImportFeatures) cannot run on a raw video: its features came from elsewhere and cannot be
@@ -116,6 +118,14 @@ def load_checkpoint_file(file: str | Path) -> dict:
     if len(cfg["labels"]) != int(cfg["num_classes"]):
         raise ValueError(f"{where}: {len(cfg['labels'])} labels but num_classes = {cfg['num_classes']}")
     ckpt["recipe"] = InferenceRecipe.from_dict(cfg["inputs"], bool(cfg["use_bapg"]), where)
+    recorded = ckpt["recipe"].detector_input
+    trained = (cfg.get("input_length"), bool(cfg.get("class_agnostic", False)))
+    if (recorded.length, recorded.class_agnostic) != trained:
+        raise ValueError(f"{where}: the recipe's detector input (length {recorded.length}, class_agnostic "
+                         f"{recorded.class_agnostic}) is not what the detector was trained on (input_length "
+                         f"{trained[0]}, class_agnostic {trained[1]})")
+    if recorded.class_agnostic and int(cfg["num_classes"]) != 1:
+        raise ValueError(f"{where}: a class-agnostic detector with {cfg['num_classes']} classes (expected 1)")
     return ckpt
 
 
@@ -183,9 +193,10 @@ def detector_input(features: np.ndarray, checkpoint: Mapping, video: str) -> tup
     return np.concatenate([features, B], axis=1), dict(found)
 
 
-def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", max_dets: int = 200
-                 ) -> tuple[str, list[dict], dict]:
-    """Detections of one raw video with a loaded checkpoint (load_checkpoint).
+def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", max_dets: int = 200,
+                 nms_sigma: float | None = None, voting_thresh: float = 0.0) -> tuple[str, list[dict], dict]:
+    """Detections of one raw video with a loaded checkpoint (load_checkpoint); nms_sigma / voting_thresh: the
+    post-processing of stages.detectors.detection.predict_video (the Detect task's).
 
     Returns (video_id, detections [{"segment": [s, e], "label", "score"}] best first, info). video_id is the
     file stem (checked file-name safe). info: duration, frame / feature counts, change points, device, timings.
@@ -225,7 +236,8 @@ def detect_video(path: str | Path, checkpoint: Mapping, device: str = "auto", ma
 
     t0 = time.perf_counter()
     results = detect(cfg["name"], checkpoint["state"], cfg, {video: x}, list(cfg["labels"]), recipe_grid(recipe),
-                     {video: float(vinfo.duration)}, max_dets=max_dets, device=str(dev))
+                     {video: float(vinfo.duration)}, max_dets=max_dets, device=str(dev), nms_sigma=nms_sigma,
+                     voting_thresh=voting_thresh)
     timings["detect_s"] = time.perf_counter() - t0
     info = {"file": str(path), "duration": float(vinfo.duration), "source_fps": vinfo.source_fps,
             "frames": int(len(frames)), "feature_steps": int(features.shape[0]), "input_channels": int(x.shape[1]),

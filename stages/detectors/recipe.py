@@ -5,8 +5,9 @@ and `tal-pipeline detect` read it back through `InferenceRecipe.from_dict`, the 
 single-video inference (stages.inference) rebuilds frames -> I3D features -> (+BAPG) S -> change points -> B
 with exactly these values. Every field is required when read: a default here would silently disagree with the
 pipeline's on the day one of them changes, so an old checkpoint without a field is refused (retrain it). The
-one exception is a fact about the past, not a default: a +BAPG recipe written before B had channel groups
-(no "groups") was made with the only B there was, LEGACY_GROUPS.
+exceptions are facts about the past, not defaults: a +BAPG recipe written before B had channel groups (no
+"groups") was made with the only B there was, LEGACY_GROUPS; one written before the detector stage could resize
+its inputs or train class-agnostic (no "detector_input") was NATIVE_INPUT.
 """
 from __future__ import annotations
 
@@ -101,6 +102,20 @@ class BapgRecipe:
 
 
 @dataclass(frozen=True)
+class DetectorInputRecipe:
+    """The detector stage's own input: every video's features (and B) linearly resized to `length` steps, its time
+    grid resampled with them (None: the native grid; stages.detectors.resize), and whether the detector has one
+    foreground class (class_agnostic: its classes come from video-level scores, stages.classification)."""
+
+    length: int | None
+    class_agnostic: bool
+
+
+# What every detector input was before DetectorInputRecipe existed (and is for the thumos14 preset).
+NATIVE_INPUT = DetectorInputRecipe(length=None, class_agnostic=False)
+
+
+@dataclass(frozen=True)
 class InferenceRecipe:
     """config["inputs"] of a TrainDetector checkpoint; frames is None for imported features, bapg for a
     baseline."""
@@ -108,10 +123,11 @@ class InferenceRecipe:
     features: FeaturesRecipe
     frames: FramesRecipe | None = None
     bapg: BapgRecipe | None = None
+    detector_input: DetectorInputRecipe = NATIVE_INPUT
 
     def to_dict(self) -> dict:
         """JSON-able and loadable with torch.load(weights_only=True): plain dicts, lists and scalars."""
-        out: dict = {"features": asdict(self.features)}
+        out: dict = {"features": asdict(self.features), "detector_input": asdict(self.detector_input)}
         if self.frames is not None:
             out["frames"] = asdict(self.frames)
         if self.bapg is not None:
@@ -143,7 +159,12 @@ class InferenceRecipe:
                 raise ValueError(f"{exc} (written by another version: retrain the detector)") from None
             if groups != bapg.groups:
                 raise ValueError(f"{name}: groups {list(bapg.groups)} are not in the channel order {list(groups)}")
-        return cls(features=features, frames=frames, bapg=bapg)
+        detector_input = NATIVE_INPUT  # a recipe written before it existed: native inputs, multi-class
+        if "detector_input" in data:
+            detector_input = _section(data["detector_input"], DetectorInputRecipe, f"{where}['detector_input']")
+            if detector_input.length is not None and detector_input.length < 1:
+                raise ValueError(f"{where}['detector_input']: length must be >= 1 or None, got {detector_input.length}")
+        return cls(features=features, frames=frames, bapg=bapg, detector_input=detector_input)
 
     def require_raw_video_inference(self, where: str = "checkpoint") -> None:
         """ValueError unless this input can be rebuilt from a raw video (single-video inference)."""

@@ -43,7 +43,15 @@ DEFAULT_TRAIN: dict[str, Any] = {
     # start and end distances are both positive, and the trained weights' loss against the initial weights'.
     "health_min_positive_share": 0.9,
     "health_max_loss_ratio": 0.7,
+    # Fixed-length inputs (the ActivityNet recipe, stages.presets): every video's features (and BAPG channels)
+    # linearly resized to input_length steps, its time grid resampled with them (stages.detectors.resize);
+    # None: the native grid. class_agnostic: one foreground class (FOREGROUND) for every action; the classes come
+    # from video-level scores (stages.classification).
+    "input_length": None,
+    "class_agnostic": False,
 }
+# The one class of a class-agnostic detector.
+FOREGROUND = "action"
 # Per-detector recipes. ActionFormer follows the published THUMOS14 recipe (AdamW, weight decay 0.05, 5 warm-up
 # epochs then cosine, always a random 90-100 % crop) except for lr and length, chosen on held-out training
 # videos of the default synthetic run (benchmarks/bench_detector_recipe.py, 2 folds x 3 seeds), never on the
@@ -87,6 +95,12 @@ def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, 
             raise ValueError(f"detector {name!r}: crop_ratio must be [lo, hi] with 0 < lo <= hi <= 1, got "
                              f"{cfg['crop_ratio']}")
         cfg["crop_ratio"] = [lo, hi]
+    if cfg["input_length"] is not None and (isinstance(cfg["input_length"], bool) or
+                                            int(cfg["input_length"]) != cfg["input_length"] or cfg["input_length"] < 1):
+        raise ValueError(f"detector {name!r}: input_length must be null or a whole number >= 1, got "
+                         f"{cfg['input_length']}")
+    if not isinstance(cfg["class_agnostic"], bool):
+        raise ValueError(f"detector {name!r}: class_agnostic must be true or false, got {cfg['class_agnostic']!r}")
     for key in ("epochs", "batch_size", "max_seq_len"):
         if int(cfg[key]) != cfg[key] or cfg[key] < (0 if key == "epochs" else 1):
             raise ValueError(f"detector {name!r}: {key} must be a whole number >= {0 if key == 'epochs' else 1}, "
@@ -186,6 +200,14 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     fusion_cfg = resolve_fusion_config(cfg["fusion"]) if bapg_channels else None
     if not labels:
         raise ValueError("empty class list")
+    grid = time_grid.to_attrs() if isinstance(time_grid, TimeGrid) else None  # one (native) grid for every video
+    if cfg["class_agnostic"]:  # one foreground class; config_dict["labels"] is [FOREGROUND]
+        annotations = annotations.assign(label=FOREGROUND)
+        labels = [FOREGROUND]
+    if cfg["input_length"] is not None:
+        from tal_pipeline.stages.detectors.resize import resize_videos
+
+        features, time_grid = resize_videos(features, time_grid, int(cfg["input_length"]))
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     dev = resolve_device(device)
@@ -241,12 +263,13 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     bar.close()
     model.load_state_dict(ema)  # the weights that are saved are the ones checked
     health = training_health(model, initial, items, log_rows, cfg, dev, seed)
-    grid = time_grid.to_attrs() if isinstance(time_grid, TimeGrid) else None  # one grid for every video
     config_dict = {
         "name": name, "in_channels": int(in_channels), "bapg_channels": int(bapg_channels),
         "num_classes": len(labels), "labels": list(labels), "model": model_cfg, "fusion": fusion_cfg,
         "train": {k: v for k, v in cfg.items() if k not in ("model", "fusion")},
         "max_seq_len": int(cfg["max_seq_len"]), "seed": int(seed), "time_grid": grid,
+        "input_length": None if cfg["input_length"] is None else int(cfg["input_length"]),
+        "class_agnostic": bool(cfg["class_agnostic"]),
         "weights": "ema_last_epoch", "ema": f"decay min({cfg['ema_decay']}, (1+n)/(10+n)) at update n",
         "iterations": step, "device": str(dev), "health": health,
     }

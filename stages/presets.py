@@ -1,0 +1,56 @@
+"""Dataset presets: the recipe values that differ between a THUMOS14-style and an ActivityNet-style run.
+
+`[dataset] preset = thumos14` (the default) changes nothing: every value below is what the pipeline used before
+presets existed, so artifact paths and results stay as they were. `preset = anet` is ActionFormer's ActivityNet
+recipe (its configs/anet_i3d.yaml; docs/method.md §11):
+
+- every video's features linearly resized to 192 steps before the detector (training settings `input_length`
+  and `max_seq_len`), each video's TimeGrid resampled with them so that detections map back to seconds exactly;
+- class-agnostic detection (training setting `class_agnostic`: one foreground class), the classes coming from a
+  video-level classifier (ClassifyVideos) fused top-2 with score sqrt(class score x segment score);
+- tIoU thresholds 0.5:0.05:0.95 for the evaluation;
+- Gaussian Soft-NMS with sigma 0.75, score threshold 0.001, the top 2000 candidates, segment voting at tIoU 0.9
+  and at most 100 detections per video (before the top-2 fusion makes them 200).
+
+A value the user sets explicitly (a detector's `train` JSON key, --Evaluate-tiou-thresholds, --Detect-max-dets,
+--Detect-nms-sigma, --Detect-voting-thresh) always wins over the preset's. Plain data: no luigi, no torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+THUMOS14_TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7)
+ANET_TIOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55, ..., 0.95
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    # Training settings laid under a detector's own `train` JSON (stages.detectors.training.DEFAULT_TRAIN keys).
+    train: dict[str, Any] = field(default_factory=dict)
+    tiou_thresholds: tuple[float, ...] = THUMOS14_TIOUS
+    # Detect: detections kept per video, Soft-NMS sigma (None: the detector's own) and segment voting (0: off).
+    max_dets: int = 200
+    nms_sigma: float | None = None
+    voting_thresh: float = 0.0
+    # Detectors whose own post-processing the preset's NMS leaves alone: TadTR's set prediction has no
+    # duplicates to suppress (its reference runs without NMS).
+    nms_exempt: tuple[str, ...] = ()
+    # Evaluate: detections kept per video (after the top-2 class fusion of a class-agnostic detector).
+    eval_max_dets: int = 200
+
+
+PRESETS: dict[str, Preset] = {
+    "thumos14": Preset("thumos14"),
+    "anet": Preset("anet", train={"input_length": 192, "max_seq_len": 192, "class_agnostic": True},
+                   tiou_thresholds=ANET_TIOUS, max_dets=100, nms_sigma=0.75, voting_thresh=0.9,
+                   nms_exempt=("tadtr",), eval_max_dets=200),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name` (ValueError naming the known ones)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown dataset preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name]
