@@ -48,6 +48,8 @@ class ClassifyVideos(StageTask):
     def shaping_params(self) -> dict:
         params = super().shaping_params()
         if self.scores_file:  # a changed file gets a new path (as the dataset's own files do)
+            if not Path(self.scores_file).is_file():
+                raise ValueError(f"--ClassifyVideos-scores-file {self.scores_file}: no such file")
             st = Path(self.scores_file).stat()
             params["scores_file"] = {"path": str(Path(self.scores_file).resolve()), "size": st.st_size,
                                      "mtime_ns": st.st_mtime_ns}

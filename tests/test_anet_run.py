@@ -67,3 +67,32 @@ def test_anet_preset_runs_through_to_evaluation(tmp_path):
     assert ev["thresholds"] == list(ANET_TIOUS) and len(ev["mAP"]) == 10
     assert 0.0 <= ev["average_mAP"] <= 1.0 and ev["report"]["max_dets"] == 200
     assert ev["video_classes"]["test_top1"] == metrics["test_top1"]
+
+
+def test_external_video_scores_replace_the_classifier(tmp_path):
+    src, annotations, labels = _dataset(tmp_path)
+    db = json.loads(annotations.read_text())["database"]
+    test = sorted(v for v, x in db.items() if x["subset"] == "test")
+    # scores that put each test video's first ground-truth class first (CUHK layout, ids with the v_ prefix)
+    truth = {v: db[v]["annotations"][0]["label"] for v in test}
+    good = tmp_path / "cuhk.json"
+    good.write_text(json.dumps({"results": {f"v_{v}": [0.9 if c == truth[v] else 0.05 for c in labels]
+                                            for v in test}, "class": labels}))
+    workdir = tmp_path / "runs"
+    base = ["Evaluate", "--dataset-features", str(src), "--dataset-annotations", str(annotations),
+            "--dataset-preset", "anet", "--paths-workdir", str(workdir), "--ImportFeatures-window", "4",
+            "--ImportFeatures-stride", "2", "--TrainDetector-epochs", "2"]
+    result = run_luigi([*base, "--ClassifyVideos-scores-file", str(good)], tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    [classes] = workdir.glob("video_classes-*")
+    metrics = json.loads((classes / "metrics.json").read_text())
+    assert metrics["source"] == "external" and metrics["file"] == str(good.resolve()) and metrics["test_top1"] == 1.0
+    assert not (classes / "classifier.pt").exists()
+    [ev] = workdir.glob("evaluation-*")
+    assert json.loads((ev / "evaluation.json").read_text())["video_classes"]["source"] == "external"
+
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"results": {f"v_{v}": [0.5] * len(labels) for v in test[1:]}, "class": labels}))
+    failed = run_luigi([*base, "--ClassifyVideos-scores-file", str(missing)], tmp_path)
+    assert failed.returncode == 30
+    assert f"missing.json: no scores for video '{test[0]}'" in failed.stderr

@@ -263,3 +263,19 @@ def test_variant_records_its_groups_and_reads_older_records():
     assert Variant.of("afsd", False, groups=["pooled"]).groups is None  # a baseline has no groups
     with pytest.raises(ValueError, match="unknown channel group"):
         Variant.of("afsd", True, groups=["edges"])
+
+
+def test_video_classes_of_class_agnostic_runs_are_reported(tmp_path):
+    for name in ("plain", "anet"):
+        (tmp_path / name).mkdir()
+    plain = write_report(tmp_path / "plain", grid(), RECALL, ENCODER)
+    assert "video_classes" not in plain["evaluation"]  # a multi-class run's report.json is as before
+    evs = grid()
+    for ev in evs:
+        ev["video_classes"] = {"source": "classifier", "artifact": "video_classes-abc", "topk": 2, "classes": 3,
+                               "test_top1": 0.75, "train_top1": 1.0, "settings": {"hidden": 0}}
+    payload = write_report(tmp_path / "anet", evs, RECALL, ENCODER)
+    assert payload["evaluation"]["video_classes"] == {"source": "classifier", "artifact": "video_classes-abc",
+                                                      "topk": 2, "classes": 3, "test_top1": 0.75, "train_top1": 1.0}
+    md = (tmp_path / "anet" / "report.md").read_text()
+    assert "top-2 classes of video-level scores (classifier; top-1 accuracy on the test videos 75.0 %)" in md

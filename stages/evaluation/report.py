@@ -253,12 +253,22 @@ def write_report(folder: str | Path, evaluations: list[dict], recall: list[dict]
         "plots": plots,
         "artifacts": dict(artifacts or {}),
     }
+    classes = first.get("video_classes")  # class-agnostic detectors: where their classes came from
+    if classes:
+        payload["evaluation"]["video_classes"] = {k: classes.get(k) for k in ("source", "file", "artifact", "topk",
+                                                                             "classes", "test_top1", "train_top1")
+                                                  if k in classes}
     (folder / "report.json").write_text(json.dumps(payload, indent=1))
     md = ["# Results", "",
           f"Average over tIoU {payload['evaluation']['thresholds']} ({payload['evaluation']['mode']} mode, at most "
           f"{payload['evaluation']['max_dets']} detections per video); mAP in %, mean ± std over seeds; healthy: "
           "runs of the row that passed the training health check.", "",
           results_markdown(rows)]
+    if classes:
+        top1 = classes.get("test_top1")
+        md[-1:-1] = [f"Class-agnostic detections take the top-{classes.get('topk')} classes of video-level scores "
+                     f"({classes.get('source')}; top-1 accuracy on the test videos "
+                     f"{'n/a' if top1 is None else f'{100 * top1:.1f} %'}), score sqrt(class x segment).", ""]
     if health["unhealthy"]:
         md += [f"⚠ {health['unhealthy']} unhealthy detector run(s), kept in the means: see Training health.", ""]
     md += ["## Paired differences (+BAPG − baseline, same detector and seed), mAP points", "", paired_markdown(pairs),
