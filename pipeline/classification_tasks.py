@@ -97,16 +97,21 @@ class ClassifyVideos(StageTask):
         import torch
 
         from pipeline.config import _plain
-        from tal_pipeline.stages.classification.video_classifier import train_video_classifier, video_class_scores
-        from tal_pipeline.storage.features import load_feature_dict
+        from tal_pipeline.stages.classification.video_classifier import (
+            pooled_features,
+            train_video_classifier,
+            video_class_scores,
+        )
+        from tal_pipeline.storage.features import read_features
 
         torch.set_num_threads(task_threads())
         train = ann.subset(self.data.train_subset)
         train_videos = train.videos["video"].tolist()
-        features, _ = load_feature_dict(self.input()["features"].path, train_videos + test_videos)
-        state, config = train_video_classifier({v: features[v] for v in train_videos},
+        store = self.input()["features"].path
+        pooled = {v: pooled_features(read_features(store, v)[0], v) for v in dict.fromkeys(train_videos + test_videos)}
+        state, config = train_video_classifier({v: pooled[v] for v in train_videos},
                                                _video_labels(train, train_videos), _plain(self.settings), self.seed)
-        scores = video_class_scores(state, config, features, test_videos)
+        scores = video_class_scores(state, config, pooled, test_videos)
         return state, config, scores, config["classes"]
 
 
@@ -122,6 +127,11 @@ class FuseVideoClasses(DetectorTask):
 
     def requires(self):
         return {"detections": Detect(**self.variant(), max_dets=self.max_dets), "classes": ClassifyVideos()}
+
+    def shaping_params(self) -> dict:
+        params = super().shaping_params()  # max_dets shapes the Detect artifact, whose path is an input already
+        params["params"] = {k: v for k, v in params["params"].items() if k != "max_dets"}
+        return params
 
     def run(self):
         from tal_pipeline.stages.classification.video_scores import fuse_video_classes, read_video_scores

@@ -48,9 +48,10 @@ def test_classifier_learns_a_separable_toy_set(hidden, torch_one_thread):
     both[5:15, 0] += 3.0
     both[25:35, 2] += 3.0
     train["both"], train_labels["both"] = both, ["jump", "swim"]
+    train = {v: pooled_features(x, v) for v, x in train.items()}
     state, cfg = train_video_classifier(train, train_labels, {"hidden": hidden, "epochs": 200}, seed=0)
     assert cfg["classes"] == ["jump", "run", "swim"] and cfg["train_top1"] == 1.0
-    scores = video_class_scores(state, cfg, test)
+    scores = video_class_scores(state, cfg, {v: pooled_features(x, v) for v, x in test.items()})
     assert top1_accuracy(scores, test_labels, cfg["classes"]) == 1.0
     assert all(s.shape == (3,) and ((0 <= s) & (s <= 1)).all() for s in scores.values())
     # seeded: the same weights again
@@ -58,6 +59,8 @@ def test_classifier_learns_a_separable_toy_set(hidden, torch_one_thread):
     assert all((again[k] == v).all() for k, v in state.items())
     with pytest.raises(ValueError, match="unknown setting"):
         train_video_classifier(train, train_labels, {"layers": 2})
+    with pytest.raises(ValueError, match="video 'jump_1_0': pooled features of shape"):
+        video_class_scores(state, cfg, {"jump_1_0": test["jump_1_0"]})  # (T, C), not pooled
 
 
 def test_top1_counts_only_labelled_videos():

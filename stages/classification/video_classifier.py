@@ -28,11 +28,13 @@ def pooled_features(features: np.ndarray, video: str = "video") -> np.ndarray:
     return np.concatenate([x.mean(0), x.max(0)])
 
 
-def _matrix(features: Mapping[str, np.ndarray], videos: list[str], width: int | None = None) -> np.ndarray:
-    rows = [pooled_features(features[v], v) for v in videos]
+def _matrix(pooled: Mapping[str, np.ndarray], videos: list[str], width: int | None = None) -> np.ndarray:
+    """(N, 2C) float64 of the videos' pooled features (pooled_features), checked 1-D and `width` wide."""
+    rows = [np.asarray(pooled[v], dtype=np.float64) for v in videos]
     for v, r in zip(videos, rows):
-        if width is not None and r.shape[0] != width:
-            raise ValueError(f"video {v!r}: pooled features are {r.shape[0]} wide, the classifier expects {width}")
+        if r.ndim != 1 or (width is not None and r.shape[0] != width):
+            raise ValueError(f"video {v!r}: pooled features of shape {r.shape}, the classifier expects "
+                             f"({width if width is not None else '2C'},) (pooled_features of its (T, C) features)")
     return np.stack(rows)
 
 
@@ -59,25 +61,27 @@ def _build(in_features: int, num_classes: int, cfg: Mapping):
                          nn.Linear(cfg["hidden"], num_classes))
 
 
-def train_video_classifier(features: Mapping[str, np.ndarray], video_labels: Mapping[str, list[str]],
+def train_video_classifier(pooled: Mapping[str, np.ndarray], video_labels: Mapping[str, list[str]],
                            config: Mapping | None = None, seed: int = 0) -> tuple[dict, dict]:
     """Train on every video of `video_labels` ({video: its class names}; a video without actions is all
-    negatives); features: {video: (T, C)}. Returns (state: dict of CPU tensors, config: JSON-able with "classes"
-    (sorted, those present), "in_features", "mean", "std", the resolved settings and "train_top1")."""
+    negatives); pooled: {video: pooled_features of its (T, C) features} (one vector per video, so a large
+    dataset is pooled video by video, never held whole). Returns (state: dict of CPU tensors, config: JSON-able
+    with "classes" (sorted, those present), "in_features", "mean", "std", the resolved settings and
+    "train_top1")."""
     import torch
 
     from tal_pipeline.stages.runtime import seed_everything
 
     cfg = resolve_classifier_config(config)
     videos = sorted(video_labels)
-    missing = [v for v in videos if v not in features]
+    missing = [v for v in videos if v not in pooled]
     if missing:
         raise ValueError(f"video classifier: no features for training video(s) {missing[:5]}")
     classes = sorted({c for v in videos for c in video_labels[v]})
     if not classes:
         raise ValueError("video classifier: the training videos have no labelled action")
     index = {c: k for k, c in enumerate(classes)}
-    x = _matrix(features, videos)
+    x = _matrix(pooled, videos)
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 1e-8, std, 1.0)
     y = np.zeros((len(videos), len(classes)), np.float32)
@@ -99,23 +103,24 @@ def train_video_classifier(features: Mapping[str, np.ndarray], video_labels: Map
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     out = {**cfg, "classes": classes, "in_features": int(x.shape[1]), "mean": mean.tolist(), "std": std.tolist(),
            "train_videos": len(videos), "seed": int(seed)}
-    scores = video_class_scores(state, out, features, videos)
+    scores = video_class_scores(state, out, pooled, videos)
     out["train_top1"] = top1_accuracy(scores, {v: video_labels[v] for v in videos}, classes)
     return state, out
 
 
-def video_class_scores(state: Mapping, config: Mapping, features: Mapping[str, np.ndarray],
+def video_class_scores(state: Mapping, config: Mapping, pooled: Mapping[str, np.ndarray],
                        videos: list[str] | None = None) -> dict[str, np.ndarray]:
-    """{video: (K,) float64 class probabilities} in the order of config["classes"]."""
+    """{video: (K,) float64 class probabilities} in the order of config["classes"]; pooled: {video:
+    pooled_features}."""
     import torch
 
-    videos = sorted(features) if videos is None else list(videos)
+    videos = sorted(pooled) if videos is None else list(videos)
     if not videos:
         return {}
     model = _build(int(config["in_features"]), len(config["classes"]), config)
     model.load_state_dict(dict(state), strict=True)
     model.eval()
-    x = _matrix(features, videos, int(config["in_features"]))
+    x = _matrix(pooled, videos, int(config["in_features"]))
     x = (x - np.asarray(config["mean"])) / np.asarray(config["std"])
     with torch.no_grad():
         p = torch.sigmoid(model(torch.from_numpy(x.astype(np.float32)))).double().numpy()
