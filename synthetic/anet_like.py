@@ -107,7 +107,7 @@ generated in {seconds:.1f} s, {nbytes / 1e6:.0f} MB of features):
   classes present: {s['classes_present']} of {len(CLASSES)}
 
 Run the pipeline on it (from the project folder, where luigi.cfg is; or `tal-pipeline run FullRun ...`):
-  luigi --module pipeline FullRun --dataset-features {feats} --dataset-annotations {ann} \\
+  luigi --module pipeline FullRun --dataset-preset anet --dataset-features {feats} --dataset-annotations {ann} \\
       --dataset-train-subset training --dataset-test-subset validation \\
       --ImportFeatures-window {WINDOW} --ImportFeatures-stride {STRIDE} --paths-workdir runs/anet_like
 """

@@ -120,6 +120,7 @@ def test_command(tmp_path, capsys):
     assert sorted(v["subset"] for v in db.values()) == ["testing"] + ["training"] * 4 + ["validation"] * 2
     assert np.load(next((out / "features").glob("*.npy"))).shape[1] == 16
     readme = (out / "README.txt").read_text()
+    assert "FullRun --dataset-preset anet" in readme
     assert "--dataset-train-subset training --dataset-test-subset validation" in readme
     assert "--ImportFeatures-window 16 --ImportFeatures-stride 16" in readme
     for argv, words in ((["--preset", "anet", "--videos-train", "3"], "--videos-train"),
