@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from luigi.cmdline_parser import CmdlineParser
 
@@ -135,3 +136,16 @@ def test_frame_encoder_is_refused_without_videos(tmp_path):
         with pytest.raises(ValueError, match=message):
             SimilarityMatrices().requires()
         assert TrainEncoder(options={}).requires().get_task_family() == "ImportFeatures"  # the feature encoder runs
+
+
+def test_a_frame_encoder_given_features_says_it_embeds_frames():
+    """Where features reach a frame encoder (e.g. single-video inference, which embeds features), the error says why."""
+    from tal_pipeline.stages.bapg.encoder import embed, train_encoder
+
+    frames = {"f": np.zeros((6, 16, 16, 3), np.uint8)}
+    actions = pd.DataFrame({"video": ["f"], "label": ["A"], "start": [1.0], "end": [2.0]})
+    state, config, _ = train_encoder(frames, actions, TimeGrid(1.0, 1, 1), {"encoder": "cnn", "epochs": 0, "width": 8},
+                                     device="cpu", progress=False)
+    assert embed(state, config, frames["f"], device="cpu").shape == (6, 128)
+    with pytest.raises(ValueError, match=r"shape \(6, 1024\) \(the cnn encoder embeds one sampled frame per feature"):
+        embed(state, config, np.zeros((6, 1024), np.float32), device="cpu")
