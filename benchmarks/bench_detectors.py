@@ -5,19 +5,27 @@ pooling, Soft-NMS). The default BAPG width is that of the default run, computed 
 with the default TSCProposals scales and projection (3 scales x (128 + 4) = 396).
 
     PYTHONPATH=. python benchmarks/bench_detectors.py [--quick] [--device cuda] [--threads 2] [--bapg-width K]
+        [--detectors afsd actionformer tridet tadtr]
+
+Every registered detector by default. Each training row runs in a fresh child process, so its peak RSS is that
+run's own (the data, the model, the optimiser and the autograd graph), not the largest of the rows before it.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
+import resource
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the synthetic data and references
+from tal_pipeline.models.detector_registry import DETECTORS  # noqa: E402 - after the path (a clone's tests/)
 
 
 def timed(fn, repeats: int) -> float:
@@ -44,6 +52,26 @@ def default_bapg_width(video_channels: int = 1024) -> int:
     return int(boundary_aware_features(features, change_points, ProposalFeatures().projection_dim).shape[1])
 
 
+def train_epochs(name: str, bapg_width: int, epochs: int, device: str, threads: int) -> tuple[float, int, float]:
+    """Seconds per epoch, iterations per epoch and peak RSS (MiB) of training `name` in this (child) process.
+    +BAPG: random BAPG channels after the features, fused as in TrainDetector (train_detector, bapg_channels)."""
+    if threads:
+        torch.set_num_threads(threads)
+    from tal_pipeline.stages.detectors.training import train_detector
+    from tests.synthetic_features import synthetic_feature_dataset
+
+    feats, ann, labels, grid, _ = synthetic_feature_dataset(16, channels=1024, num_classes=4, seed=0)
+    if bapg_width:
+        rng = np.random.default_rng(0)
+        feats = {v: np.concatenate([x, rng.normal(size=(len(x), bapg_width)).astype(np.float32)], 1)
+                 for v, x in feats.items()}
+    t = time.perf_counter()
+    _, _, log = train_detector(name, feats, ann, labels, grid, {"epochs": epochs, "warmup_epochs": 0}, seed=0,
+                               device=device, progress=False, bapg_channels=bapg_width)
+    dt = (time.perf_counter() - t) / epochs
+    return dt, len(log) // epochs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
 def naive_pool(feat, regions, lengths):
     out = torch.empty(feat.shape[0], feat.shape[1], regions.shape[1])
     for b in range(feat.shape[0]):
@@ -63,16 +91,15 @@ def main() -> None:
     ap.add_argument("--bapg-width", type=int, default=0,
                     help="BAPG channels of the +BAPG detector (0: those of the default run, scales x (projection + 4))")
     ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool
     from tal_pipeline.models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
     from tal_pipeline.models.nms import soft_nms
-    from tal_pipeline.stages.detectors.training import train_detector
     from tal_pipeline.stages.runtime import resolve_device
     from tests.reference_nms import naive_soft_nms
-    from tests.synthetic_features import synthetic_feature_dataset
 
     dev = resolve_device(args.device)
     reps = 2 if args.quick else 5
@@ -102,7 +129,7 @@ def main() -> None:
           f"ratio {t_naive / t_vec:.1f}x")
 
     # Inference throughput: one batch of 4 windows of seq_len steps, forward + predict (NMS included).
-    for name in ("afsd", "actionformer"):
+    for name in args.detectors:
         for bapg in (0, bapg_width):
             c = 1024 + bapg
             # Default settings, resolved once, as train_detector resolves them; +BAPG: BAPGFusion(detector).
@@ -120,23 +147,16 @@ def main() -> None:
             print(f"inference {label:19s} C={c:5d}: {4 * args.seq_len / t:9.0f} feature steps/s "
                   f"({t * 1e3:.0f} ms per 4x{args.seq_len}, {n_par / 1e6:.2f} M params)")
 
-    # Training time per epoch on the default-size synthetic set (16 videos x 120-250 steps).
-    # +BAPG: random BAPG channels after the features, fused as in TrainDetector (train_detector, bapg_channels).
-    feats, ann, labels, grid, _ = synthetic_feature_dataset(16, channels=1024, num_classes=4, seed=0)
-    rng = np.random.default_rng(0)
-    with_bapg = {v: np.concatenate([x, rng.normal(size=(len(x), bapg_width)).astype(np.float32)], 1)
-                 for v, x in feats.items()}
+    # Training time per epoch on the default-size synthetic set (16 videos x 120-250 steps), one child per row.
     epochs = 1 if args.quick else 2
-    for name in ("afsd", "actionformer"):
-        for bapg, data in ((0, feats), (bapg_width, with_bapg)):
-            cfg = {"epochs": epochs, "warmup_epochs": 0}
-            t = time.perf_counter()
-            _, _, log = train_detector(name, data, ann, labels, grid, cfg, seed=0, device=str(dev), progress=False,
-                                       bapg_channels=bapg)
-            dt = (time.perf_counter() - t) / epochs
+    spawn = multiprocessing.get_context("spawn")  # a fresh process: its peak RSS is this row's alone
+    for name in args.detectors:
+        for bapg in (0, bapg_width):
+            with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                dt, iters, rss_mib = pool.submit(train_epochs, name, bapg, epochs, str(dev), args.threads).result()
             label = f"{name} + BAPG" if bapg else name
-            print(f"training {label:19s} C={1024 + bapg:5d}: {dt:.2f} s/epoch ({len(log) // epochs} "
-                  f"iterations/epoch, batch 4, max_seq_len 256)")
+            print(f"training {label:19s} C={1024 + bapg:5d}: {dt:.2f} s/epoch, {iters / dt:.2f} iterations/s "
+                  f"({iters} iterations/epoch, batch 4, max_seq_len 256), peak RSS {rss_mib:.0f} MiB")
 
 
 if __name__ == "__main__":
