@@ -137,3 +137,12 @@ def test_detector_choices_are_the_registry():
     from tal_pipeline.models.detector_registry import DETECTORS
 
     assert sorted(DETECTOR_NAMES) == sorted(DETECTORS) == sorted(DETECTOR_SETTINGS)
+
+
+def test_cross_fitting_folds_rank_videos_in_sorted_order():
+    """Fold = rank in sorted order modulo K, whatever order the annotations list the videos in."""
+    from pipeline.bapg_tasks import cross_fitting_folds
+
+    assert cross_fitting_folds(["v3", "v1", "v4", "v2", "v0"], 2) == {"v0": 0, "v1": 1, "v2": 0, "v3": 1, "v4": 0}
+    assert cross_fitting_folds(["b", "a", "c"], 3) == {"a": 0, "b": 1, "c": 2}
+    assert cross_fitting_folds([], 2) == {}
