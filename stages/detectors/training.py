@@ -20,6 +20,7 @@ from tal_pipeline.stages.detectors.data import (
     build_training_set,
     collate,
     crop_item,
+    epoch_batches,
     random_crop,
     window_starts,
 )
@@ -49,6 +50,9 @@ DEFAULT_TRAIN: dict[str, Any] = {
     # from video-level scores (stages.classification).
     "input_length": None,
     "class_agnostic": False,
+    # Batches of videos of similar length (stages.detectors.data.epoch_batches): each run of length_bucket batches
+    # of the epoch's random order is sorted by length, so a batch pads less; 0: plain random batches.
+    "length_bucket": 0,
 }
 # The one class of a class-agnostic detector.
 FOREGROUND = "action"
@@ -101,10 +105,10 @@ def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, 
                          f"{cfg['input_length']}")
     if not isinstance(cfg["class_agnostic"], bool):
         raise ValueError(f"detector {name!r}: class_agnostic must be true or false, got {cfg['class_agnostic']!r}")
-    for key in ("epochs", "batch_size", "max_seq_len"):
-        if int(cfg[key]) != cfg[key] or cfg[key] < (0 if key == "epochs" else 1):
-            raise ValueError(f"detector {name!r}: {key} must be a whole number >= {0 if key == 'epochs' else 1}, "
-                             f"got {cfg[key]}")
+    for key in ("epochs", "batch_size", "max_seq_len", "length_bucket"):
+        least = 0 if key in ("epochs", "length_bucket") else 1
+        if isinstance(cfg[key], bool) or int(cfg[key]) != cfg[key] or cfg[key] < least:
+            raise ValueError(f"detector {name!r}: {key} must be a whole number >= {least}, got {cfg[key]}")
     return {**cfg, "model": nested.get("model", {}), "fusion": nested.get("fusion", {})}
 
 
@@ -222,6 +226,7 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     groups = model.parameter_groups() if bapg_channels else [{"params": list(model.parameters()), "lr_scale": 1.0}]
     opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     per_epoch = math.ceil(len(items) / cfg["batch_size"])
+    lengths = np.array([it.features.shape[0] for it in items])
     total = per_epoch * cfg["epochs"]
     warmup = per_epoch * cfg["warmup_epochs"]
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -230,11 +235,10 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     step = 0
     bar = TrainingProgress(total, cfg["epochs"], f"train {name}", progress, on_epoch)
     for epoch in range(cfg["epochs"]):
-        order = rng.permutation(len(items))
-        for i in range(per_epoch):
+        for batch_videos in epoch_batches(lengths, cfg["batch_size"], int(cfg["length_bucket"]), rng):
             batch = [random_crop(items[j], cfg["max_seq_len"], rng, cfg["crop_tries"], cfg["crop_ratio"],
                                  cfg["trunc_thresh"] if cfg["crop_ratio"] is not None else 0.0)
-                     for j in order[i * cfg["batch_size"]:(i + 1) * cfg["batch_size"]]]
+                     for j in batch_videos]
             x, mask, targets = collate(batch, dev)
             lr = lr_at(step, total, warmup, cfg["lr"])
             for group in opt.param_groups:
