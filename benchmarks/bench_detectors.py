@@ -4,7 +4,7 @@ epoch of both on the default-size synthetic set, and the vectorised kernels agai
 pooling, Soft-NMS). The default BAPG width is that of the default run, computed by the ProposalFeatures stage code
 with the default TSCProposals scales and projection (3 scales x (128 + 4) = 396).
 
-    PYTHONPATH=. python benchmarks/bench_detectors.py [--quick] [--device cuda] [--threads 2] [--bapg-width K]
+    PYTHONPATH=. python benchmarks/bench_detectors.py [--quick] [--device cuda] [--threads 1 2] [--bapg-width K]
         [--detectors afsd actionformer tridet tadtr]
 
 Every registered detector by default. Each training row runs in a fresh child process, so its peak RSS is that
@@ -52,12 +52,13 @@ def default_bapg_width(video_channels: int = 1024) -> int:
     return int(boundary_aware_features(features, change_points, ProposalFeatures().projection_dim).shape[1])
 
 
-def train_epochs(name: str, bapg_width: int, epochs: int, device: str, threads: int) -> tuple[float, int, float]:
-    """Seconds per epoch, iterations per epoch and peak RSS (MiB) of training `name` in this (child) process.
+def train_epochs(name: str, bapg_width: int, epochs: int, device: str, threads: int) -> tuple[float, int, float, str]:
+    """Seconds per epoch, iterations per epoch, peak RSS (MiB) of training `name` in this (child) process, and
+    its batch settings (the detector's recipe).
     +BAPG: random BAPG channels after the features, fused as in TrainDetector (train_detector, bapg_channels)."""
     if threads:
         torch.set_num_threads(threads)
-    from tal_pipeline.stages.detectors.training import train_detector
+    from tal_pipeline.stages.detectors.training import resolve_train_config, train_detector
     from tests.synthetic_features import synthetic_feature_dataset
 
     feats, ann, labels, grid, _ = synthetic_feature_dataset(16, channels=1024, num_classes=4, seed=0)
@@ -69,7 +70,9 @@ def train_epochs(name: str, bapg_width: int, epochs: int, device: str, threads: 
     _, _, log = train_detector(name, feats, ann, labels, grid, {"epochs": epochs, "warmup_epochs": 0}, seed=0,
                                device=device, progress=False, bapg_channels=bapg_width)
     dt = (time.perf_counter() - t) / epochs
-    return dt, len(log) // epochs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    cfg = resolve_train_config(name)
+    return (dt, len(log) // epochs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+            f"batch {cfg['batch_size']}, max_seq_len {cfg['max_seq_len']}")
 
 
 def naive_pool(feat, regions, lengths):
@@ -87,14 +90,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, one training epoch")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[0],
+                    help="torch CPU threads (0: leave torch's default); the kernels and inference use the first, "
+                         "the training rows run once per value")
     ap.add_argument("--bapg-width", type=int, default=0,
                     help="BAPG channels of the +BAPG detector (0: those of the default run, scales x (projection + 4))")
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads[0]:
+        torch.set_num_threads(args.threads[0])
     from tal_pipeline.models.afsd.boundary_pooling import boundary_max_pool
     from tal_pipeline.models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
     from tal_pipeline.models.nms import soft_nms
@@ -150,13 +155,16 @@ def main() -> None:
     # Training time per epoch on the default-size synthetic set (16 videos x 120-250 steps), one child per row.
     epochs = 1 if args.quick else 2
     spawn = multiprocessing.get_context("spawn")  # a fresh process: its peak RSS is this row's alone
-    for name in args.detectors:
-        for bapg in (0, bapg_width):
-            with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                dt, iters, rss_mib = pool.submit(train_epochs, name, bapg, epochs, str(dev), args.threads).result()
-            label = f"{name} + BAPG" if bapg else name
-            print(f"training {label:19s} C={1024 + bapg:5d}: {dt:.2f} s/epoch, {iters / dt:.2f} iterations/s "
-                  f"({iters} iterations/epoch, batch 4, max_seq_len 256), peak RSS {rss_mib:.0f} MiB")
+    for threads in args.threads:
+        for name in args.detectors:
+            for bapg in (0, bapg_width):
+                with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                    dt, iters, rss_mib, batches = pool.submit(train_epochs, name, bapg, epochs, str(dev),
+                                                              threads).result()
+                label = f"{name} + BAPG" if bapg else name
+                print(f"training {label:19s} C={1024 + bapg:5d} threads={threads or 'default'}: {dt:.2f} s/epoch, "
+                      f"{iters / dt:.2f} iterations/s ({iters} iterations/epoch, {batches}), peak RSS "
+                      f"{rss_mib:.0f} MiB")
 
 
 if __name__ == "__main__":
