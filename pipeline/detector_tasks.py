@@ -125,7 +125,14 @@ class TrainDetector(DetectorTask):
         return settings
 
     def shaping_params(self) -> dict:
-        return {**super().shaping_params(), "settings": self.settings()}
+        from tal_pipeline.stages.detectors.training import resolve_train_config
+
+        settings = self.settings()
+        # The resolved training settings (given values over the detector's recipe over DEFAULT_TRAIN), not only the
+        # given ones: a changed recipe default must not leave an artifact trained with the old one looking current.
+        train = resolve_train_config(self.detector, settings["train"])
+        settings["train"] = {k: v for k, v in train.items() if k not in ("model", "fusion")}
+        return {**super().shaping_params(), "settings": settings}
 
     def requires(self):
         inputs = self.feature_inputs()

@@ -3,6 +3,7 @@ health check, and the boundary ablations (random and ground-truth change points)
 from __future__ import annotations
 
 import inspect
+import json
 
 import numpy as np
 import pytest
@@ -162,6 +163,31 @@ def test_detector_settings_from_the_command_line_shape_the_artifact_path(tmp_pat
         # Detect passes only the variant on: the settings reach its TrainDetector through the configuration
         assert Detect(detector="actionformer").requires()["model"].output().path == task.output().path
         assert TrainDetector(detector="afsd").settings()["train"] == {}  # per detector
+
+
+def test_the_resolved_recipe_shapes_the_artifact_path(tmp_path, monkeypatch):
+    """A changed recipe default gives a new TrainDetector path (an artifact trained with the old default must not
+    look current); giving the recipe's own value explicitly keeps the default's path."""
+    from luigi.cmdline_parser import CmdlineParser
+
+    from pipeline.detector_tasks import TrainDetector
+    from tal_pipeline.stages.detectors import training
+
+    common = ["TrainDetector", "--paths-workdir", str(tmp_path), "--no-lock"]
+    with CmdlineParser.global_instance(common):
+        plain = TrainDetector(detector="tridet").output().path
+    lr = training.DETECTOR_TRAIN["tridet"]["lr"]
+    with CmdlineParser.global_instance([*common, "--tridet-train", json.dumps({"lr": lr})]):
+        assert TrainDetector(detector="tridet").output().path == plain
+    monkeypatch.setitem(training.DETECTOR_TRAIN, "tridet", {**training.DETECTOR_TRAIN["tridet"], "lr": lr / 10})
+    with CmdlineParser.global_instance(common):
+        assert TrainDetector(detector="tridet").output().path != plain
+    monkeypatch.setitem(training.DEFAULT_TRAIN, "trunc_thresh", 0.25)  # a shared default too
+    with CmdlineParser.global_instance(common):
+        changed = TrainDetector(detector="afsd").output().path
+    monkeypatch.undo()
+    with CmdlineParser.global_instance(common):
+        assert TrainDetector(detector="afsd").output().path != changed
 
 
 def test_task_threads_share_the_cores_among_luigi_workers(monkeypatch):
