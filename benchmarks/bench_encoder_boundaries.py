@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-RATES = (8, 16, 32)  # the TSCProposals default (pipeline.bapg_tasks.DEFAULT_RATES), change points per minute
+RATES = (8, 16, 32)  # the TSCProposals default (stages.presets: thumos14), change points per minute
 TOLERANCES = (1, 2)
 DEFAULT_ROWS = [  # name, encoder config over DEFAULT_ENCODER (None: the raw features, no encoder)
     ["raw features", None],

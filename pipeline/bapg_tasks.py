@@ -211,11 +211,6 @@ class SimilarityMatrices(DatasetStage):
                         **({"frames_store": self.input()["frames"].path} if "frames" in self.input() else {}))
 
 
-# Change points per minute of video, one scale each (docs/method.md §3: counts that scale with the
-# video's length; chosen on training videos' proposal recall, never on the test split).
-DEFAULT_RATES = [8.0, 16.0, 32.0]
-
-
 class TSCProposals(DatasetStage):
     """Temporal Similarity Clustering change points at every scale, and the proposals, cached per video.
 
@@ -231,7 +226,9 @@ class TSCProposals(DatasetStage):
 
     artifact = "proposals"
     ms = luigi.ListParameter(default=[], description="fixed numbers of change points m, one scale each")
-    rates = luigi.ListParameter(default=DEFAULT_RATES, description="change points per minute of video, one scale each")
+    # None: the dataset preset's (stages.presets: thumos14 8 / 16 / 32, anet 0.5 / 1 / 2), chosen on training videos.
+    rates = luigi.OptionalListParameter(default=None, description="change points per minute of video, one scale "
+                                                                   "each (default: the dataset preset's)")
     penalty = luigi.FloatParameter(default=0.0, description="> 0: one more scale, the KTS penalised number of "
                                                             "change points with this penalty weight")
     min_size = luigi.IntParameter(default=1, description="minimum segment length in feature steps")
@@ -239,9 +236,20 @@ class TSCProposals(DatasetStage):
     source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
                                    description="tsc | raw (no encoder) | random (same counts) | oracle (ground truth)")
 
+    def resolved_rates(self) -> tuple:
+        """The rates given, or the dataset preset's."""
+        from pipeline.config import dataset_preset
+
+        return tuple(dataset_preset().tsc_rates if self.rates is None else self.rates)
+
     def scales(self) -> Scales:
         """The scale parameters as the stage functions take them (converted here, once)."""
-        return Scales(self.ms, self.rates, self.penalty, self.min_size)
+        return Scales(self.ms, self.resolved_rates(), self.penalty, self.min_size)
+
+    def shaping_params(self) -> dict:
+        params = super().shaping_params()
+        params["params"]["rates"] = list(self.resolved_rates())  # the preset's rates shape the path as given ones
+        return params
 
     def requires(self):
         if self.source in SIMILARITY_SOURCES:

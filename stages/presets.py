@@ -10,10 +10,13 @@ recipe (its configs/anet_i3d.yaml; docs/method.md §11):
   video-level classifier (ClassifyVideos) fused top-2 with score sqrt(class score x segment score);
 - tIoU thresholds 0.5:0.05:0.95 for the evaluation;
 - Gaussian Soft-NMS with sigma 0.75, score threshold 0.001, the top 2000 candidates, segment voting at tIoU 0.9
-  and at most 100 detections per video (before the top-2 fusion makes them 200).
+  and at most 100 detections per video (before the top-2 fusion makes them 200);
+- BAPG's change points at 0.5, 1 and 2 per minute (not ActionFormer's: chosen for 2-minute videos with 1-2 long
+  actions on training videos; THUMOS14's 8, 16 and 32 give 16-64 change points to a video of ~110 steps).
 
 A value the user sets explicitly (a detector's `train` JSON key, --Evaluate-tiou-thresholds, --Detect-max-dets,
---Detect-nms-sigma, --Detect-voting-thresh) always wins over the preset's. Plain data: no luigi, no torch.
+--Detect-nms-sigma, --Detect-voting-thresh, --TSCProposals-rates) always wins over the preset's. Plain data: no
+luigi, no torch.
 """
 from __future__ import annotations
 
@@ -39,13 +42,18 @@ class Preset:
     nms_exempt: tuple[str, ...] = ()
     # Evaluate: detections kept per video (after the top-2 class fusion of a class-agnostic detector).
     eval_max_dets: int = 200
+    # TSCProposals: change points per minute of video, one scale each, unless --TSCProposals-rates is given.
+    # thumos14: chosen on training videos' proposal recall (docs/method.md §3); ints, as luigi.cfg gave them before
+    # presets set them, so the artifact paths stay. anet: chosen on the ActivityNet-shaped benchmark's cross-fitted
+    # training videos (best change-point F1 at +-2 steps in the middle, half and twice it; docs/method.md §11).
+    tsc_rates: tuple[float, ...] = (8, 16, 32)
 
 
 PRESETS: dict[str, Preset] = {
     "thumos14": Preset("thumos14"),
     "anet": Preset("anet", train={"input_length": 192, "max_seq_len": 192, "class_agnostic": True},
                    tiou_thresholds=ANET_TIOUS, max_dets=100, nms_sigma=0.75, voting_thresh=0.9,
-                   nms_exempt=("tadtr",), eval_max_dets=200),
+                   nms_exempt=("tadtr",), eval_max_dets=200, tsc_rates=(0.5, 1, 2)),
 }
 
 

@@ -121,6 +121,7 @@ def test_class_agnostic_fixed_length_training_and_checkpoint_round_trip(tmp_path
 
 
 def _resolve(args):
+    from pipeline.bapg_tasks import TSCProposals
     from pipeline.config import detector_settings
     from pipeline.detector_tasks import Detect, TrainDetector
     from pipeline.report_tasks import Evaluate
@@ -131,7 +132,9 @@ def _resolve(args):
                 "post": det.postprocessing(), "tadtr": Detect(detector="tadtr").postprocessing(),
                 "requires": type(ev.requires()).__name__, "agnostic": TrainDetector().class_agnostic(),
                 "recipe": TrainDetector().inference_recipe().detector_input,
-                "paths": (ev.output().path, det.output().path)}
+                "paths": (ev.output().path, det.output().path),
+                "rates": TSCProposals().scales().rates, "tsc": TSCProposals().output().path,
+                "recipe_rates": TrainDetector(use_bapg=True).inference_recipe().bapg.rates}
 
 
 def test_presets_as_the_tasks_resolve_them(tmp_path):
@@ -144,6 +147,8 @@ def test_presets_as_the_tasks_resolve_them(tmp_path):
     explicit = _resolve([*work, "--Evaluate-tiou-thresholds", "[0.3, 0.4, 0.5, 0.6, 0.7]", "--Evaluate-max-dets",
                          "200", "--Detect-max-dets", "200", "--Detect-voting-thresh", "0"])
     assert explicit["paths"] == thumos["paths"]
+    assert thumos["rates"] == thumos["recipe_rates"] == (8.0, 16.0, 32.0)
+    assert _resolve([*work, "--TSCProposals-rates", "[8, 16, 32]"])["tsc"] == thumos["tsc"]
 
     anet = _resolve([*work, "--dataset-preset", "anet"])
     assert anet["train"] == {"input_length": 192, "max_seq_len": 192, "class_agnostic": True}
@@ -152,6 +157,10 @@ def test_presets_as_the_tasks_resolve_them(tmp_path):
     assert anet["tadtr"] == {"max_dets": 100, "nms_sigma": None, "voting_thresh": 0.0}  # its own set prediction
     assert anet["requires"] == "FuseVideoClasses" and anet["recipe"] == DetectorInputRecipe(192, True)
     assert set(anet["paths"]).isdisjoint(thumos["paths"])
+    # change points for ~2-minute videos with 1-2 long actions, recorded for single-video inference too
+    assert anet["rates"] == anet["recipe_rates"] == (0.5, 1.0, 2.0) and anet["tsc"] != thumos["tsc"]
+    # the preset shapes the proposals store only through its rates; given ones win
+    assert _resolve([*work, "--dataset-preset", "anet", "--TSCProposals-rates", "[8, 16, 32]"])["tsc"] == thumos["tsc"]
     # each value the user gives wins over the preset's
     mine = _resolve([*work, "--dataset-preset", "anet", "--actionformer-train", '{"class_agnostic": false}',
                      "--Evaluate-tiou-thresholds", "[0.5]", "--Detect-nms-sigma", "0.5"])

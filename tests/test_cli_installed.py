@@ -226,7 +226,7 @@ def test_config_reads_the_shipped_file_then_the_current_folder(tmp_path):
     rows = {r["key"]: r for r in config["values"]}
     assert {r["section"] for r in config["values"]} == {"TSCProposals"}
     assert rows["ms"]["value"] == "[3]" and rows["ms"]["source"] == str((tmp_path / "luigi.cfg").resolve())
-    assert rows["rates"]["value"] == "[8, 16, 32]" and rows["rates"]["source"] == str(shipped)
+    assert rows["penalty"]["value"] == "0.0" and rows["penalty"]["source"] == str(shipped)
     bad_input(installed("tal-pipeline", "config", "--section", "NoSuchSection", cwd=tmp_path), "'NoSuchSection'")
 
 

@@ -109,7 +109,7 @@ def test_wheel_runs_from_any_directory_with_its_shipped_config(tmp_path, tiny_sy
     rows = {(r["section"], r["key"]): r for r in config["values"]}
     assert rows[("SampleFrames", "fps")]["value"] == "4.0"
     assert rows[("SampleFrames", "fps")]["source"] == str((elsewhere / "luigi.cfg").resolve())
-    assert rows[("TSCProposals", "rates")]["source"] == str(site / "pipeline" / "luigi.cfg")
+    assert rows[("TSCProposals", "penalty")]["source"] == str(site / "pipeline" / "luigi.cfg")
     assert rows[("retcode", "task_failed")]["value"] == "30"
 
     workdir = tmp_path / "w"
