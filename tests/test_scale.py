@@ -20,8 +20,9 @@ from tal_pipeline.stages.parallel import LOCAL_SCHEDULERS, threads_per_worker, w
 from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import dataset_args, run_luigi
 
-# --SimilarityMatrices-use-encoder False applies to the SimilarityMatrices that TSCProposals requires.
-STAGE = ["ProposalFeatures", "--SimilarityMatrices-use-encoder", "False", "--SampleFrames-size", "32"]
+# The raw boundary source: TSC on the raw features' S (TSCProposals sets use_encoder from its source, so a
+# --SimilarityMatrices-use-encoder flag would not reach it and each run would train its own encoders).
+STAGE = ["ProposalFeatures", "--ProposalFeatures-source", "raw", "--SampleFrames-size", "32"]
 COMPARED = {"similarity": np.float16, "proposals": np.float64, "bapg_features": np.float32}  # stem -> dtype
 
 
@@ -49,6 +50,8 @@ def _assert_same_stores(reference_dir, other_dir):
             assert array.dtype == other_array.dtype == dtype and array.shape == other_array.shape
             np.testing.assert_array_equal(array, other_array, err_msg=f"{stem} {video}")
             assert attrs == other_attrs, f"{stem} {video}"  # includes the change points of every m
+            if stem == "similarity":
+                assert attrs["embedding"] == "features", attrs  # raw S: no encoder trained in any run
     recall = "recall.csv"
     reference_recall = (_store(reference_dir, "proposals") / recall).read_text()
     assert reference_recall == (_store(other_dir, "proposals") / recall).read_text()
