@@ -33,7 +33,9 @@ def task_threads() -> int:
     two runs side by side on one thread each finish well before two runs one after another on two threads."""
     import luigi.interface
 
-    return max(1, (os.cpu_count() or 1) // max(1, luigi.interface.core().workers))
+    from tal_pipeline.stages.parallel import usable_cores
+
+    return max(1, usable_cores() // max(1, luigi.interface.core().workers))
 
 
 def upstream(task: luigi.Task, cls: type, where=lambda t: True):

@@ -34,18 +34,27 @@ def _guarded(fn: Callable, video: str, kwargs: dict):
         return video, reason
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the OS reports one (a container's or a cluster job's
+    cpuset, taskset), else os.cpu_count(); at least 1. os.cpu_count() counts the whole machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def worker_count(scheduler: str, num_workers: int | None = None) -> int:
     """How many videos run at once on this machine (1 for synchronous)."""
     if scheduler == "synchronous":
         return 1
-    return max(1, num_workers or os.cpu_count() or 1)
+    return max(1, num_workers or usable_cores())
 
 
 def threads_per_worker(scheduler: str, num_workers: int | None = None) -> int:
     """Intra-op threads (torch, Numba) each concurrent video may use without oversubscribing."""
     if scheduler not in LOCAL_SCHEDULERS:
         return 1  # distributed workers: the nanny sets OMP threads to 1; keep torch/Numba the same
-    return max(1, (os.cpu_count() or 1) // worker_count(scheduler, num_workers))
+    return max(1, usable_cores() // worker_count(scheduler, num_workers))
 
 
 def run_per_video(

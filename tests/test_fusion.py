@@ -195,6 +195,7 @@ def test_task_threads_share_the_cores_among_luigi_workers(monkeypatch):
 
     from pipeline.base import gpu_resources, task_threads
 
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     for workers, threads in ((1, 8), (2, 4), (3, 2), (16, 1)):
         with CmdlineParser.global_instance(["TrainDetector", "--workers", str(workers)]):

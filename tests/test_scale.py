@@ -16,7 +16,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tal_pipeline.stages.parallel import LOCAL_SCHEDULERS, threads_per_worker, worker_count
+from tal_pipeline.stages.parallel import LOCAL_SCHEDULERS, threads_per_worker, usable_cores, worker_count
 from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import dataset_args, run_luigi
 
@@ -118,9 +118,9 @@ def test_scheduler_option_reaches_the_stage(threads_run, tiny_synthetic):
 
 @pytest.mark.parametrize("cpus", [None, 1, 2, 3, 16])
 def test_threads_per_worker_never_oversubscribes(monkeypatch, cpus):
-    if cpus is not None:  # None: this machine's own count
-        monkeypatch.setattr(os, "cpu_count", lambda: cpus)
-    cores = os.cpu_count() or 1
+    if cpus is not None:  # None: this process's own cores
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    cores = usable_cores()
     for scheduler in ("threads", "processes"):
         for n in [None, 0, *range(1, cores + 1)]:
             workers, threads = worker_count(scheduler, n), threads_per_worker(scheduler, n)
@@ -137,7 +137,16 @@ def test_threads_per_worker_never_oversubscribes(monkeypatch, cpus):
         assert threads_per_worker(address, 8) == 1
 
 
+def test_usable_cores_follow_the_affinity_then_the_cpu_count(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)  # e.g. taskset -c 2,5
+    assert usable_cores() == 2 and worker_count("threads") == 2 and threads_per_worker("threads", 1) == 2
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # no affinity call (macOS, Windows)
+    assert usable_cores() == 8 and worker_count("threads") == 8
+
+
 def test_cpu_count_unknown_means_one_thread(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert worker_count("threads") == 1 and threads_per_worker("threads") == 1
     assert threads_per_worker("threads", 4) == 1
