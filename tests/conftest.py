@@ -14,6 +14,18 @@ SHARED = REPO.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (pyproject's addopts), each worker process gets its own share of this process's cores
+    (gw0 the first, gw1 the next, ...), inherited by the luigi subprocesses it starts: the pipeline sizes torch and
+    Dask threads by the cores it may use (stages.parallel.usable_cores), so workers do not oversubscribe them."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= count:
+        os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % count::count])
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED.is_dir():
