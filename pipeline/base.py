@@ -90,6 +90,21 @@ class DoneFileTarget(luigi.Target):
             (tmp / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
 
 
+# Imported once by the scheduling process instead of by every task process: with --workers > 1 luigi runs each task in
+# a process forked from it, which inherits what is already imported (torch and the models take ~1 s to import, a
+# FullRun on the synthetic data has ~30 tasks). Only imports: no torch op runs before the fork (OpenMP's thread pool
+# must not exist in a process that forks).
+PRELOADED_FOR_TASKS = ("torch", "numba", "tal_pipeline.models.detector_registry")
+
+
+def preload_task_imports() -> None:
+    """Import PRELOADED_FOR_TASKS (once; a no-op afterwards)."""
+    import importlib
+
+    for name in PRELOADED_FOR_TASKS:
+        importlib.import_module(name)
+
+
 class StageTask(luigi.Task):
     """A pipeline stage: output path = <workdir>/<artifact>-<hash of what shapes it>.
 
@@ -187,6 +202,12 @@ class StageTask(luigi.Task):
             before_complete(store, sorted(set(videos) - set(result.failures)))
         store.mark_complete(videos, skipped=result.failures)
         return result.failures
+
+
+@StageTask.event_handler(luigi.Event.DEPENDENCY_DISCOVERED)
+def _preload_before_forking(task, dependency) -> None:
+    """Fired in the scheduling process for a stage that will run (incomplete, with inputs), before any task forks."""
+    preload_task_imports()
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

@@ -3,6 +3,7 @@ small enough to read in one sitting."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,56 @@ print(len({names!r}))
                          timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert int(run.stdout.strip()) == len(names) > 40
+
+
+PRELOAD_PROBE = """
+import json, sys
+from pathlib import Path
+import luigi
+import pipeline
+from pipeline.base import StageTask
+
+OUT = Path(sys.argv[1])
+
+
+class Upstream(StageTask):
+    artifact = "probe_upstream"
+    suffix = ""
+
+    def output(self):
+        return luigi.LocalTarget(str(OUT / "upstream.json"))
+
+    def run(self):  # in a process luigi forked (workers=2): did torch come with it?
+        Path(self.output().path).write_text(json.dumps({"torch_at_start": "torch" in sys.modules}))
+
+
+class Downstream(Upstream):
+    artifact = "probe_downstream"
+
+    def requires(self):
+        return Upstream()
+
+    def output(self):
+        return luigi.LocalTarget(str(OUT / "downstream.json"))
+
+
+print(json.dumps({"after_import_pipeline": "torch" in sys.modules}))
+ok = luigi.build([Downstream()], workers=2, local_scheduler=True, log_level="WARNING")
+print(json.dumps({"ok": ok, "torch_in_scheduler": "torch" in sys.modules}))
+"""
+
+
+def test_the_scheduler_imports_torch_once_for_the_forked_task_processes(tmp_path):
+    # `import pipeline` stays light (the CLI's config, synth, evaluate need no torch); a run that will execute stages
+    # imports torch in the scheduling process (pipeline.base.preload_task_imports), so luigi's forked task
+    # processes (--workers > 1) inherit it instead of importing it once each.
+    probe = tmp_path / "probe.py"
+    probe.write_text(PRELOAD_PROBE)
+    result = subprocess.run([sys.executable, str(probe), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines[0] == {"after_import_pipeline": False}
+    assert lines[1] == {"ok": True, "torch_in_scheduler": True}
+    for task in ("upstream", "downstream"):  # each task process started with torch imported
+        assert json.loads((tmp_path / f"{task}.json").read_text()) == {"torch_at_start": True}
