@@ -7,9 +7,9 @@ The compiled model is torch.compile(model) over the same module (the forward: ba
 its label assignment stay eager, their shapes change with every batch's ground truth). Its first call holds the
 compile time (cold: a fresh inductor cache folder). Then eager and compiled steps (forward, loss, backward, AdamW
 step) alternate batch by batch, each pair's order alternating, so that a change in the machine's load hits both;
-figures are medians and "eager /
-compiled" is the median of the per-pair ratios. The last lines put the two together for a training run of the
-detector's recipe on 60 videos at batch 4 (15 iterations an epoch): compile seconds against seconds saved.
+figures are medians and "eager / compiled" is the median of the per-pair ratios. The last lines put the two
+together for a training run of the detector's recipe on 60 videos at batch 4 (15 iterations an epoch): compile
+seconds against seconds saved.
 """
 from __future__ import annotations
 
