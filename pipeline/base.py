@@ -14,6 +14,7 @@ from pipeline import config, dataset
 from pipeline.hashing import param_hash
 from tal_pipeline.stages.parallel import run_per_video
 from tal_pipeline.storage.atomic import atomic_folder
+from tal_pipeline.storage.manifest import write_manifest
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 log = logging.getLogger("pipeline")
@@ -84,9 +85,11 @@ class DoneFileTarget(luigi.Target):
 
     @contextmanager
     def writer(self):
-        """A temporary sibling folder, renamed into place with its DONE file only on success."""
+        """A temporary sibling folder, renamed into place with its DONE file only on success; the sha256 of every
+        file goes into its SHA256SUMS first (storage.manifest), so a later change to any of them is found."""
         with atomic_folder(self.folder) as tmp:
             yield tmp
+            write_manifest(tmp)
             (tmp / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
 
 

@@ -36,12 +36,14 @@ class SyntheticDataset(luigi.Task):
 
     def run(self):
         from tal_pipeline.storage.atomic import atomic_folder
+        from tal_pipeline.storage.manifest import write_manifest
         from tal_pipeline.synthetic.videos import generate
 
         params = dataset.synthetic_params()
         with atomic_folder(self.output().path) as tmp:
             generate(tmp, videos=params["videos"], seed=params["seed"], duration=params["duration"],
                      size=params["size"])
+            write_manifest(tmp)
             (tmp / "DONE").write_text(param_hash(params) + "\n")
 
 

@@ -154,6 +154,7 @@ class TrainDetector(DetectorTask):
         import torch
 
         from tal_pipeline.stages.detectors.training import train_detector
+        from tal_pipeline.storage.manifest import verified_file
 
         torch.set_num_threads(task_threads())
         ann, features, grids = self.load_features(self.data.train_subset)
@@ -178,7 +179,7 @@ class TrainDetector(DetectorTask):
         if recipe.bapg is not None and recipe.bapg.use_encoder:
             # Self-contained: single-video inference rebuilds the BAPG features without the run folder.
             encoder_file = Path(self.input()["encoder"].path) / "checkpoint.pt"
-            encoder = torch.load(encoder_file, map_location="cpu", weights_only=True)
+            encoder = torch.load(verified_file(encoder_file), map_location="cpu", weights_only=True)
             checkpoint["encoder"] = {"state": encoder["state"], "config": encoder["config"]}
         with self.output().writer() as folder:
             torch.save(checkpoint, folder / "checkpoint.pt")

@@ -4,7 +4,8 @@ Layout of a store (a plain Zarr v3 group; ``zarr.open_group(path, mode="r")`` re
 
     <stage>-<hash>.zarr/
         zarr.json              group attributes: stage, params, provenance
-        <video>/               one time-chunked array per video (Blosc/zstd), its own attributes
+        <video>/               one time-chunked array per video (Blosc/zstd, then a crc32c per chunk), its own
+                               attributes; every chunk is stored, so a missing chunk file is damage (storage.integrity)
         .complete              JSON flag, written last, only when every video is in
     <stage>-<hash>.zarr.tmp/   temporaries of unfinished videos (swept when a writer opens)
     <stage>-<hash>.zarr.failures.json   the stage's failure report (video -> reason), if any
@@ -27,6 +28,7 @@ import numpy as np
 import zarr
 
 from tal_pipeline.storage.atomic import atomic_folder, atomic_write
+from tal_pipeline.storage.integrity import CheckedArray, checksum_codec
 from tal_pipeline.storage.paths import VIDEO_ID_PATTERN, check_video_id
 
 COMPLETE_FLAG = ".complete"
@@ -128,10 +130,11 @@ class ArtifactStore:
                 shape=shape,
                 chunks=tuple(max(1, min(c, s)) if s > 0 else max(1, c) for c, s in zip(chunks, shape)),
                 dtype=dtype,
-                compressors=compressor(),
+                compressors=[compressor(), checksum_codec()],
                 dimension_names=dimension_names,
                 attributes=_jsonable(attrs or {}),
                 zarr_format=3,
+                config={"write_empty_chunks": True},  # all-zero chunks too: a missing chunk is then damage
             )
 
     def write_video(self, video: str, data: np.ndarray, chunk_len: int, dimension_names: list[str], attrs=None) -> None:
@@ -175,11 +178,22 @@ class ArtifactStore:
     def attrs(self) -> dict:
         return dict(self.group().attrs)
 
-    def read(self, video: str) -> zarr.Array:
-        """A video's array, opened read-only."""
+    def read(self, video: str) -> CheckedArray:
+        """A video's array, opened read-only; a damaged chunk fails the read (ArtifactDamaged), never gives values."""
         if not self.is_done(video):  # not done_videos(): a read per video would list the store each time
             raise KeyError(f"store {self.path} has no finished array for video {video!r}")
-        return zarr.open_array(str(self.path / video), mode="r")
+        return CheckedArray(self.path / video)
+
+    def invalidate(self, videos: list[str]) -> None:
+        """Remove these videos' arrays and the completeness flag, so the stage reruns and recomputes just them."""
+        (self.path / COMPLETE_FLAG).unlink(missing_ok=True)  # first: never a complete-looking store without them
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        for video in videos:
+            check_video_id(video, str(self.path))
+            if (self.path / video).exists():  # renamed out first: a half-removed array never looks done
+                gone = self.tmp_root / f"{video}-removed-{uuid.uuid4().hex[:8]}"
+                (self.path / video).rename(gone)
+                shutil.rmtree(gone, ignore_errors=True)
 
     def videos(self) -> list[str]:
         return sorted(self.done_videos())

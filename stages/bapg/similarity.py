@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tal_pipeline.stages.data.timegrid import TimeGrid
+from tal_pipeline.storage.manifest import verified_file
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 DEFAULT_BLOCK = 1024
@@ -116,7 +117,7 @@ def load_encoder_checkpoint(encoder: str | Path) -> dict:
     path = Path(encoder) / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(f"encoder checkpoint {path} does not exist (run TrainEncoder)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(verified_file(path), map_location="cpu", weights_only=True)
 
 
 def embed_checkpoint(checkpoint: dict, inputs: np.ndarray, device: str = "cpu",

@@ -89,8 +89,9 @@ def load_checkpoint_file(file: str | Path) -> dict:
 
     from tal_pipeline.models.detector_registry import require_resolved
     from tal_pipeline.stages.detectors.recipe import InferenceRecipe
+    from tal_pipeline.storage.manifest import verified_file
 
-    file = Path(file)
+    file = verified_file(file)  # against its folder's SHA256SUMS: a damaged checkpoint names itself
     if file.stat().st_size == 0:
         raise ValueError(f"{file}: checkpoint file is empty (0 bytes)")
     try:

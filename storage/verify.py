@@ -1,0 +1,125 @@
+"""Check every chunk and file of a workdir's artifacts (or of one artifact), list what is damaged, and repair it.
+
+A store's damage is per video: repairing removes just those videos' arrays and the store's completeness flag, so
+the stage reruns and per-video resume recomputes only them. A folder artifact (checkpoint, JSON) is removed whole,
+DONE first, so its task reruns. Artifacts written before checksums are listed as "no checksums", not as damaged.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tal_pipeline.storage.integrity import (
+    ArtifactDamaged,
+    array_metadata,
+    damaged_chunks,
+    decode_problem,
+    has_checksums,
+)
+from tal_pipeline.storage.manifest import damaged_files
+from tal_pipeline.storage.zarr_store import COMPLETE_FLAG, ArtifactStore
+
+
+def _item(artifact: Path, reason: str, video=None, chunk=None, file=None) -> dict:
+    return {"artifact": str(artifact), "video": video, "chunk": chunk, "file": file, "reason": reason}
+
+
+def is_store(path: Path) -> bool:
+    return path.is_dir() and path.suffix == ".zarr" and (path / "zarr.json").is_file()
+
+
+def is_folder_artifact(path: Path) -> bool:
+    return path.is_dir() and (path / "DONE").is_file()
+
+
+def find_artifacts(target: str | Path) -> list[Path]:
+    """The artifact `target` is, or the artifacts directly inside the workdir `target`."""
+    target = Path(target)
+    if not target.is_dir():
+        raise FileNotFoundError(f"{target} is neither a workdir nor an artifact folder or store")
+    if is_store(target) or is_folder_artifact(target):
+        return [target]
+    return [p for p in sorted(target.iterdir()) if is_store(p) or is_folder_artifact(p)]
+
+
+def check_store(path: Path) -> tuple[list[dict], list[dict]]:
+    """(damaged, unverified) items of a Zarr store: every chunk of every finished video is read."""
+    damaged, unverified = [], []
+    for name in ("zarr.json", COMPLETE_FLAG):  # the group's metadata and the completeness flag
+        try:
+            if (path / name).is_file():
+                json.loads((path / name).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            damaged.append(_item(path, f"unreadable JSON ({exc})", file=name))
+    if damaged:
+        return damaged, []
+    for video in ArtifactStore(path).videos():
+        try:
+            meta = array_metadata(path / video)
+            problems = damaged_chunks(path / video)
+        except ArtifactDamaged as exc:
+            damaged += [_item(path, reason, video=video, file=name) for name, reason in exc.problems]
+            continue
+        damaged += [_item(path, reason, video=video, chunk=key) for key, reason in problems]
+        if not has_checksums(meta):
+            problem = decode_problem(path / video)
+            if problem:
+                damaged.append(_item(path, problem, video=video))
+            else:
+                unverified.append(_item(path, "no checksums", video=video))
+    return damaged, unverified
+
+
+def check_folder(path: Path) -> tuple[list[dict], list[dict]]:
+    """(damaged, unverified) items of a folder artifact, from its SHA256SUMS."""
+    problems = damaged_files(path)
+    if problems is None:
+        return [], [_item(path, "no checksums")]
+    return [_item(path, reason, file=name) for name, reason in problems], []
+
+
+def verify(target: str | Path) -> dict:
+    """{"checked": [artifact paths], "damaged": [items], "unverified": [items]}; an item names the artifact and
+    the video and chunk (stores) or the file (folder artifacts)."""
+    report = {"checked": [], "damaged": [], "unverified": []}
+    for artifact in find_artifacts(target):
+        damaged, unverified = check_store(artifact) if is_store(artifact) else check_folder(artifact)
+        report["checked"].append(str(artifact))
+        report["damaged"] += damaged
+        report["unverified"] += unverified
+    return report
+
+
+def repair(damaged: list[dict]) -> list[str]:
+    """Remove what the damaged items name: the videos of a store (and its flag), or the whole folder artifact.
+
+    A store whose own metadata is damaged is removed whole. Returns one line per removal.
+    """
+    done = []
+    by_artifact: dict[str, list[dict]] = {}
+    for item in damaged:
+        by_artifact.setdefault(item["artifact"], []).append(item)
+    for artifact, items in sorted(by_artifact.items()):
+        path = Path(artifact)
+        videos = sorted({i["video"] for i in items if i["video"] is not None})
+        if is_store(path) and all(i["video"] is not None or i["file"] == COMPLETE_FLAG for i in items):
+            ArtifactStore(path).invalidate(videos)
+            done.append(f"{path}: removed the completeness flag" + (f" and video(s) {', '.join(videos)}"
+                                                                     if videos else ""))
+        elif is_store(path):
+            ArtifactStore(path).remove()
+            done.append(f"{path}: removed the store (its own metadata is damaged)")
+        else:
+            (path / "DONE").unlink(missing_ok=True)  # first: a half-removed folder never looks complete
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"{path}: removed the artifact folder")
+    return done
+
+
+def format_item(item: dict) -> str:
+    where = [Path(item["artifact"]).name]
+    where += [f"video {item['video']}"] if item["video"] is not None else []
+    where += [f"chunk {item['chunk']}"] if item["chunk"] is not None else []
+    where += [f"file {item['file']}"] if item["file"] is not None else []
+    return f"{' '.join(where)}: {item['reason']}"
