@@ -1,6 +1,7 @@
 """What every stage task shares: hashed artifact paths, --force, per-video resume, failure reports."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -65,6 +66,10 @@ class ZarrStoreTarget(luigi.Target):
     def exists(self) -> bool:
         return self.store.is_complete()
 
+    def taken_apart(self) -> bool:
+        """Written, then left without its flag (by `verify --repair`, or a crash): videos to (re)compute."""
+        return self.store.exists() and not self.store.is_complete()
+
 
 class DoneFileTarget(luigi.Target):
     """A folder artifact (checkpoint, report) complete when its DONE file exists."""
@@ -78,6 +83,10 @@ class DoneFileTarget(luigi.Target):
 
     def exists(self) -> bool:
         return (self.folder / "DONE").is_file()
+
+    def taken_apart(self) -> bool:
+        """The folder without its DONE file: `verify --repair` removed its damaged content."""
+        return self.folder.is_dir() and not (self.folder / "DONE").is_file()
 
     def remove(self) -> None:
         (self.folder / "DONE").unlink(missing_ok=True)
@@ -108,6 +117,31 @@ def preload_task_imports() -> None:
         importlib.import_module(name)
 
 
+def upstream_intact(task: luigi.Task) -> bool:
+    """No artifact upstream of `task` is taken apart (see StageTask.complete). An absent one (never computed, or
+    deleted to save space) does not count: only one that was there and lost part of its content."""
+    for dep in luigi.task.flatten(task.requires()):
+        if getattr(dep, "_intact", False):  # once intact, intact for the rest of the run
+            continue
+        output = dep.output()
+        if getattr(output, "taken_apart", lambda: False)() or not upstream_intact(dep):
+            return False
+        dep._intact = True
+    return True
+
+
+def _kept_if_done(run):
+    """run() that keeps an existing artifact: the task runs only so that luigi reaches a repaired upstream one."""
+    @functools.wraps(run)
+    def checked_run(self):
+        if self.output().exists():
+            log.info("%s: %s is intact, kept (rerun only to reach a repaired upstream artifact)", self.artifact,
+                     self.output().path)
+            return None
+        return run(self)
+    return checked_run
+
+
 class StageTask(luigi.Task):
     """A pipeline stage: output path = <workdir>/<artifact>-<hash of what shapes it>.
 
@@ -119,6 +153,11 @@ class StageTask(luigi.Task):
     suffix = ".zarr"
     force = luigi.BoolParameter(default=False, significant=False,
                                 description="remove this stage's artifact first and recompute it")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "run" in vars(cls):
+            cls.run = _kept_if_done(vars(cls)["run"])
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -153,6 +192,12 @@ class StageTask(luigi.Task):
         if self.suffix == ".zarr":
             return ZarrStoreTarget(self.artifact_path())
         return DoneFileTarget(self.artifact_path())
+
+    def complete(self) -> bool:
+        """The artifact exists and nothing upstream was taken apart by `verify --repair`: luigi stops at a complete
+        task, so a downstream task that is done must look undone for a rerun to reach and recompute the repaired
+        artifact; its own run() then keeps its artifact (_kept_if_done)."""
+        return self.output().exists() and upstream_intact(self)
 
     def _remove_output(self) -> None:
         out = self.output()

@@ -1,8 +1,10 @@
 """Check every chunk and file of a workdir's artifacts (or of one artifact), list what is damaged, and repair it.
 
 A store's damage is per video: repairing removes just those videos' arrays and the store's completeness flag, so
-the stage reruns and per-video resume recomputes only them. A folder artifact (checkpoint, JSON) is removed whole,
-DONE first, so its task reruns. Artifacts written before checksums are listed as "no checksums", not as damaged.
+the stage reruns and per-video resume recomputes only them. A folder artifact (checkpoint, JSON) is emptied, DONE
+first, and kept as a folder so its task reruns. Either way the artifact is "taken apart": a rerun of any task
+downstream of it reaches and recomputes it, and keeps what is intact (pipeline.base.StageTask.complete).
+Artifacts written before checksums are listed as "no checksums", not as damaged.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from tal_pipeline.storage.integrity import (
 )
 from tal_pipeline.storage.manifest import damaged_files
 from tal_pipeline.storage.zarr_store import COMPLETE_FLAG, ArtifactStore
+
+REPAIR_NOTE = "REPAIRED"
 
 
 def _item(artifact: Path, reason: str, video=None, chunk=None, file=None) -> dict:
@@ -111,10 +115,23 @@ def repair(damaged: list[dict]) -> list[str]:
             ArtifactStore(path).remove()
             done.append(f"{path}: removed the store (its own metadata is damaged)")
         else:
-            (path / "DONE").unlink(missing_ok=True)  # first: a half-removed folder never looks complete
-            shutil.rmtree(path, ignore_errors=True)
-            done.append(f"{path}: removed the artifact folder")
+            take_apart_folder(path, items)
+            done.append(f"{path}: removed the artifact's files (the folder stays, without DONE, so a rerun "
+                        "recomputes it)")
     return done
+
+
+def take_apart_folder(path: Path, items: list[dict]) -> None:
+    """Empty a folder artifact but keep the folder with a REPAIRED note: present without DONE, it tells the
+    pipeline to recompute it (pipeline.base.StageTask.complete), where an absent one is left absent."""
+    (path / "DONE").unlink(missing_ok=True)  # first: a half-emptied folder never looks complete
+    for entry in path.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    (path / REPAIR_NOTE).write_text("removed by `tal-pipeline verify --repair`:\n"
+                                    + "".join(f"{format_item(i)}\n" for i in items))
 
 
 def format_item(item: dict) -> str:
