@@ -39,6 +39,11 @@ def compressor():
     return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 
 
+def codecs() -> list:
+    """The bytes-to-bytes codecs of every array: Blosc, then a crc32c of the compressed chunk (storage.integrity)."""
+    return [compressor(), checksum_codec()]
+
+
 def _jsonable(value):
     """Attributes must be JSON: numpy scalars and arrays become Python numbers and lists."""
     if isinstance(value, dict):
@@ -130,7 +135,7 @@ class ArtifactStore:
                 shape=shape,
                 chunks=tuple(max(1, min(c, s)) if s > 0 else max(1, c) for c, s in zip(chunks, shape)),
                 dtype=dtype,
-                compressors=[compressor(), checksum_codec()],
+                compressors=codecs(),
                 dimension_names=dimension_names,
                 attributes=_jsonable(attrs or {}),
                 zarr_format=3,
