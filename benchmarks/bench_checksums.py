@@ -7,7 +7,8 @@ videos at 7.5 steps/s run ~200-300 s), S = cosine similarity of a smooth random 
 compresses like a real one), in the pipeline's layout: one array per video, (1024, 1024) tiles (SimilarityMatrices'
 default block), Blosc/zstd level 5 with bit-shuffle. "with" adds the crc32c codec after Blosc, as the pipeline
 writes (storage.zarr_store); "without" is the same array without it, as stores were written before.
-What is timed, paired in one process, the order alternating each repeat (medians of --repeats):
+What is timed, paired in one process: each video is written into both stores back to back, the order alternating
+per video and per repeat, then read back from both (medians of --repeats, each the sum over the videos):
   write:  every video's array into a fresh store (ArtifactStore.video_array, tile by tile, as write_similarity);
   read:   every video's whole array back through ArtifactStore.read (the pipeline's reader: with checksums it also
           checks that every chunk file is there, and zarr checks each chunk's crc32c); the files were just written,
@@ -60,27 +61,38 @@ def checksums(enabled: bool):
         zarr_store.codecs = original
 
 
-def write_store(path: Path, data: dict[str, np.ndarray]) -> float:
-    store = ArtifactStore(path)
+def write_video(store: ArtifactStore, video: str, S: np.ndarray) -> float:
+    """Seconds to write one (T, T) matrix tile by tile, as write_similarity does."""
+    T = S.shape[0]
     start = time.perf_counter()
-    store.begin({"stage": "similarity", "params": {}})
-    for video, S in data.items():
-        T = S.shape[0]
-        with store.video_array(video, (T, T), np.float16, (BLOCK, BLOCK), ["time", "time_other"]) as array:
-            for r in range(0, T, BLOCK):
-                for c in range(0, T, BLOCK):
-                    array[r:r + BLOCK, c:c + BLOCK] = S[r:r + BLOCK, c:c + BLOCK]
-    store.mark_complete(list(data))
+    with store.video_array(video, (T, T), np.float16, (BLOCK, BLOCK), ["time", "time_other"]) as array:
+        for r in range(0, T, BLOCK):
+            for c in range(0, T, BLOCK):
+                array[r:r + BLOCK, c:c + BLOCK] = S[r:r + BLOCK, c:c + BLOCK]
     return time.perf_counter() - start
 
 
-def read_store(path: Path, data: dict[str, np.ndarray]) -> float:
-    store = ArtifactStore(path)
+def read_video(store: ArtifactStore, video: str, S: np.ndarray) -> float:
     start = time.perf_counter()
-    for video in data:
-        S = store.read(video)[...]
-        assert S.shape == data[video].shape
+    assert store.read(video)[...].shape == S.shape
     return time.perf_counter() - start
+
+
+def paired_repeat(folder: Path, data: dict[str, np.ndarray], flip: bool) -> dict:
+    """One repeat: each video written (then read) into both stores back to back, the order alternating per video,
+    so a change of the machine's load falls on both alike. Returns {(variant, op): seconds for all videos}."""
+    stores = {v: ArtifactStore(folder / f"similarity-{v}.zarr") for v in ("without", "with")}
+    for store in stores.values():
+        store.begin({"stage": "similarity", "params": {}})
+    took = {(v, op): 0.0 for v in stores for op in ("write", "read")}
+    for i, (video, S) in enumerate(data.items()):
+        order = ("without", "with") if (i % 2 == 0) != flip else ("with", "without")
+        for variant in order:
+            with checksums(variant == "with"):
+                took[variant, "write"] += write_video(stores[variant], video, S)
+        for variant in order:
+            took[variant, "read"] += read_video(stores[variant], video, S)
+    return took
 
 
 def store_bytes(path: Path) -> int:
@@ -99,30 +111,24 @@ def main() -> None:
     times = {(v, op): [] for v in ("without", "with") for op in ("write", "read")}
     verify_times, sizes = [], {}
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent) as tmp:
-        first = dict([next(iter(data.items()))])
-        for variant in ("without", "with"):  # warm-up, untimed: imports, Blosc's threads, the codec pipeline
-            with checksums(variant == "with"):
-                write_store(Path(tmp) / f"warm-{variant}.zarr", first)
-            read_store(Path(tmp) / f"warm-{variant}.zarr", first)
+        paired_repeat(Path(tmp) / "warm-up", dict([next(iter(data.items()))]), False)  # untimed: imports, threads
         for repeat in range(args.repeats):
-            order = ("without", "with") if repeat % 2 == 0 else ("with", "without")
-            for variant in order:
-                path = Path(tmp) / f"similarity-{variant}.zarr"
-                with checksums(variant == "with"):
-                    times[variant, "write"].append(write_store(path, data))
-                times[variant, "read"].append(read_store(path, data))
-                sizes[variant] = store_bytes(path)
-                if variant == "with":
-                    start = time.perf_counter()
-                    assert verify(path)["damaged"] == []
-                    verify_times.append(time.perf_counter() - start)
-                shutil.rmtree(path)
+            folder = Path(tmp) / f"repeat-{repeat}"
+            for key, seconds in paired_repeat(folder, data, repeat % 2 == 1).items():
+                times[key].append(seconds)
+            sizes = {v: store_bytes(folder / f"similarity-{v}.zarr") for v in ("without", "with")}
+            start = time.perf_counter()
+            assert verify(folder / "similarity-with.zarr")["damaged"] == []
+            verify_times.append(time.perf_counter() - start)
+            shutil.rmtree(folder)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"medians of {args.repeats} paired repeats, seconds for the whole store (MiB/s of raw float16):")
     for op in ("write", "read"):
         a, b = med["without", op], med["with", op]
         print(f"  {op:6s} without checksums {a:6.2f} s ({raw / 2**20 / a:5.0f} MiB/s)   with {b:6.2f} s "
               f"({raw / 2**20 / b:5.0f} MiB/s)   cost {100 * (b - a) / a:+.1f} %")
+        print("         each repeat, without / with: " + ", ".join(
+            f"{x:.2f} / {y:.2f}" for x, y in zip(times["without", op], times["with", op])))
     v = statistics.median(verify_times)
     print(f"  verify (crc32c of every chunk file) {v:.2f} s ({sizes['with'] / 2**20 / v:.0f} MiB/s of stored bytes)")
     print(f"  on disk: without {sizes['without'] / 2**20:.1f} MiB, with {sizes['with'] / 2**20:.1f} MiB "
