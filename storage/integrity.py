@@ -146,4 +146,6 @@ class CheckedArray:
         return len(self._array)
 
     def __getattr__(self, name):  # shape, dtype, chunks, attrs, ndim ...
+        if name.startswith("_"):  # not set yet (copy, unpickling): no recursion through self._array
+            raise AttributeError(name)
         return getattr(self._array, name)

@@ -19,7 +19,7 @@ from tal_pipeline.storage.integrity import (
     decode_problem,
     has_checksums,
 )
-from tal_pipeline.storage.manifest import damaged_files
+from tal_pipeline.storage.manifest import damaged_files, sha256_file
 from tal_pipeline.storage.zarr_store import COMPLETE_FLAG, ArtifactStore
 
 REPAIR_NOTE = "REPAIRED"
@@ -47,18 +47,42 @@ def find_artifacts(target: str | Path) -> list[Path]:
     return [p for p in sorted(target.iterdir()) if is_store(p) or is_folder_artifact(p)]
 
 
-def check_store(path: Path) -> tuple[list[dict], list[dict]]:
-    """(damaged, unverified) items of a Zarr store: every chunk of every finished video is read."""
-    damaged, unverified = [], []
-    for name in ("zarr.json", COMPLETE_FLAG):  # the group's metadata and the completeness flag
+def _metadata_damage(path: Path) -> list[dict]:
+    """The group's zarr.json and the completeness flag must parse."""
+    damaged = []
+    for name in ("zarr.json", COMPLETE_FLAG):
         try:
             if (path / name).is_file():
                 json.loads((path / name).read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             damaged.append(_item(path, f"unreadable JSON ({exc})", file=name))
+    return damaged
+
+
+def _flag_damage(store: ArtifactStore) -> list[dict]:
+    """Videos the flag lists that are gone, and the store's own files (recall tables) that differ from its sha256."""
+    if not store.is_complete():
+        return []
+    flag = store.completion()
+    damaged = [_item(store.path, "listed as done in .complete, but its array is gone", video=video)
+               for video in sorted(set(flag.get("videos", [])) - store.done_videos())]
+    for name, digest in sorted(flag.get("files", {}).items()):
+        file = store.path / name
+        if not file.is_file():
+            damaged.append(_item(store.path, "missing file", file=name))
+        elif sha256_file(file) != digest:
+            damaged.append(_item(store.path, "sha256 mismatch", file=name))
+    return damaged
+
+
+def check_store(path: Path) -> tuple[list[dict], list[dict]]:
+    """(damaged, unverified) items of a Zarr store: every chunk of every finished video is read."""
+    damaged = _metadata_damage(path)
     if damaged:
         return damaged, []
-    for video in ArtifactStore(path).videos():
+    store = ArtifactStore(path)
+    damaged, unverified = _flag_damage(store), []
+    for video in store.videos():
         try:
             meta = array_metadata(path / video)
             problems = damaged_chunks(path / video)
@@ -96,7 +120,7 @@ def verify(target: str | Path) -> dict:
 
 
 def repair(damaged: list[dict]) -> list[str]:
-    """Remove what the damaged items name: the videos of a store (and its flag), or the whole folder artifact.
+    """Remove what the damaged items name: the videos of a store (and its flag), or the folder artifact's files.
 
     A store whose own metadata is damaged is removed whole. Returns one line per removal.
     """
@@ -107,7 +131,8 @@ def repair(damaged: list[dict]) -> list[str]:
     for artifact, items in sorted(by_artifact.items()):
         path = Path(artifact)
         videos = sorted({i["video"] for i in items if i["video"] is not None})
-        if is_store(path) and all(i["video"] is not None or i["file"] == COMPLETE_FLAG for i in items):
+        if is_store(path) and not any(i["video"] is None and i["file"] == "zarr.json" for i in items):
+            # damaged videos are recomputed; the store's own files (recall tables) by its step before the flag
             ArtifactStore(path).invalidate(videos)
             done.append(f"{path}: removed the completeness flag" + (f" and video(s) {', '.join(videos)}"
                                                                      if videos else ""))

@@ -29,6 +29,7 @@ import zarr
 
 from tal_pipeline.storage.atomic import atomic_folder, atomic_write
 from tal_pipeline.storage.integrity import CheckedArray, checksum_codec
+from tal_pipeline.storage.manifest import sha256_file
 from tal_pipeline.storage.paths import VIDEO_ID_PATTERN, check_video_id
 
 COMPLETE_FLAG = ".complete"
@@ -153,9 +154,15 @@ class ArtifactStore:
         missing = sorted(set(videos) - set(skipped or {}) - self.done_videos())
         if missing:
             raise RuntimeError(f"store {self.path}: cannot mark complete, videos missing: {missing[:10]}")
-        payload = {"videos": sorted(set(videos) - set(skipped or {})), "skipped": skipped or {}, "time": time.time()}
+        payload = {"videos": sorted(set(videos) - set(skipped or {})), "skipped": skipped or {}, "time": time.time(),
+                   "files": self._file_digests()}
         atomic_write(self.path / COMPLETE_FLAG, json.dumps(payload, indent=1))
         shutil.rmtree(self.tmp_root, ignore_errors=True)
+
+    def _file_digests(self) -> dict[str, str]:
+        """sha256 of the store's own files (recall tables and the like, written before the flag): verify checks them."""
+        return {p.name: sha256_file(p) for p in sorted(self.path.iterdir())
+                if p.is_file() and p.name not in ("zarr.json", COMPLETE_FLAG)}
 
     def write_failure_report(self, stage: str, failures: dict[str, str]) -> Path | None:
         """Record which videos failed and why (next to the store); removed when none failed."""

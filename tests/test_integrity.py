@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 
 import numpy as np
@@ -83,6 +84,23 @@ def test_verify_and_repair_a_store_and_old_arrays_without_checksums(tmp_path):
     assert repair(report["damaged"]) == [f"{store.path}: removed the completeness flag and video(s) b"]
     assert not store.is_complete() and store.videos() == ["a", "c", "old"]
     assert verify(store.path)["damaged"] == []
+
+
+def test_verify_finds_a_vanished_video_and_a_changed_store_file(tmp_path):
+    store = ArtifactStore(tmp_path / "proposals-x.zarr")
+    store.begin({})
+    for video in ("a", "b"):
+        store.write_video(video, np.ones((8, 2), np.float32), 4, ["time", "feature"])
+    (store.path / "recall.json").write_text('[{"m": 2, "recall": 0.5}]')  # written before the flag, as TSCProposals
+    store.mark_complete(["a", "b"])
+    assert verify(store.path)["damaged"] == []
+    shutil.rmtree(store.path / "a")
+    (store.path / "recall.json").write_text('[{"m": 2, "recall": 0.9}]')
+    found = {(d["video"], d["file"], d["reason"]) for d in verify(store.path)["damaged"]}
+    assert found == {("a", None, "listed as done in .complete, but its array is gone"),
+                     (None, "recall.json", "sha256 mismatch")}
+    repair(verify(store.path)["damaged"])
+    assert store.exists() and not store.is_complete() and store.videos() == ["b"]  # the stage reruns its last step
 
 
 def test_manifest_names_the_changed_file(tmp_path):
@@ -191,3 +209,51 @@ def test_damaged_run_fails_names_verifies_and_repairs(tmp_path):
     assert new_weights.keys() == weights.keys() and all(torch.equal(new_weights[k], weights[k]) for k in weights)
     final = tal("verify", workdir, cwd=tmp_path)
     assert final.returncode == 0 and "0 damaged, 0 without checksums" in final.stdout
+
+
+def test_a_taken_apart_upstream_makes_downstream_undone_an_absent_one_does_not(tmp_path):
+    import luigi
+
+    from pipeline.base import DoneFileTarget, ZarrStoreTarget, upstream_intact
+
+    class Features(luigi.Task):
+        root = luigi.Parameter()
+
+        def output(self):
+            return ZarrStoreTarget(f"{self.root}/features-x.zarr")
+
+    class Detector(luigi.Task):
+        root = luigi.Parameter()
+
+        def requires(self):
+            return Features(root=self.root)
+
+        def output(self):
+            return DoneFileTarget(f"{self.root}/detector-x")
+
+    class Detect(luigi.Task):
+        root = luigi.Parameter()
+
+        def requires(self):
+            return Detector(root=self.root)
+
+    def workdir(name):
+        root = tmp_path / name
+        small_store(root / "features-x.zarr")
+        (root / "detector-x").mkdir()
+        (root / "detector-x" / "checkpoint.pt").write_bytes(b"weights")
+        write_manifest(root / "detector-x")
+        (root / "detector-x" / "DONE").write_text("now\n")
+        return root
+
+    assert upstream_intact(Detect(root=str(workdir("intact"))))
+    repaired = workdir("store-repaired")
+    ArtifactStore(repaired / "features-x.zarr").invalidate(["a"])
+    assert not upstream_intact(Detect(root=str(repaired)))  # two levels up: the rerun must reach it
+    folder = workdir("folder-repaired")
+    flip(folder / "detector-x" / "checkpoint.pt", offset=1)
+    repair(verify(folder / "detector-x")["damaged"])
+    assert not upstream_intact(Detect(root=str(folder)))
+    absent = workdir("deleted")
+    ArtifactStore(absent / "features-x.zarr").remove()  # deleted to save space: not recomputed for a done task
+    assert upstream_intact(Detect(root=str(absent)))
