@@ -213,6 +213,18 @@ def test_run_command_finds_the_finished_chain_complete(chain):
     assert failed.returncode != 0 and "NoSuchTask" in failed.stderr
 
 
+def test_verify_finds_the_newcomer_chain_intact(chain):
+    # Default target: the configured workdir (./runs); every store and artifact folder carries its checksums.
+    proc = ok(installed("tal-pipeline", "verify", cwd=chain["cwd"]))
+    workdir = chain["workdir"]
+    artifacts = [p for p in workdir.iterdir() if p.suffix == ".zarr" or (p / "DONE").is_file()]
+    assert f"{len(artifacts)} artifact(s) checked in runs: 0 damaged, 0 without checksums" in proc.stdout
+    detector = sorted(workdir.glob("detector-*"))[0]
+    report = json.loads(ok(installed("tal-pipeline", "verify", detector, "--json", cwd=chain["cwd"])).stdout)
+    assert report == {"checked": [str(detector)], "damaged": [], "unverified": [], "repaired": []}
+    assert "checkpoint.pt" in (detector / "SHA256SUMS").read_text()
+
+
 # ----------------------------------------------------------------------------- the other commands
 
 def test_config_reads_the_shipped_file_then_the_current_folder(tmp_path):
@@ -377,6 +389,7 @@ COMMAND_TESTS = {
     "segment": [test_segment_finds_the_blocks_of_a_similarity_matrix],
     "synth": [test_synth_writes_a_decodable_video_dataset, test_synth_writes_the_feature_benchmark,
               test_synth_writes_the_activitynet_shaped_benchmark],
+    "verify": [test_verify_finds_the_newcomer_chain_intact],
     "weights": [test_weights_caches_a_state_dict_and_prints_its_path],
 }
 
