@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from synthetic_features import synthetic_feature_dataset
+
 from tal_pipeline.models.actionformer.model import ActionFormer
 from tal_pipeline.stages.detectors.data import build_training_set, collate, crop_item, window_starts
 from tal_pipeline.stages.detectors.health import health_batches, training_health
@@ -31,7 +31,7 @@ def test_health_batches_cover_every_window_once_in_bounded_batches(items):
     assert max(x.shape[0] for x, _, _ in got) == 3
     # In order, windows of one video per batch: the concatenated inputs are exactly the windows.
     flat = torch.cat([x for x, _, _ in got])  # (N, C, 16)
-    for i, (f, seg, _) in enumerate(expected):
+    for i, (f, _, _) in enumerate(expected):
         assert torch.equal(flat[i, :, :f.shape[0]], torch.from_numpy(f).T)
     per_video = [-(-len(window_starts(it.features.shape[0], 16)) // 3) for it in items]
     assert len(got) == sum(per_video)  # no batch mixes two videos
