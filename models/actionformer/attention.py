@@ -16,9 +16,10 @@ from torch import nn
 from tal_pipeline.models.actionformer.banded import banded_attention
 from tal_pipeline.models.actionformer.blocks import MaskedDepthwiseConv
 
-# The crossover on CPU (benchmarks/bench_banded_attention.py: batch 2, 4 heads of 128, window 19): the masked
-# form is faster up to ~150-250 steps, the banded one beyond (7x at 2,304).
-BANDED_MIN_LENGTH = 256
+# The crossover on CPU (benchmarks/bench_banded_attention.py): at the published recipe's shapes the masked form
+# is faster up to ~150-190 steps, the banded one beyond (~10x at 2,304); at this pipeline's (width 64, window 9)
+# they break even at 256. Banded above 256 steps: the pipeline's crops (max_seq_len 256) keep the masked form.
+BANDED_MIN_LENGTH = 257
 
 
 def local_attention_mask(mask: torch.Tensor, window: int) -> torch.Tensor:
