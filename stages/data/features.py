@@ -4,9 +4,9 @@ Feature i is the 1024-d avg-pooled Mixed_5c output of frames [i*stride, i*stride
 (stages.timegrid: centred at (i*stride + window/2) / fps seconds). Frames are uint8 RGB
 (T, H, W, 3) as SampleFrames writes them; they are scaled to [-1, 1] here.
 
-Precision (PRECISIONS): fp32 (the default, on every device; TF32 off on a GPU, so its features are those of
-the CPU up to rounding) or a reduced one, bf16 / fp16 autocast, for speed on a GPU. The setting is recorded
-with the features and shapes their artifact path (pipeline.data_tasks.ExtractFeatures).
+Precision (stages.data.gpu_feed.PRECISIONS): fp32 (the default, on every device; TF32 off on a GPU, so its
+features are those of the CPU up to rounding) or a reduced one, bf16 / fp16 autocast, for speed on a GPU. The
+setting is recorded with the features and shapes their artifact path (pipeline.data_tasks.ExtractFeatures).
 On a GPU (stages.data.gpu_feed): cuDNN autotuning, a batch size from free memory, frames pinned on the decoding
 thread and uploaded once asynchronously, features kept on the GPU until the video is done.
 """
@@ -21,20 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tal_pipeline.stages.data.gpu_feed import (
-    COMPUTE_DTYPES,
-    PRECISIONS,
-    check_precision,
-    cuda_settings,
-    gpu_batch_size,
-    pad_batch,
-)
+from tal_pipeline.stages.data.gpu_feed import COMPUTE_DTYPES, check_precision, cuda_settings, gpu_batch_size, pad_batch
 from tal_pipeline.stages.data.timegrid import TimeGrid, num_windows
 from tal_pipeline.stages.runtime import resolve_device
 
 DEFAULT_WINDOW = 16
 DEFAULT_STRIDE = 4
-__all__ = ["PRECISIONS", "extract_features", "extract_video_features"]
 
 
 def default_batch_size(device: torch.device, frame_shape=None, window: int = DEFAULT_WINDOW,
