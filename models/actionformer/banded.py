@@ -5,7 +5,8 @@ Queries are cut into blocks of `block` steps; block n attends only the keys [n*b
 r = window // 2 (its "halo"), under the same band / real-key / self mask restricted to that span. Every key a
 query may attend lies in its block's span, and every other key has probability exactly 0 in the full form too,
 so the two agree to rounding (tests/test_banded_attention.py: 1e-6). Cost per query: block + 2r keys instead
-of T, so O(T) in time and memory; one SDPA call over all blocks keeps the fused kernels on a GPU.
+of T, so O(T) in time and memory. One SDPA call over all blocks; its inputs are 5-D, which on a GPU means SDPA's
+math kernel (not yet measured on one), whose scores (B, H, T / block, block, block + 2r) are linear in T too.
 """
 from __future__ import annotations
 
