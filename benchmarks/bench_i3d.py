@@ -1,6 +1,6 @@
 """I3D feature-extraction throughput: batched extract_features vs a naive one-window-at-a-time loop.
 
-    PYTHONPATH=. python benchmarks/bench_i3d.py [--quick] [--sizes 96 224] [--device cuda]
+    PYTHONPATH=. python benchmarks/bench_i3d.py [--quick] [--sizes 96 224] [--device cuda] [--precision fp16]
 
 Prints windows/s and video-seconds/s (at --fps sampled frames per second, window 16, stride 4)
 for each frame size, and the batched/naive speed ratio measured in the same run. Uses the real
@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp16 (the batched extractor's)")
     ap.add_argument("--repeats", type=int, default=None, help="best of N (default 2; --quick 1)")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive loop")
     ap.add_argument("--quick", action="store_true", help="short video, one repeat, sizes 96 and 224")
@@ -63,15 +64,17 @@ def main() -> None:
     model = load_i3d(device=device)
     frames_n = int(round(seconds * args.fps))
     print(f"device={device} torch_threads={torch.get_num_threads()} video={seconds:g}s at {args.fps:g} fps "
-          f"({frames_n} frames) window={args.window} stride={args.stride}")
+          f"({frames_n} frames) window={args.window} stride={args.stride} precision={args.precision}")
     print(f"{'size':>5} {'windows':>8} {'batched w/s':>12} {'video-s/s':>10} {'naive w/s':>10} {'ratio':>6}")
     rng = np.random.default_rng(0)
     for size in args.sizes:
         frames = rng.integers(0, 256, (frames_n, size, size, 3), dtype=np.uint8)
         n = num_windows(frames_n, args.window, args.stride)
-        extract_features(frames[: args.window], model, args.window, args.stride, device=device)  # warm-up
+        warm = frames if device.type == "cuda" else frames[: args.window]  # on a GPU: cuDNN autotunes every shape
+        extract_features(warm, model, args.window, args.stride, batch_size=args.batch_size, device=device,
+                         precision=args.precision)  # warm-up
         tb = timed(lambda: extract_features(frames, model, args.window, args.stride, batch_size=args.batch_size,
-                                            device=device), repeats)
+                                            device=device, precision=args.precision), repeats)
         line = f"{size:>5} {n:>8} {n / tb:>12.2f} {seconds / tb:>10.2f}"
         if not args.no_naive:
             tn = timed(lambda: extract_features_naive(frames, model, args.window, args.stride, device=device), repeats)

@@ -97,14 +97,21 @@ class ExtractFeatures(DatasetStage):
     window = luigi.IntParameter(default=16, description="frames per I3D window")
     stride = luigi.IntParameter(default=4, description="frames between windows")
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
-    batch_size = luigi.IntParameter(default=0, significant=False, description="windows per forward pass; 0: auto")
+    batch_size = luigi.IntParameter(default=0, significant=False, description="windows per forward pass; 0: auto "
+                                                                              "(on a GPU: from its free memory)")
+    precision = luigi.ChoiceParameter(choices=["fp32", "bf16", "fp16"], default="fp32", significant=False,
+                                      description="fp32 on any device, or bf16 / fp16 autocast (for a GPU); a "
+                                                  "reduced precision shapes the features' path")
 
     def requires(self):
         return SampleFrames()
 
     def shaping_params(self) -> dict:
-        # The weights are part of what shapes the features (their sha256 is recorded per video).
-        return {**super().shaping_params(), "weights": self.weights_name}
+        # The weights are part of what shapes the features (their sha256 is recorded per video), and so is a
+        # reduced precision: fp16 GPU features never share a path with fp32 ones. fp32 adds nothing, so the
+        # default path is the one it always was.
+        reduced = {"precision": self.precision} if self.precision != "fp32" else {}
+        return {**super().shaping_params(), "weights": self.weights_name, **reduced}
 
     def run(self):
         from tal_pipeline.models.i3d_weights import ensure_i3d_weights, weights_sha256
@@ -118,7 +125,7 @@ class ExtractFeatures(DatasetStage):
         self.run_videos(extract_video_features, videos, self.skip_bad_videos, frames_store=str(frames.path),
                         window=self.window, stride=self.stride, weights=str(weights),
                         weights_sha256=weights_sha256(weights), device=self.device, batch_size=self.batch_size,
-                        num_threads=threads_per_worker(scheduler, workers))
+                        num_threads=threads_per_worker(scheduler, workers), precision=self.precision)
 
     def dask_scheduler(self):
         # torch parallelises one video over all cores; locally, run videos one after another.

@@ -1,6 +1,10 @@
 """Local multi-head conv-attention (ActionFormer's LocalMaskedMHCA): q, k, v each from a masked depthwise conv
 (strided when the block down-samples), a LayerNorm and a 1x1 projection; a banded mask keeps the attention
-within the local window and hides padded keys."""
+within the local window and hides padded keys.
+
+Short sequences take one full T x T SDPA under that mask; from BANDED_MIN_LENGTH steps on, the banded form
+(models/actionformer/banded.py: the same attention to rounding, linear in T) is faster.
+"""
 from __future__ import annotations
 
 import math
@@ -9,7 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tal_pipeline.models.actionformer.banded import banded_attention
 from tal_pipeline.models.actionformer.blocks import MaskedDepthwiseConv
+
+# The crossover on CPU (benchmarks/bench_banded_attention.py): at the published recipe's shapes the masked form
+# is faster up to ~150-190 steps, the banded one beyond (10-17x at 2,304); at this pipeline's (width 64, window 9)
+# the crossover lay between 128 and 256 steps (runs on a loaded 2-core machine vary). Banded above 256 steps: the
+# pipeline's crops (max_seq_len 256) keep the masked form and the numbers they always gave.
+BANDED_MIN_LENGTH = 257
 
 
 def local_attention_mask(mask: torch.Tensor, window: int) -> torch.Tensor:
@@ -67,8 +78,11 @@ class LocalConvAttention(nn.Module):
         qkv, out_mask = self.qkv(x, mask)  # (B, T', 3, D), (B, T')
         b, t, _, d = qkv.shape
         q, k, v = qkv.view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, T', D/H) each
-        attn_mask = local_attention_mask(out_mask, self.window)  # (B, 1, T', T'): band, real keys (+ self)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, T', D/H)
+        p = self.dropout if self.training else 0.0
+        if t >= BANDED_MIN_LENGTH:
+            a = banded_attention(q, k, v, out_mask, self.window, dropout_p=p)  # (B, H, T', D/H)
+        else:
+            attn_mask = local_attention_mask(out_mask, self.window)  # (B, 1, T', T'): band, real keys (+ self)
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)  # (B, H, T', D/H)
         a = self.out(a.transpose(1, 2).reshape(b, t, d))  # (B, T', D)
         return self.out_drop(a) * out_mask[:, :, None].to(a.dtype), out_mask

@@ -3,6 +3,12 @@
 Feature i is the 1024-d avg-pooled Mixed_5c output of frames [i*stride, i*stride + window)
 (stages.timegrid: centred at (i*stride + window/2) / fps seconds). Frames are uint8 RGB
 (T, H, W, 3) as SampleFrames writes them; they are scaled to [-1, 1] here.
+
+Precision (stages.data.gpu_feed.PRECISIONS): fp32 (the default, on every device; TF32 off on a GPU, so its
+features are those of the CPU up to rounding) or a reduced one, bf16 / fp16 autocast, for speed on a GPU. The
+setting is recorded with the features and shapes their artifact path (pipeline.data_tasks.ExtractFeatures).
+On a GPU (stages.data.gpu_feed): cuDNN autotuning, a batch size from free memory, frames pinned on the decoding
+thread and uploaded once asynchronously, features kept on the GPU until the video is done.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tal_pipeline.stages.data.gpu_feed import COMPUTE_DTYPES, check_precision, cuda_settings, gpu_batch_size, pad_batch
 from tal_pipeline.stages.data.timegrid import TimeGrid, num_windows
 from tal_pipeline.stages.runtime import resolve_device
 
@@ -22,8 +29,12 @@ DEFAULT_WINDOW = 16
 DEFAULT_STRIDE = 4
 
 
-def default_batch_size(device: torch.device) -> int:
-    """Windows per forward pass: large on a GPU; on CPU small (throughput flattens out, memory does not)."""
+def default_batch_size(device: torch.device, frame_shape=None, window: int = DEFAULT_WINDOW,
+                       precision: str = "fp32") -> int:
+    """Windows per forward pass: on a GPU as many as half its free memory holds (gpu_batch_size); on CPU small
+    (throughput flattens out, memory does not)."""
+    if device.type == "cuda" and frame_shape is not None:
+        return gpu_batch_size(device, frame_shape, window, precision)
     return 32 if device.type == "cuda" else 4
 
 
@@ -54,8 +65,9 @@ def _check_frames(chunk, video: str) -> np.ndarray:
     return chunk
 
 
-def _prefetch(chunks: Iterable[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
-    """Pull chunks from `chunks` on a background thread so decoding overlaps model compute."""
+def _prefetch(chunks: Iterable[np.ndarray], depth: int = 2, prepare=None) -> Iterator:
+    """Pull chunks from `chunks` on a background thread so decoding overlaps model compute; prepare(chunk), when
+    given, runs on that thread too (checking, pinning for a GPU copy)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
@@ -65,7 +77,7 @@ def _prefetch(chunks: Iterable[np.ndarray], depth: int = 2) -> Iterator[np.ndarr
             for chunk in chunks:
                 if stop.is_set():
                     return
-                q.put(chunk)
+                q.put(prepare(chunk) if prepare is not None else chunk)
             q.put(done)
         except BaseException as exc:  # re-raised in the consumer
             q.put(exc)
@@ -89,21 +101,22 @@ def _prefetch(chunks: Iterable[np.ndarray], depth: int = 2) -> Iterator[np.ndarr
                 thread.join(0.05)
 
 
-def _windows_batch(span: np.ndarray, window: int, stride: int, device: torch.device, dtype: torch.dtype
+def _windows_batch(span: np.ndarray | torch.Tensor, window: int, stride: int, dtype: torch.dtype | None = None
                    ) -> torch.Tensor:
-    """Frames covering nb consecutive windows -> model input (nb, 3, window, H, W) in [-1, 1].
+    """Frames covering nb consecutive windows (numpy on CPU, a uint8 tensor on the GPU) -> model input
+    (nb, 3, window, H, W) in [-1, 1], float32, or `dtype` (a reduced precision: the input arrives in the compute
+    dtype, so autocast casts no activation, only each weight once per video).
 
-    Each frame is uploaded and converted once per batch; only the model input itself repeats
-    frames shared by overlapping windows.
+    Each frame is converted once per batch; only the model input itself repeats frames shared by overlapping
+    windows.
     """
-    x = torch.from_numpy(np.ascontiguousarray(span))            # (S, H, W, 3) uint8, S = (nb-1)*stride + window
-    if device.type == "cuda":
-        x = x.pin_memory().to(device, non_blocking=True)
+    x = span if isinstance(span, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(span))  # (S, H, W, 3)
     views = x.unfold(0, window, stride)                           # (nb, H, W, 3, window) view, no copy
     views = views.permute(0, 3, 4, 1, 2)                          # (nb, 3, window, H, W) view
     # The one copy. Channels-last (NDHWC) is the frames' natural order and ~1.7x faster for conv3d on CPU.
-    out = views.to(dtype=dtype, memory_format=torch.channels_last_3d)   # (nb, 3, window, H, W)
-    return out.div_(127.5).sub_(1.0)                              # RGB in [-1, 1]
+    out = views.to(dtype=torch.float32, memory_format=torch.channels_last_3d)   # (nb, 3, window, H, W)
+    out = out.div_(127.5).sub_(1.0)                               # RGB in [-1, 1]
+    return out if dtype is None else out.to(dtype)                # rounded once, from float32
 
 
 def extract_features(
@@ -114,73 +127,103 @@ def extract_features(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     num_threads: int | None = None,
-    fp16: bool | None = None,
+    precision: str = "fp32",
     video: str = "",
 ) -> np.ndarray:
     """I3D features of every full window: float32 (num_windows(T, window, stride), 1024).
 
-    frames: uint8 (T, H, W, 3), or an iterable of such chunks (consecutive frames; decoded on a
-    background thread while the model runs). model: an eval-mode models.i3d.I3D (already on
-    `device`; None = the model's device). fp16: autocast float16 (default: on for CUDA only).
-    num_threads: torch CPU threads for this call (None: leave as set by the caller).
-    Raises ValueError when the video is shorter than one window.
+    frames: uint8 (T, H, W, 3), or an iterable of such chunks (consecutive frames; decoded, checked and, for a
+    GPU, pinned on a background thread while the model runs). model: an eval-mode models.i3d.I3D (already on
+    `device`; None = the model's device). precision: fp32 | bf16 | fp16 (PRECISIONS; bf16 / fp16: autocast).
+    batch_size: windows per forward pass (None: default_batch_size). num_threads: torch CPU threads for this call
+    (None: leave as set by the caller). Raises ValueError when the video is shorter than one window.
     """
     if window < 1 or stride < 1:
         raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
     if model.training:
         raise ValueError("extract_features needs the model in eval mode (BatchNorm running statistics)")
+    check_precision(precision)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
-    batch_size = batch_size or default_batch_size(device)
-    fp16 = (device.type == "cuda") if fp16 is None else fp16
     name = video or "video"
-    if isinstance(frames, np.ndarray):
-        chunks: Iterable[np.ndarray] = [frames]
-    else:
-        chunks = _prefetch(frames)
-    autocast = torch.autocast(device.type, dtype=torch.float16) if fp16 else contextlib.nullcontext()
+    cuda = device.type == "cuda"
 
-    out: list[np.ndarray] = []
-    buf = np.zeros((0, 0, 0, 3), np.uint8)    # frames not yet consumed by a finished window
-    buf_start = 0                             # global index of buf[0]
-    next_win = 0                              # next window to compute
-    total = 0                                 # frames seen so far
-    frame_shape = None                        # (H, W, 3) of the first chunk
+    def prepare(chunk):  # on the decoding thread for an iterable: check, and pin for an asynchronous upload
+        chunk = _check_frames(chunk, name)
+        return torch.from_numpy(np.ascontiguousarray(chunk)).pin_memory() if cuda and len(chunk) else chunk
 
-    def run(count: int) -> None:
-        nonlocal buf, buf_start, next_win
-        f0 = next_win * stride - buf_start
-        f1 = (next_win + count - 1) * stride + window - buf_start
-        xb = _windows_batch(buf[f0:f1], window, stride, device, torch.float32)  # (count, 3, window, H, W)
-        with autocast:
-            feats = model(xb, with_logits=False)                                    # (count, 1024)
-        out.append(feats.float().cpu().numpy())
-        next_win += count
-        drop = min(next_win * stride - buf_start, len(buf))  # frames before the next window: never needed again
-        buf, buf_start = buf[drop:], buf_start + drop
-
+    dtype = COMPUTE_DTYPES[precision]
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch_threads(num_threads))
         stack.enter_context(torch.inference_mode())
-        if not isinstance(chunks, list):
+        stack.enter_context(cuda_settings(device, precision))
+        if dtype is not None:  # one autocast for the video: each weight is cast once, not once per batch
+            stack.enter_context(torch.autocast(device.type, dtype=dtype))
+        if isinstance(frames, np.ndarray):
+            chunks: Iterable = [prepare(frames)]
+        else:
+            chunks = _prefetch(frames, prepare=prepare)
             stack.callback(chunks.close)  # stop the prefetch thread even when we raise
+        feats = _WindowRunner(model, window, stride, batch_size, device, precision, name).run(chunks)
+    return feats
+
+
+class _WindowRunner:
+    """Consumes consecutive frame chunks, runs I3D on every full window in batches, returns (N, 1024) float32.
+
+    The frames not yet consumed by a finished window are buffered (numpy on CPU; on a GPU, uploaded once per
+    chunk, asynchronously from pinned memory); features stay on the device until the video is done (no host
+    sync per batch).
+    """
+
+    def __init__(self, model, window, stride, batch_size, device, precision, name):
+        self.model, self.window, self.stride, self.device = model, window, stride, device
+        self.batch_size, self.precision, self.name = batch_size, precision, name
+        self.dtype = COMPUTE_DTYPES[precision]
+        self.cuda = device.type == "cuda"
+        self.buf = None        # frames from buf_start on (numpy, or a uint8 tensor on the GPU)
+        self.buf_start = 0     # global index of buf[0]
+        self.next_win = 0      # next window to compute
+        self.out: list[torch.Tensor] = []
+
+    def run(self, chunks) -> np.ndarray:
+        total, frame_shape = 0, None
         for chunk in chunks:
-            chunk = _check_frames(chunk, name)
             if len(chunk) == 0:
                 continue
-            frame_shape = frame_shape or chunk.shape[1:]
-            if chunk.shape[1:] != frame_shape:
-                raise ValueError(f"{name}: frame size changed from {frame_shape[:2]} to {chunk.shape[1:3]}")
-            buf = chunk if len(buf) == 0 else np.concatenate([buf, chunk])
+            shape = tuple(chunk.shape[1:])
+            if frame_shape is None:
+                frame_shape = shape
+                self.batch_size = self.batch_size or default_batch_size(self.device, shape, self.window,
+                                                                        self.precision)
+            if shape != frame_shape:
+                raise ValueError(f"{self.name}: frame size changed from {frame_shape[:2]} to {shape[:2]}")
+            if self.cuda:
+                chunk = chunk.to(self.device, non_blocking=True)
+            self.buf = chunk if self.buf is None or len(self.buf) == 0 else self._cat(self.buf, chunk)
             total += len(chunk)
-            while num_windows(total, window, stride) - next_win >= batch_size:
-                run(batch_size)
-        remaining = num_windows(total, window, stride) - next_win
-        if next_win == 0 and remaining <= 0:
-            raise ValueError(f"{name}: {total} frames is shorter than one I3D window of {window} frames")
+            while num_windows(total, self.window, self.stride) - self.next_win >= self.batch_size:
+                self._batch(self.batch_size)
+        remaining = num_windows(total, self.window, self.stride) - self.next_win
+        if self.next_win == 0 and remaining <= 0:
+            raise ValueError(f"{self.name}: {total} frames is shorter than one I3D window of {self.window} frames")
         while remaining > 0:
-            run(min(batch_size, remaining))
-            remaining = num_windows(total, window, stride) - next_win
-    return np.concatenate(out).astype(np.float32, copy=False)
+            self._batch(min(self.batch_size, remaining))
+            remaining = num_windows(total, self.window, self.stride) - self.next_win
+        return torch.cat(self.out).float().cpu().numpy()  # the one host copy
+
+    def _cat(self, a, b):
+        return torch.cat([a, b]) if self.cuda else np.concatenate([a, b])
+
+    def _batch(self, count: int) -> None:
+        f0 = self.next_win * self.stride - self.buf_start
+        f1 = (self.next_win + count - 1) * self.stride + self.window - self.buf_start
+        xb = _windows_batch(self.buf[f0:f1], self.window, self.stride, self.dtype)  # (count, 3, window, H, W)
+        if self.cuda:  # a few batch shapes for cuDNN's autotuner
+            xb = pad_batch(xb, self.batch_size)
+        self.out.append(self.model(xb, with_logits=False)[:count])              # (count, 1024)
+        self.next_win += count
+        drop = min(self.next_win * self.stride - self.buf_start, len(self.buf))  # frames never needed again
+        self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,8 +256,9 @@ def require_one_window(video: str, frames: int, fps: float, window: int, source:
 
 def extract_video_features(video: str, *, frames_store: str, store_path: str, window: int, stride: int,
                            weights: str, weights_sha256: str, device: str = "auto", batch_size: int = 0,
-                           num_threads: int = 0) -> None:
-    """Per-video worker of ExtractFeatures (module-level: Dask may pickle it)."""
+                           num_threads: int = 0, precision: str = "fp32") -> None:
+    """Per-video worker of ExtractFeatures (module-level: Dask may pickle it); the precision is recorded with the
+    features (attribute "precision")."""
     from tal_pipeline.storage.features import write_features
     from tal_pipeline.storage.zarr_store import ArtifactStore
 
@@ -229,8 +273,9 @@ def extract_video_features(video: str, *, frames_store: str, store_path: str, wi
     model = shared_i3d(dev, weights)
     chunk = frames.chunks[0]
     chunks = (frames[i:i + chunk] for i in range(0, frames.shape[0], chunk))  # decode from Zarr while I3D runs
-    features = extract_features(chunks, model, window, stride, batch_size=batch_size or None, device=dev, video=video)
+    features = extract_features(chunks, model, window, stride, batch_size=batch_size or None, device=dev,
+                                precision=precision, video=video)
     h, w = frames.shape[1:3]
     write_features(store_path, video, features, TimeGrid(float(frames.attrs["fps"]), window, stride),
                    input_size=[int(h), int(w)], weights_sha256=weights_sha256, device=str(dev),
-                   duration=float(frames.attrs["duration"]), stream="rgb")
+                   duration=float(frames.attrs["duration"]), stream="rgb", precision=precision)

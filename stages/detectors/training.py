@@ -15,15 +15,13 @@ import numpy as np
 
 from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.detectors.data import (
-    VideoItem,
     bapg_statistics,
     build_training_set,
     collate,
-    crop_item,
     epoch_batches,
     random_crop,
-    window_starts,
 )
+from tal_pipeline.stages.detectors.health import training_health
 from tal_pipeline.stages.runtime import TrainingProgress, ema_decay_at, lr_at, resolve_device, seed_everything
 
 DEFAULT_TRAIN: dict[str, Any] = {
@@ -113,74 +111,6 @@ def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, 
         if isinstance(cfg[key], bool) or int(cfg[key]) != cfg[key] or cfg[key] < least:
             raise ValueError(f"detector {name!r}: {key} must be a whole number >= {least}, got {cfg[key]}")
     return {**cfg, "model": nested.get("model", {}), "fusion": nested.get("fusion", {})}
-
-
-def _windows(item: VideoItem, max_seq_len: int):
-    """One training video whole, in windows of at most max_seq_len steps: [(features, segments, labels)]."""
-    size = min(item.features.shape[0], int(max_seq_len))
-    return [crop_item(item, s0, size) for s0 in window_starts(item.features.shape[0], size)]
-
-
-def training_health(model, initial_state: Mapping, items: list[VideoItem], log_rows: list[dict], cfg: Mapping,
-                    dev, seed: int = 0) -> dict:
-    """The post-training health check: a run is flagged (never dropped) when its regression branch has
-    collapsed on the foreground or training did not lower its loss.
-
-    positive_share: over the training videos (whole, in windows of max_seq_len), the share of foreground
-    locations whose predicted start and end distances are both positive (the model's regression_health; a
-    set-prediction detector, TadTR, counts its matched queries instead: see its "criterion", recorded as
-    positive_share_of).
-    loss_ratio: the loss of the trained weights / that of the initial weights, both on those same windows in
-    eval mode (a fair comparison: a loss normaliser that moves during training, as ActionFormer's EMA one does,
-    makes the raw first- and last-epoch losses incomparable; both are recorded too).
-    """
-    import torch
-
-    batches = [collate(_windows(it, cfg["max_seq_len"]), dev) for it in items]
-    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    was_training = model.training
-    model.eval()
-
-    def mean_loss() -> float:
-        torch.manual_seed(seed)  # auxiliary losses that sample clips (AFSD's BCL) draw the same ones each time
-        return float(np.mean([float(model.loss(model(x, m), t)["total"]) for x, m, t in batches]))
-
-    fg, positive = 0, 0.0
-    # What a detector counts (its regression_health "criterion"); dense detectors: the default below.
-    criterion = "foreground locations whose predicted start and end distances are both positive"
-    with torch.no_grad():
-        for x, mask, targets in batches:
-            h = model.regression_health(model(x, mask), targets)
-            criterion = h.get("criterion", criterion)
-            if h["fg_locations"]:
-                fg += h["fg_locations"]
-                positive += h["positive_share"] * h["fg_locations"]
-        loss_trained = mean_loss()
-        model.load_state_dict(dict(initial_state))
-        loss_initial = mean_loss()
-        model.load_state_dict(trained)
-    model.train(was_training)
-    epochs = sorted({r["epoch"] for r in log_rows})
-    health: dict[str, Any] = {"fg_locations": fg, "positive_share": positive / fg if fg else None,
-                              "loss_initial_weights": loss_initial, "loss_trained_weights": loss_trained,
-                              "loss_ratio": loss_trained / max(loss_initial, 1e-12),
-                              "loss_first_epoch": None, "loss_last_epoch": None, "epochs": len(epochs), "problems": [],
-                              "positive_share_of": criterion}
-    if epochs:
-        health["loss_first_epoch"] = float(np.mean([r["total"] for r in log_rows if r["epoch"] == epochs[0]]))
-        health["loss_last_epoch"] = float(np.mean([r["total"] for r in log_rows if r["epoch"] == epochs[-1]]))
-        if health["positive_share"] is not None and health["positive_share"] < cfg["health_min_positive_share"]:
-            health["problems"].append(f"regression branch collapsed: only {100 * health['positive_share']:.1f} % "
-                                      f"of {criterion} (needs >= {100 * cfg['health_min_positive_share']:.0f} %)")
-        if not np.isfinite(health["loss_ratio"]) or health["loss_ratio"] > cfg["health_max_loss_ratio"]:
-            health["problems"].append(f"loss did not fall: {loss_trained:.4g} with the trained weights vs "
-                                      f"{loss_initial:.4g} with the initial ones on the training videos (ratio "
-                                      f"{health['loss_ratio']:.2f} > {cfg['health_max_loss_ratio']})")
-    # An untrained run (the report's sanity floor) has nothing to check: healthy is None, not False.
-    health["healthy"] = (not health["problems"]) if epochs else None
-    if not epochs:
-        health["note"] = "not trained (0 epochs): not checked"
-    return health
 
 
 def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, labels: list[str],
