@@ -1,4 +1,5 @@
-"""TriDet's Trident-head at the level of its equations (§3.3), and its end bins (issue 26, defect 1).
+"""TriDet's SGP layer and Trident-head at the level of their equations (§3.2, §3.3) against the reference's
+formulas, and the Trident-head's end bins (issue 26, defect 1).
 
 The reference (dingfengshi/TriDet, libs/modeling/meta_archs.py: losses / inference_single_video / decode_offset)
 pads each boundary head's output with num_bins zeros (left of the start head, right of the end head), takes for
@@ -11,10 +12,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tal_pipeline.models.actionformer.targets import assign_targets
 from tal_pipeline.models.tridet.boundaries import boundary_distances
 from tal_pipeline.models.tridet.model import TriDet
+from tal_pipeline.models.tridet.sgp import SGPLayer
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -126,3 +129,33 @@ def test_every_level_reaches_the_end_of_the_input_and_padding_changes_nothing():
     va, vb = alone["valid"][0], padded["valid"][0]
     torch.testing.assert_close(alone["dists"][0][va], padded["dists"][0][vb], atol=1e-5, rtol=0)
     torch.testing.assert_close(alone["logits"][0][va], padded["logits"][0][vb], atol=1e-5, rtol=1e-5)
+
+
+def _reference_sgp_block(layer: SGPLayer, x: torch.Tensor, stride: int) -> torch.Tensor:
+    """The reference's SGPBlock.forward (libs/modeling/blocks.py) on an unpadded (B, D, T), written out with our
+    layer's weights: max-pool (kernel 3, stride 2, padding 1) to down-sample; z = LN(x); f = FC(z) * ReLU(FC'(mean_t
+    z)) + (Conv_w(z) + Conv_kw(z)) * psi(z) + z; x + LayerScale * f; then + LayerScale * MLP(GroupNorm(.))."""
+    if stride > 1:
+        x = F.max_pool1d(x, 3, stride=2, padding=1)
+    z = F.layer_norm(x.transpose(1, 2), (x.shape[1],), layer.norm.norm.weight, layer.norm.norm.bias).transpose(1, 2)
+    phi = torch.relu(layer.global_fc(z.mean(dim=-1, keepdim=True)))
+    f = layer.fc(z) * phi + (layer.conv_w(z) + layer.conv_kw(z)) * layer.psi(z) + z
+    out = x + layer.scale_sgp * f
+    gn = F.group_norm(out, layer.group_norm.groups, layer.group_norm.weight, layer.group_norm.bias)
+    return out + layer.scale_mlp * layer.mlp(gn)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_sgp_layer_equals_the_reference_block_on_an_unpadded_input(stride):
+    torch.manual_seed(0)
+    layer = SGPLayer(32, window=3, k=1.5, stride=stride, groups=16, layer_scale_init=1.0, init_std=0.5).eval()
+    with torch.no_grad():
+        for p in (layer.scale_sgp, layer.scale_mlp, layer.norm.norm.weight, layer.group_norm.weight):
+            p.uniform_(0.5, 1.5)  # LayerScales and gains as training leaves them
+        layer.group_norm.bias.normal_(0.0, 0.3)
+    x = torch.randn(2, 32, 40)
+    got, mask = layer(x, torch.ones(2, 40, dtype=torch.bool))
+    with torch.no_grad():
+        want = _reference_sgp_block(layer, x, stride)
+    assert mask.all() and got.shape == want.shape == (2, 32, 40 // stride)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
