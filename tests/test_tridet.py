@@ -297,3 +297,16 @@ def test_train_detector_trains_tridet_and_its_health_check_works():
     assert cfg["model"]["num_bins"] == 16 and cfg["train"]["weight_decay"] == 0.025  # TriDet's recipe
     assert cfg["health"]["positive_share"] >= 0.9 and cfg["health"]["loss_ratio"] < 0.7, cfg["health"]
     assert len(log) == 40
+
+
+def test_layer_scale_of_the_down_sampling_layers_is_a_named_option():
+    """`layer_scale_init` (issue 26 finding 3): the reference's 1e-4 by default, on the down-sampling layers only
+    (the stem has none, as in the reference); any value or None (no LayerScale) on request."""
+    default = TriDet(6, 2, width=16, levels=3)
+    assert all(layer.scale_sgp is None and layer.scale_mlp is None for layer in default.backbone.stem)
+    assert all(torch.all(layer.scale_sgp == 1e-4) and torch.all(layer.scale_mlp == 1e-4)
+               for layer in default.backbone.branch)
+    assert all(torch.all(layer.scale_sgp == 1.0) for layer in TriDet(6, 2, width=16, levels=3,
+                                                                     layer_scale_init=1.0).backbone.branch)
+    assert all(layer.scale_sgp is None for layer in TriDet(6, 2, width=16, levels=3,
+                                                          layer_scale_init=None).backbone.branch)
