@@ -47,9 +47,7 @@ def ensure_dataset(root: Path, videos: int, width: int) -> Path:
 
 def luigi_args(data: Path, workdir: Path) -> list[str]:
     return ["FullRun", "--dataset-preset", "anet", "--dataset-features", str(data / "features"),
-            "--dataset-annotations", str(data / "annotations.json"), "--dataset-train-subset", "training",
-            "--dataset-test-subset", "validation", "--ImportFeatures-window", "16", "--ImportFeatures-stride", "16",
-            "--paths-workdir", str(workdir), "--no-lock"]
+            "--dataset-annotations", str(data / "annotations.json"), "--paths-workdir", str(workdir), "--no-lock"]
 
 
 def schedule(args: list[str], cached: bool = True) -> dict:

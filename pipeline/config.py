@@ -88,8 +88,10 @@ class DatasetConfig(_Section):
     videos = luigi.Parameter(default="", description="folder of <video_id>.<ext> files; empty: synthetic dataset")
     annotations = luigi.Parameter(default="", description="annotation file (ActivityNet/ActionFormer JSON or G-TAD "
                                                           "CSV)")
-    train_subset = luigi.Parameter(default="train", description="subset used for training (case-insensitive)")
-    test_subset = luigi.Parameter(default="test", description="subset used for evaluation (case-insensitive)")
+    train_subset = luigi.Parameter(default="", description="subset used for training (case-insensitive; empty: the "
+                                                           "preset's, thumos14 train, anet training)")
+    test_subset = luigi.Parameter(default="", description="subset used for evaluation (case-insensitive; empty: "
+                                                          "the preset's, thumos14 test, anet validation)")
     features = luigi.Parameter(default="", description="precomputed features (.npy folder or HDF5); skips frames+I3D")
     preset = luigi.ChoiceParameter(default="thumos14", choices=["thumos14", "anet"],
                                    description="recipe defaults (stages/presets.py): thumos14 (as before presets) or "

@@ -106,6 +106,9 @@ class ExtractFeatures(DatasetStage):
     def requires(self):
         return SampleFrames()
 
+    def feature_grid(self) -> tuple[int, int]:
+        return self.window, self.stride
+
     def shaping_params(self) -> dict:
         # The weights are part of what shapes the features (their sha256 is recorded per video), and so is a
         # reduced precision: fp16 GPU features never share a path with fp32 ones. fp32 adds nothing, so the
@@ -139,13 +142,39 @@ def features_task():
 
 
 class ImportFeatures(DatasetStage):
-    """Precomputed features (.npy folder or HDF5) validated into features.zarr."""
+    """Precomputed features (.npy folder or HDF5) validated into features.zarr.
+
+    The grid (window, stride, fps) is the dataset preset's unless given (stages.presets: thumos14 the THUMOS14 I3D
+    grid, anet the ActivityNet TSP grid); each video's feature span must match its annotated duration
+    (stages/data/feature_span.py), so features on another grid fail, naming the grid that would fit.
+    """
 
     artifact = "features"
-    window = luigi.IntParameter(default=16, description="frames per feature window of the source features")
-    stride = luigi.IntParameter(default=4, description="frames between feature windows")
-    fps = luigi.FloatParameter(default=0.0, description="frame rate of the feature grid; 0: each video's fps")
+    window = luigi.OptionalIntParameter(default=None, description="frames per feature window of the source "
+                                                                  "features (default: the dataset preset's, 16)")
+    stride = luigi.OptionalIntParameter(default=None, description="frames between feature windows (default: the "
+                                                                  "dataset preset's: thumos14 4, anet 16)")
+    fps = luigi.OptionalFloatParameter(default=None, description="frame rate of the feature grid; 0: each video's "
+                                                                 "fps (default: the preset's: thumos14 0, anet 15)")
     width = luigi.IntParameter(default=0, description="expected feature width; 0: that of the first video")
+
+    def grid(self) -> tuple[int, int, float]:
+        """(window, stride, fps) as given, or the dataset preset's (fps 0: each video's)."""
+        from pipeline.config import dataset_preset
+
+        preset = dataset_preset().features
+        return (int(preset.window if self.window is None else self.window),
+                int(preset.stride if self.stride is None else self.stride),
+                float((preset.fps or 0.0) if self.fps is None else self.fps))
+
+    def feature_grid(self) -> tuple[int, int]:
+        return self.grid()[:2]
+
+    def shaping_params(self) -> dict:
+        params = super().shaping_params()
+        # the resolved grid shapes the path as given values do (thumos14: 16, 4, 0.0, the paths of before presets)
+        params["params"].update(zip(("window", "stride", "fps"), self.grid()))
+        return params
 
     def requires(self):
         return None
@@ -156,13 +185,15 @@ class ImportFeatures(DatasetStage):
         ann = dataset_annotations(self.data)
         videos = ann.videos["video"].tolist()
         width = self.width or infer_width(self.data.features, videos)
+        window, stride, grid_fps = self.grid()
         fps = dict(zip(ann.videos["video"], ann.videos["fps"]))
-        if not self.fps and any(f != f for f in fps.values()):
+        if not grid_fps and any(f != f for f in fps.values()):
             missing = [v for v, f in fps.items() if f != f][:5]
             raise ValueError(f"ImportFeatures: no fps in the annotations for {missing}: set --ImportFeatures-fps")
         self.run_videos(import_video_features, videos, self.skip_bad_videos, source=self.data.features,
-                        fps_by_video={v: (self.fps or fps[v]) for v in videos}, window=self.window,
-                        stride=self.stride, width=width)
+                        fps_by_video={v: (grid_fps or fps[v]) for v in videos}, window=window, stride=stride,
+                        width=width, durations=dict(zip(ann.videos["video"], ann.videos["duration"])),
+                        video_fps=fps)
 
 
 def gt_segments(ann) -> dict:

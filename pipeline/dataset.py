@@ -40,7 +40,9 @@ def current() -> DatasetSpec:
         raise ValueError("[dataset] annotations is not set: --dataset-annotations FILE is needed with your own videos")
     if not cfg.videos and not cfg.features:
         raise ValueError("[dataset] needs videos (--dataset-videos DIR) or features (--dataset-features PATH)")
-    return DatasetSpec(cfg.videos, cfg.annotations, cfg.train_subset, cfg.test_subset, cfg.features, False)
+    train, test = config.dataset_preset().subsets  # the preset's subset names, unless given
+    return DatasetSpec(cfg.videos, cfg.annotations, cfg.train_subset or train, cfg.test_subset or test, cfg.features,
+                       False)
 
 
 def _file_fingerprint(path: Path) -> str:

@@ -214,7 +214,7 @@ class TrainDetector(DetectorTask):
                               projection_dim=pf.projection_dim, projection_seed=PROJECTION_SEED,
                               groups=tuple(pf.groups))
         return InferenceRecipe(
-            features=FeaturesRecipe(task=type(feats).__name__, window=feats.window, stride=feats.stride,
+            features=FeaturesRecipe(task=type(feats).__name__, **dict(zip(("window", "stride"), feats.feature_grid())),
                                     weights=feats.weights_name if isinstance(feats, ExtractFeatures) else None),
             frames=FramesRecipe(fps=frames.fps, size=frames.frame_size) if frames is not None else None,
             bapg=bapg, detector_input=DetectorInputRecipe(**{

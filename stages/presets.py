@@ -14,9 +14,16 @@ recipe (its configs/anet_i3d.yaml; docs/method.md §11):
 - BAPG's change points at 0.5, 1 and 2 per minute (not ActionFormer's: chosen for 2-minute videos with 1-2 long
   actions on training videos; THUMOS14's 8, 16 and 32 give 16-64 change points to a video of ~110 steps).
 
+Each preset also carries the grid of the public features it is made for (ImportFeatures' window, stride and fps
+unless given, and checked against every video's annotated duration: stages/data/feature_span.py) and the
+dataset's subset names (--dataset-train-subset / --dataset-test-subset unless given): thumos14 the THUMOS14 I3D
+grid (window 16, stride 4, each video's fps) and the pipeline's train / test (THUMOS14's own annotation files name
+them validation / test: give those); anet the ActivityNet TSP grid (15 fps, window 16, stride 16) and
+ActivityNet's training / validation.
+
 A value the user sets explicitly (a detector's `train` JSON key, --Evaluate-tiou-thresholds, --Detect-max-dets,
---Detect-nms-sigma, --Detect-voting-thresh, --TSCProposals-rates) always wins over the preset's. Plain data: no
-luigi, no torch.
+--Detect-nms-sigma, --Detect-voting-thresh, --TSCProposals-rates, --ImportFeatures-window / -stride / -fps, the
+subsets) always wins over the preset's. Plain data: no luigi, no torch.
 """
 from __future__ import annotations
 
@@ -25,6 +32,25 @@ from typing import Any
 
 THUMOS14_TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7)
 ANET_TIOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55, ..., 0.95
+
+
+@dataclass(frozen=True)
+class FeatureGrid:
+    """The time grid of a public feature set: frames per window, frames between windows, frame rate (None: each
+    video's own, from the annotations)."""
+
+    name: str
+    window: int
+    stride: int
+    fps: float | None = None
+
+    def describe(self) -> str:
+        fps = "each video's fps" if self.fps is None else f"{self.fps:g} fps"
+        return f"{self.name} (window {self.window}, stride {self.stride}, {fps})"
+
+
+THUMOS14_I3D = FeatureGrid("THUMOS14 I3D", 16, 4)
+ANET_TSP = FeatureGrid("ActivityNet TSP", 16, 16, 15.0)
 
 
 @dataclass(frozen=True)
@@ -47,13 +73,17 @@ class Preset:
     # presets set them, so the artifact paths stay. anet: chosen on the ActivityNet-shaped benchmark's cross-fitted
     # training videos (best change-point F1 at +-2 steps in the middle, half and twice it; docs/method.md §11).
     tsc_rates: tuple[float, ...] = (8, 16, 32)
+    # ImportFeatures: the grid of the public features the preset is made for; the (train, test) subset names.
+    features: FeatureGrid = THUMOS14_I3D
+    subsets: tuple[str, str] = ("train", "test")
 
 
 PRESETS: dict[str, Preset] = {
     "thumos14": Preset("thumos14"),
     "anet": Preset("anet", train={"input_length": 192, "max_seq_len": 192, "class_agnostic": True},
                    tiou_thresholds=ANET_TIOUS, max_dets=100, nms_sigma=0.75, voting_thresh=0.9,
-                   nms_exempt=("tadtr",), eval_max_dets=200, tsc_rates=(0.5, 1, 2)),
+                   nms_exempt=("tadtr",), eval_max_dets=200, tsc_rates=(0.5, 1, 2), features=ANET_TSP,
+                   subsets=("training", "validation")),
 }
 
 

@@ -108,8 +108,9 @@ generated in {seconds:.1f} s, {nbytes / 1e6:.0f} MB of features):
 
 Run the pipeline on it (from the project folder, where luigi.cfg is; or `tal-pipeline run FullRun ...`):
   luigi --module pipeline FullRun --dataset-preset anet --dataset-features {feats} --dataset-annotations {ann} \\
-      --dataset-train-subset training --dataset-test-subset validation \\
-      --ImportFeatures-window {WINDOW} --ImportFeatures-stride {STRIDE} --paths-workdir runs/anet_like
+      --paths-workdir runs/anet_like
+(the anet preset carries this grid, fps {FPS:g}, window {WINDOW}, stride {STRIDE}, and the subsets training /
+validation: no other grid or subset flag)
 """
 
 

@@ -22,7 +22,9 @@ def _dataset(folder: Path) -> tuple[Path, Path, list[str]]:
     for i, (video, x) in enumerate(sorted(feats.items())):
         np.save(src / f"{video}.npy", x)
         rows = ann[ann["video"] == video]
-        db[video] = {"subset": "test" if i % 3 == 2 else "train", "duration": durations[video], "fps": grid.fps,
+        # ActivityNet's subset names: the preset's, so no subset flag is given
+        db[video] = {"subset": "validation" if i % 3 == 2 else "training", "duration": durations[video],
+                     "fps": grid.fps,
                      "annotations": [{"segment": [r.start, r.end], "label": r.label} for r in rows.itertuples()]}
     path = folder / "annotations.json"
     path.write_text(json.dumps({"database": db}))
@@ -34,8 +36,8 @@ def test_anet_preset_runs_through_to_evaluation(tmp_path):
     workdir = tmp_path / "runs"
     args = ["Evaluate", "--dataset-features", str(src), "--dataset-annotations", str(annotations),
             "--dataset-preset", "anet", "--paths-workdir", str(workdir), "--ImportFeatures-window", "4",
-            "--ImportFeatures-stride", "2", "--TrainDetector-epochs", "3", "--ClassifyVideos-settings",
-            '{"epochs": 100}']
+            "--ImportFeatures-stride", "2", "--ImportFeatures-fps", "0", "--TrainDetector-epochs", "3",
+            "--ClassifyVideos-settings", '{"epochs": 100}']
     result = run_luigi(args, tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
 
@@ -72,7 +74,7 @@ def test_anet_preset_runs_through_to_evaluation(tmp_path):
 def test_external_video_scores_replace_the_classifier(tmp_path):
     src, annotations, labels = _dataset(tmp_path)
     db = json.loads(annotations.read_text())["database"]
-    test = sorted(v for v, x in db.items() if x["subset"] == "test")
+    test = sorted(v for v, x in db.items() if x["subset"] == "validation")
     # scores that put each test video's first ground-truth class first (CUHK layout, ids with the v_ prefix)
     truth = {v: db[v]["annotations"][0]["label"] for v in test}
     good = tmp_path / "cuhk.json"
@@ -81,7 +83,7 @@ def test_external_video_scores_replace_the_classifier(tmp_path):
     workdir = tmp_path / "runs"
     base = ["Evaluate", "--dataset-features", str(src), "--dataset-annotations", str(annotations),
             "--dataset-preset", "anet", "--paths-workdir", str(workdir), "--ImportFeatures-window", "4",
-            "--ImportFeatures-stride", "2", "--TrainDetector-epochs", "2"]
+            "--ImportFeatures-stride", "2", "--ImportFeatures-fps", "0", "--TrainDetector-epochs", "2"]
     result = run_luigi([*base, "--ClassifyVideos-scores-file", str(good)], tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     [classes] = workdir.glob("video_classes-*")

@@ -322,7 +322,7 @@ def test_synth_writes_the_activitynet_shaped_benchmark(tmp_path):
         assert 1 <= len(d["annotations"]) <= 2 and d["fps"] == 15.0
         features = np.load(tmp_path / "anet" / "features" / f"{video}.npy")
         assert features.shape == (d["feature_steps"], 16) and np.isfinite(features).all()
-    assert "--dataset-train-subset training" in (tmp_path / "anet" / "README.txt").read_text()
+    assert "FullRun --dataset-preset anet --dataset-features" in (tmp_path / "anet" / "README.txt").read_text()
     bad_input(installed("tal-pipeline", "synth", "--features", "x", "--preset", "anet", "--videos-test", "3",
                         cwd=tmp_path), "--preset anet", "--videos-test")
 

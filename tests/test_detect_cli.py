@@ -156,7 +156,9 @@ def test_detect_matches_pipeline_with_every_channel_group(chain_all_groups, tmp_
 def test_detect_matches_pipeline_for_a_class_agnostic_fixed_length_checkpoint(chain, tmp_path, capsys):
     """The anet preset's detector (class-agnostic, inputs resized to 192 steps) through `tal-pipeline detect` with
     the preset's post-processing: the same detections as the pipeline's Detect (on the same features)."""
+    # the synthetic videos' subsets are train / test, not ActivityNet's (the preset's): given
     result = run_luigi(["Detect", "--Detect-detector", "actionformer", "--dataset-preset", "anet", *SMALL,
+                        "--dataset-train-subset", "train", "--dataset-test-subset", "test",
                         *dataset_args(chain["data"], chain["workdir"])], chain["work"])
     _ok(result, "luigi Detect (anet preset)")
     [detector] = [Path(d) for d in glob.glob(str(chain["workdir"] / "detector-*"))

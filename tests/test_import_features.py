@@ -13,7 +13,7 @@ from tests.conftest import run_luigi
 
 
 def _annotations(folder, videos):
-    db = {v: {"subset": "train" if i % 2 == 0 else "test", "duration": 20.0, "fps": 25.0,
+    db = {v: {"subset": "train" if i % 2 == 0 else "test", "duration": 5.0, "fps": 25.0,
               "annotations": [{"segment": [2.0, 5.0], "label": "A"}]} for i, v in enumerate(videos)}
     path = folder / "ann.json"
     path.write_text(json.dumps({"database": db}))

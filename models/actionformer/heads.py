@@ -25,11 +25,19 @@ class ClsHead(nn.Module):
         return self.out(f)  # (B, C, T_l)
 
 
-class RegHead(nn.Module):
-    """f (B, D, T_l) -> (start, end) distances in units of the level's stride (B, 2, T_l), > 0."""
+ACTIVATIONS = ("softplus", "relu")
 
-    def __init__(self, width: int, levels: int, convs: int = 2):
+
+class RegHead(nn.Module):
+    """f (B, D, T_l) -> (start, end) distances in units of the level's stride (B, 2, T_l), >= 0.
+
+    activation: "softplus" (ours) or "relu" (the reference's, for the parity test with it)."""
+
+    def __init__(self, width: int, levels: int, convs: int = 2, activation: str = "softplus"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"distance activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
         self.tower = nn.ModuleList([MaskedConv(width, width) for _ in range(convs)])
         self.out = nn.Conv1d(width, 2, 3, padding=1)
         nn.init.zeros_(self.out.bias)
@@ -41,4 +49,4 @@ class RegHead(nn.Module):
         raw = self.out(f) * self.scales[level]  # (B, 2, T_l)
         # softplus, not ReLU: distances stay >= 0 yet every location keeps a gradient (sigmoid(raw) > 0),
         # so a location pushed negative can recover; a ReLU there is dead for good (a run's regression died).
-        return F.softplus(raw)  # (B, 2, T_l)
+        return F.softplus(raw) if self.activation == "softplus" else F.relu(raw)  # (B, 2, T_l)

@@ -27,11 +27,12 @@ def assign_targets(positions: torch.Tensor, strides: torch.Tensor, ranges: torch
     """Targets for every location of all levels.
 
     positions, strides (K,) in input steps; ranges (K, 2); gt_segments (M, 2); gt_labels (M,) 0-based.
-    A location is positive for a ground truth when it lies within center_radius*stride of the action's
-    centre and inside the action (centre sampling), and its larger distance to the boundaries falls in
-    its level's regression range. The shortest such action wins; actions with the same span add their
-    classes (multi-label). Returns cls targets (K, C) float, regression targets (K, 2) in stride units,
-    positive mask (K,).
+    A location is positive for a ground truth when it lies strictly within center_radius*stride of the action's
+    centre and strictly inside the action (centre sampling), and its larger distance to the boundaries falls in
+    its level's regression range. The shortest such action wins; every candidate action within 1e-3 steps of
+    that length adds its class (multi-label), the regression target being the first shortest one's. All as the
+    reference (label_points_single_video of happyharrycn/actionformer_release; tests/test_actionformer_parity.py).
+    Returns cls targets (K, C) float, regression targets (K, 2) in stride units, positive mask (K,).
     """
     k = positions.shape[0]
     cls_t = positions.new_zeros(k, num_classes)
@@ -43,7 +44,7 @@ def assign_targets(positions: torch.Tensor, strides: torch.Tensor, ranges: torch
     left, right = p - s, e - p  # (K, M) distances to start and end
     centre = 0.5 * (s + e)
     radius = center_radius * strides[:, None]  # (K, 1)
-    in_centre = (p >= torch.maximum(centre - radius, s)) & (p <= torch.minimum(centre + radius, e))  # (K, M)
+    in_centre = (p > torch.maximum(centre - radius, s)) & (p < torch.minimum(centre + radius, e))  # (K, M) strict
     max_dist = torch.maximum(left, right)
     in_range = (max_dist >= ranges[:, 0:1]) & (max_dist <= ranges[:, 1:2])  # (K, M)
     ok = in_centre & in_range
@@ -51,9 +52,8 @@ def assign_targets(positions: torch.Tensor, strides: torch.Tensor, ranges: torch
     length = torch.where(ok, length, torch.full_like(length, float("inf")))
     best_len, best = length.min(dim=1)  # (K,)
     pos = torch.isfinite(best_len)
-    # Multi-label: every candidate action with exactly the chosen span contributes its class.
-    best_seg = gt_segments[best]  # (K, 2)
-    same = ok & (gt_segments[None, :, 0] == best_seg[:, 0:1]) & (gt_segments[None, :, 1] == best_seg[:, 1:2])
+    # Multi-label: every candidate action as long as the chosen one (within 1e-3 steps) contributes its class.
+    same = torch.isfinite(length) & (length <= best_len[:, None] + 1e-3)  # (K, M)
     onehot = torch.nn.functional.one_hot(gt_labels.long(), num_classes).to(positions.dtype)  # (M, C)
     cls_t = (same.to(positions.dtype) @ onehot).clamp(max=1.0)  # (K, C)
     idx = torch.arange(k, device=positions.device)

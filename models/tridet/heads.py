@@ -37,12 +37,14 @@ class TridentHead(nn.Module):
 
     The start and end heads are classification-style heads (one response per class, as in the reference) on
     DETACHED features: the boundary losses train those heads but never reach the backbone (§3.3). The
-    classification head and the centre-offset branch see the features as they are.
+    classification head and the centre-offset branch see the features as they are. outside_logit: the response of
+    a bin whose neighbour is not a real step (models/tridet/boundaries.py; 0 as the reference, None: -inf).
     """
 
     def __init__(self, width: int, num_classes: int, levels: int, num_bins: int = 16, convs: int = 2,
-                 prior: float = 0.01):
+                 prior: float = 0.01, outside_logit: float | None = 0.0):
         super().__init__()
+        self.outside_logit = outside_logit
         self.cls_head = ClsHead(width, num_classes, convs, prior)
         self.start_head = ClsHead(width, num_classes, convs, prior)
         self.end_head = ClsHead(width, num_classes, convs, prior)
@@ -53,4 +55,5 @@ class TridentHead(nn.Module):
         start = self.start_head(f.detach(), mask)  # (B, C, T_l) start-boundary response of every class
         end = self.end_head(f.detach(), mask)  # (B, C, T_l)
         centre = self.centre_head(f, mask, level)  # (B, 2, B+1, T_l)
-        return logits.transpose(1, 2), boundary_distances(start, end, centre, mask)  # (B, T_l, C), (B, T_l, C, 2)
+        dists = boundary_distances(start, end, centre, mask, self.outside_logit)  # (B, T_l, C, 2)
+        return logits.transpose(1, 2), dists  # (B, T_l, C), (B, T_l, C, 2)

@@ -33,13 +33,17 @@ class TriDet(nn.Module):
     0 for good (each gated product has two zero factors, so neither gets a gradient: the token mixer never acts;
     the reference's HACS configuration uses 0.1).
     regression_ranges: [[lo, hi], ...] per level in input steps (hi None = open-ended); None: the defaults.
+    outside_bin_logit: the boundary response of a Trident bin whose neighbour lies off the real steps (past the
+    last one, before the first, or padded): 0 as the reference; None gives the old -inf, under which no segment
+    could end after its level's last real location (issue 26), kept to measure that defect.
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 64, levels: int = 6, embed_convs: int = 2,
                  stem_layers: int = 2, window: int = 1, k: float = 5.0, mlp_ratio: float = 1.5, groups: int = 16,
                  drop_path: float = 0.1, layer_scale_init: float | None = 1e-4, sgp_init_std: float = 0.1,
                  num_bins: int = 16, head_convs: int = 2, cls_prior: float = 0.01,
-                 regression_ranges: list | None = None, center_radius: float = 1.5, reg_weight: float = 1.0,
+                 outside_bin_logit: float | None = 0.0, regression_ranges: list | None = None,
+                 center_radius: float = 1.5, reg_weight: float = 1.0,
                  iou_weight_power: float = 0.2, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
                  loss_norm_init: float = 100.0, loss_norm_momentum: float = 0.9, input_noise: float = 5e-4,
                  score_thresh: float = 1e-3, pre_nms_topk: int = 2000, nms_sigma: float = 0.5, max_dets: int = 200):
@@ -59,7 +63,7 @@ class TriDet(nn.Module):
         self.backbone = TriDetBackbone(in_channels, width, levels, embed_convs, stem_layers, window, k, mlp_ratio,
                                        groups, drop_path, layer_scale_init, sgp_init_std)
         self.neck = PyramidNorm(width, levels)
-        self.head = TridentHead(width, num_classes, levels, num_bins, head_convs, cls_prior)
+        self.head = TridentHead(width, num_classes, levels, num_bins, head_convs, cls_prior, outside_bin_logit)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> dict:
         # features: (B, C, T) float; mask: (B, T) bool, True on real steps

@@ -2,7 +2,8 @@
 
 Sources: a folder of `<video>.npy` files, each (T, C) (the public THUMOS14 I3D features: 2048-d
 RGB+flow, window 16, stride 4 at the video's fps), or an HDF5 file with one (T, C) dataset per
-video. Each video is validated (2-D, numeric, finite, the expected width) and written as float32.
+video. Each video is validated (2-D, numeric, finite, the expected width, a span on its time grid that matches
+its annotated duration: stages/data/feature_span.py) and written as float32.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tal_pipeline.stages.data.feature_span import check_feature_span
 from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.storage.features import write_features
 
@@ -50,8 +52,11 @@ def read_source(source: str | Path, video: str) -> np.ndarray:
 
 
 def import_video_features(video: str, *, source: str, store_path: str, fps_by_video: dict[str, float], window: int,
-                          stride: int, width: int = 0) -> None:
-    """Per-video worker of ImportFeatures (module-level: Dask may pickle it); fps_by_video gives each time grid."""
+                          stride: int, width: int = 0, durations: dict[str, float] | None = None,
+                          video_fps: dict[str, float] | None = None) -> None:
+    """Per-video worker of ImportFeatures (module-level: Dask may pickle it); fps_by_video gives each time grid.
+    durations: annotated seconds per video, checked against the features' span (None: no check); video_fps: the
+    videos' own frame rates, to name the preset grid that would fit."""
     if video not in fps_by_video:
         raise KeyError(f"video {video!r}: no fps in the annotations, so its features have no time grid")
     fps = float(fps_by_video[video])
@@ -77,6 +82,9 @@ def import_video_features(video: str, *, source: str, store_path: str, fps_by_vi
         )
     if np.abs(data).max() > np.finfo(np.float32).max:
         raise ValueError(f"video {video!r}: features in {where} exceed the float32 range")
+    if durations is not None:
+        check_feature_span(video, data.shape[0], window, stride, fps, float(durations.get(video, float("nan"))),
+                           float((video_fps or {}).get(video, float("nan"))))
     write_features(store_path, video, data, TimeGrid(fps, window, stride), source=str(source))
 
 
