@@ -49,7 +49,7 @@ def luigi_args(data: Path, workdir: Path) -> list[str]:
     return ["FullRun", "--dataset-preset", "anet", "--dataset-features", str(data / "features"),
             "--dataset-annotations", str(data / "annotations.json"), "--dataset-train-subset", "training",
             "--dataset-test-subset", "validation", "--ImportFeatures-window", "16", "--ImportFeatures-stride", "16",
-            "--paths-workdir", str(workdir), "--no-lock"]
+            "--paths-workdir", str(workdir), "--detectors-recipe", "small", "--no-lock"]
 
 
 def schedule(args: list[str], cached: bool = True) -> dict:
