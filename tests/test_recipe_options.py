@@ -75,7 +75,7 @@ def test_slice_items_covers_every_window_with_an_action():
     windows = slice_items([item], 40, 0.75)  # hop 10: starts 0, 10, .., 60
     assert [w.video for w in windows] == ["v@0", "v@10", "v@60"]  # 20 .. 50 hold no action
     assert np.allclose(windows[1].segments, [[2.0, 8.0]]) and windows[1].features[0, 0] == 10.0
-    assert np.allclose(windows[-1].segments, [[35.0, 38.5]]) and windows[-1].features.shape == (40, 1)
+    assert np.allclose(windows[-1].segments, [[35.0, 39.0]]) and windows[-1].features.shape == (40, 1)
     assert [w.video for w in slice_items([item], 200, 0.5)] == ["v@0"]  # a short video is one window
 
 
