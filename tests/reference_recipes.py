@@ -11,7 +11,8 @@ RANGES = [[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]]  # model.reg
 AF_DEFAULTS = {  # libs/core/config.py DEFAULTS (values a config file does not set)
     "model.levels": 6, "model.embed_convs": 2, "model.stem_blocks": 2, "model.heads": 4, "model.dropout": 0.0,
     "model.drop_path": 0.1, "model.head_convs": 2, "model.regression_ranges": RANGES, "model.reg_weight": 1.0,
-    "model.label_smoothing": 0.0, "model.abs_pe": False, "model.nms_sigma": 0.5, "train.warmup_epochs": 5,
+    "model.label_smoothing": 0.0, "model.abs_pe": False, "model.nms_sigma": 0.5, "model.min_duration": 0.05,
+    "train.warmup_epochs": 5,
     "train.lr_min": 0.0, "train.lr_steps": None,
 }
 AF_CODE = {  # blocks.py, losses.py, meta_archs.py, train_utils.py, data_utils.py
@@ -38,13 +39,13 @@ ACTIONFORMER = {
     "anet": {
         "libs/core/config.py": {k: v for k, v in AF_DEFAULTS.items()
                                 if k not in ("model.abs_pe", "model.label_smoothing", "model.reg_weight",
-                                             "model.drop_path", "model.nms_sigma")},
+                                             "model.drop_path", "model.nms_sigma", "model.min_duration")},
         **AF_CODE,
         "configs/anet_i3d.yaml": {
             "model.width": 256, "model.window": [7, 7, 7, 7, 7, 13], "model.abs_pe": True,
             "model.label_smoothing": 0.1, "model.reg_weight": 2.0, "model.drop_path": 0.1, "model.cls_prior": 0.01,
             "model.center_radius": 1.5, "model.loss_norm_init": 200.0, "model.score_thresh": 0.001,
-            "model.pre_nms_topk": 2000, "model.nms_sigma": 0.75, "model.max_dets": 100,
+            "model.pre_nms_topk": 2000, "model.nms_sigma": 0.75, "model.max_dets": 100, "model.min_duration": 0.001,
             "train.epochs": 15, "train.batch_size": 16, "train.lr": 1e-3, "train.weight_decay": 0.05,
             "train.input_length": 192, "train.max_seq_len": 192, "train.crop_ratio": [0.9, 1.0],
             "train.trunc_thresh": 0.5, "train.grad_clip": 1.0, "train.class_agnostic": True,
@@ -58,7 +59,7 @@ ACTIONFORMER = {
 TD_DEFAULTS = {  # libs/core/config.py
     "model.levels": 6, "model.embed_convs": 2, "model.stem_layers": 2, "model.drop_path": 0.1,
     "model.head_convs": 2, "model.reg_weight": 1.0, "model.label_smoothing": 0.0, "model.abs_pe": False,
-    "model.nms_sigma": 0.5, "train.lr_steps": None,
+    "model.nms_sigma": 0.5, "model.min_duration": 0.05, "train.lr_steps": None,
 }
 TD_CODE = {
     "libs/modeling/blocks.py": {"model.groups": 16, "model.layer_scale_init": 1e-4},
@@ -86,13 +87,14 @@ TRIDET = {
     },
     "anet": {
         "libs/core/config.py": {k: v for k, v in TD_DEFAULTS.items()
-                                if k not in ("model.abs_pe", "model.label_smoothing", "model.nms_sigma")},
+                                if k not in ("model.abs_pe", "model.label_smoothing", "model.nms_sigma",
+                                             "model.min_duration")},
         **TD_CODE,
         "configs/anet_tsp.yaml": {
             **TD_BOTH, "model.width": 256, "model.window": 15, "model.k": 1.3, "model.mlp_ratio": 2048 / 256,
             "model.sgp_init_std": 0.2, "model.abs_pe": True, "model.num_bins": 12, "model.iou_weight_power": 1.0,
             "model.input_noise": 0.5, "model.label_smoothing": 0.1, "model.loss_norm_init": 400.0,
-            "model.nms_sigma": 0.7, "model.max_dets": 200,
+            "model.nms_sigma": 0.7, "model.max_dets": 200, "model.min_duration": 0.1,
             "train.epochs": 15, "train.warmup_epochs": 10, "train.batch_size": 16, "train.lr": 1e-3,
             "train.lr_min": 5e-5, "train.weight_decay": 0.04, "train.input_length": None, "train.max_seq_len": 768,
             "train.crop_ratio": [0.9, 1.0], "train.trunc_thresh": 0.5, "train.grad_clip": 0.4,

@@ -174,6 +174,15 @@ def test_topk_per_level_keeps_candidates_of_every_level():
         assert len(model.predict(out)[0][0]) == 1
 
 
+def test_min_duration_drops_short_candidates():
+    segs = torch.tensor([[0.0, 0.04], [4.0, 6.0], [8.0, 8.0]])
+    scores = torch.tensor([[0.9], [0.5], [0.8]])
+    valid = torch.ones(3, dtype=torch.bool)
+    _, s0, _ = select_detections(segs, scores, valid, 1e-3, 10, 0.5, 10)
+    _, s1, _ = select_detections(segs, scores, valid, 1e-3, 10, 0.5, 10, min_duration=0.05)
+    assert torch.allclose(s0, torch.tensor([0.9, 0.5])) and torch.allclose(s1, torch.tensor([0.5]))
+
+
 def test_attention_windows_per_level():
     model = ActionFormer(6, 2, width=16, levels=4, window=[3, 5, 7, 13])
     assert [b.attn.window for b in model.backbone.stem] == [3, 3]

@@ -26,7 +26,7 @@ class ActionFormer(nn.Module):
     window: one attention window, or one per level. Options of the published recipes (stages.detectors.recipes),
     off by default: abs_pe (sinusoidal position encoding after the embedding), label_smoothing (classification
     targets t (1 - eps) + eps / (C + 1)), topk_per_level (pre_nms_topk candidates per pyramid level rather than
-    over all levels).
+    over all levels), min_duration (candidates no longer than it, in steps, are dropped before Soft-NMS).
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 64, levels: int = 6, heads: int = 4,
@@ -36,10 +36,12 @@ class ActionFormer(nn.Module):
                  center_radius: float = 1.5, reg_weight: float = 1.0, focal_alpha: float = 0.25,
                  focal_gamma: float = 2.0, loss_norm_init: float = 100.0, loss_norm_momentum: float = 0.9,
                  score_thresh: float = 1e-3, pre_nms_topk: int = 2000, nms_sigma: float = 0.5, max_dets: int = 200,
-                 abs_pe: bool = False, label_smoothing: float = 0.0, topk_per_level: bool = False):
+                 abs_pe: bool = False, label_smoothing: float = 0.0, topk_per_level: bool = False,
+                 min_duration: float = 0.0):
         super().__init__()
         self.num_classes, self.levels = num_classes, levels
         self.label_smoothing, self.topk_per_level = float(label_smoothing), bool(topk_per_level)
+        self.min_duration = float(min_duration)  # the references' duration_thresh, in input steps
         self.strides = [2 ** i for i in range(levels)]
         self.size_divisor = self.strides[-1]
         self.regression_ranges = regression_ranges_for(levels, regression_ranges)

@@ -33,8 +33,8 @@ class TriDet(nn.Module):
     0 for good (each gated product has two zero factors, so neither gets a gradient: the token mixer never acts;
     the reference's HACS configuration uses 0.1).
     regression_ranges: [[lo, hi], ...] per level in input steps (hi None = open-ended); None: the defaults.
-    Options of the published recipes (stages.detectors.recipes), off by default: abs_pe, label_smoothing and
-    topk_per_level, as ActionFormer's (models/actionformer/model.py).
+    Options of the published recipes (stages.detectors.recipes), off by default: abs_pe, label_smoothing,
+    topk_per_level and min_duration, as ActionFormer's (models/actionformer/model.py).
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 64, levels: int = 6, embed_convs: int = 2,
@@ -45,9 +45,11 @@ class TriDet(nn.Module):
                  iou_weight_power: float = 0.2, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
                  loss_norm_init: float = 100.0, loss_norm_momentum: float = 0.9, input_noise: float = 5e-4,
                  score_thresh: float = 1e-3, pre_nms_topk: int = 2000, nms_sigma: float = 0.5, max_dets: int = 200,
-                 abs_pe: bool = False, label_smoothing: float = 0.0, topk_per_level: bool = False):
+                 abs_pe: bool = False, label_smoothing: float = 0.0, topk_per_level: bool = False,
+                 min_duration: float = 0.0):
         super().__init__()
         self.label_smoothing, self.topk_per_level = float(label_smoothing), bool(topk_per_level)
+        self.min_duration = float(min_duration)  # the references' duration_thresh, in input steps
         if num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, got {num_bins}")
         self.num_classes, self.levels, self.num_bins = num_classes, levels, num_bins

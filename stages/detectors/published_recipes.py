@@ -46,6 +46,7 @@ _AF_DEFAULT_MODEL = _refs(AF, "libs/core/config.py", {
     "label_smoothing": (0.0, "train_cfg.label_smoothing"),
     "abs_pe": (False, "model.use_abs_pe"),
     "nms_sigma": (0.5, "test_cfg.nms_sigma"),
+    "min_duration": (0.05, "test_cfg.duration_thresh"),
 }) | _refs(AF, "libs/modeling/blocks.py", {
     "mlp_ratio": (4, "TransformerBlock n_hidden = 4 * n_embd"),
     "layer_scale_init": (1e-4, "AffineDropPath init_scale_value"),
@@ -112,6 +113,7 @@ ACTIONFORMER = {
             "score_thresh": (0.001, "test_cfg.min_score"),
             "pre_nms_topk": (2000, "test_cfg.pre_nms_topk"),
             "nms_sigma": (0.75, "test_cfg.nms_sigma"),
+            "min_duration": (0.001, "test_cfg.duration_thresh"),
             "max_dets": (100, "test_cfg.max_seg_num")})},
         "train": {**_AF_DEFAULT_TRAIN, **_refs(AF, _AF_ANET, {
             "epochs": (15, "opt.epochs 10 + warm-up 5"),
@@ -143,6 +145,7 @@ _TD_DEFAULT_MODEL = _refs(TD, "libs/core/config.py", {
     "label_smoothing": (0.0, "train_cfg.label_smoothing"),
     "abs_pe": (False, "model.use_abs_pe"),
     "nms_sigma": (0.5, "test_cfg.nms_sigma"),
+    "min_duration": (0.05, "test_cfg.duration_thresh"),
 }) | _refs(TD, "libs/modeling/blocks.py", {
     "groups": (16, "SGPBlock nn.GroupNorm(16, n_embd)"),
     "layer_scale_init": (1e-4, "AffineDropPath init_scale_value"),
@@ -216,6 +219,7 @@ TRIDET = {
             "label_smoothing": (0.1, "train_cfg.label_smoothing"),
             "loss_norm_init": (400.0, "train_cfg.init_loss_norm"),
             "nms_sigma": (0.7, "test_cfg.nms_sigma"),
+            "min_duration": (0.1, "test_cfg.duration_thresh"),
             "max_dets": (200, "test_cfg.max_seg_num")})},
         "train": {**_TD_DEFAULT_TRAIN, **_refs(TD, _TD_ANET, {
             "epochs": (15, "opt.epochs 5 + warm-up 10"),

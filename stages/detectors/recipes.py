@@ -61,11 +61,12 @@ def _published(preset: str, detector: str) -> dict[str, dict[str, Ref]]:
 def recipe_entry(recipe: str, preset, detector: str) -> dict[str, dict[str, Any]]:
     """{"model", "train", "post"} of detector `detector` under `recipe` for `preset` (a stages.presets.Preset).
 
-    small: model {} (the constructor's defaults), train = SMALL_TRAIN over the preset's training values, post {}
-    (the preset's). published: the reference's values (plain, without their sources).
+    small: model {} (the constructor's defaults), train = the preset's training values (resolve_train_config lays
+    them over SMALL_TRAIN, as before recipes had names), post {} (the preset's). published: the reference's values
+    (plain, without their sources), every SMALL_TRAIN key among them.
     """
     if check_recipe(recipe) == "small":
-        return {"model": {}, "train": {**SMALL_TRAIN.get(detector, {}), **preset.train}, "post": {}}
+        return {"model": {}, "train": dict(preset.train), "post": {}}
     entry = _published(preset.name, detector)
     return {part: {k: _plain(ref.value) for k, ref in entry[part].items()} for part in ("model", "train", "post")}
 
