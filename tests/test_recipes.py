@@ -50,10 +50,22 @@ def test_published_recipes_build_and_resolve_as_given(detector, preset):
     assert {k: train[k] for k in entry["train"]} == entry["train"]
 
 
-def test_small_recipes_are_todays():
-    for preset in PRESETS.values():
-        for detector in ("afsd", "actionformer", "tridet", "tadtr"):
-            assert recipe_entry("small", preset, detector) == {"model": {}, "train": dict(preset.train), "post": {}}
+def test_small_recipes_are_todays_plus_the_anet_detector_settings():
+    for detector in ("afsd", "actionformer", "tridet", "tadtr"):
+        assert recipe_entry("small", PRESETS["thumos14"], detector) == {"model": {}, "train": {}, "post": {}}
+    anet = PRESETS["anet"]
+    assert recipe_entry("small", anet, "tadtr") == {"model": {}, "train": dict(anet.train), "post": {}}
+    td = recipe_entry("small", anet, "tridet")  # TriDet's ActivityNet options, on the small width and schedule
+    assert td["train"] == dict(anet.train) and "width" not in td["model"]
+    assert (td["model"]["num_bins"], td["model"]["window"], td["model"]["k"], td["model"]["iou_weight_power"],
+            td["model"]["label_smoothing"]) == (12, 15, 1.3, 1.0, 0.1)
+    assert td["post"] == {"max_dets": 200, "nms_sigma": 0.7, "voting_thresh": 0.95}
+    af = recipe_entry("small", anet, "actionformer")["model"]
+    assert (af["abs_pe"], af["label_smoothing"], af["reg_weight"]) == (True, 0.1, 2.0)
+    for detector, parts in anet.detectors.items():  # the same values as the published recipe's
+        published = recipe_entry("published", anet, detector)
+        small = recipe_entry("small", anet, detector)
+        assert all(small[part][k] == published[part][k] for part, keys in parts.items() for k in keys)
     af = resolve_train_config("actionformer", {})
     assert (af["epochs"], af["lr"], af["weight_decay"], af["warmup_epochs"], af["max_seq_len"], af["crop_ratio"],
             af["decay_exempt"], af["lr_min"], af["lr_steps"], af["inference_len"]) == \
@@ -89,8 +101,10 @@ def _train_task(args: list[str]):
 
 # The artifact hashes of these variants before recipes had names (commit f9a7734, built-in synthetic dataset):
 # the small recipe keeps every path.
-OLD_PATHS = {("actionformer",): ("aac41b85c1", "c37867942f"), ("tridet", "--dataset-preset", "anet"):
-             ("54d2f2f093", "24b8432c54"), ("tadtr", "--use-bapg"): ("b973936f45", "c55cf00b79")}
+# (The anet preset's paths change for the detectors with per-detector ActivityNet settings; TadTR has none.)
+OLD_PATHS = {("actionformer",): ("aac41b85c1", "c37867942f"), ("tadtr", "--dataset-preset", "anet"):
+             ("33b3cbcfbf", "07a39fad5a"), ("tadtr", "--use-bapg"): ("b973936f45", "c55cf00b79"),
+             ("tridet",): ("2e720acc3d", "d58be4e91f"), ("afsd", "--use-bapg"): ("6697b098c4", "40b57c835b")}
 
 
 def test_auto_picks_small_on_synthetic_data_with_the_old_paths():
@@ -122,7 +136,11 @@ def test_auto_picks_published_on_the_users_features_and_given_json_wins(config_f
     assert params["settings"]["recipe"] == "published" and params["settings"]["train"]["lr_min"] == 5e-5
     assert post == {"max_dets": 200, "nms_sigma": 0.7, "voting_thresh": 0.95}  # TriDet's anet test_cfg
     _, _, post, _ = _train_task(["--detector", "tridet", "--detectors-recipe", "small"])
-    assert post == {"max_dets": 100, "nms_sigma": 0.75, "voting_thresh": 0.9}  # the preset's, as before
+    assert post == {"max_dets": 200, "nms_sigma": 0.7, "voting_thresh": 0.95}  # the anet preset's TriDet settings
+    _, _, post, _ = _train_task(["--detector", "afsd", "--detectors-recipe", "small"])
+    assert post == {"max_dets": 100, "nms_sigma": 0.85, "voting_thresh": 0.9}  # the preset's, AFSD's own sigma
+    _, _, post, _ = _train_task(["--detector", "afsd"])
+    assert post == {"max_dets": 100, "nms_sigma": 0.85, "voting_thresh": 0.0}  # AFSD's anet test: no voting
     _, _, post, _ = _train_task(["--detector", "tridet", "--Detect-nms-sigma", "0.3"])
     assert post["nms_sigma"] == 0.3  # a given Detect option wins over the recipe
 

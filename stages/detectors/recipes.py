@@ -62,11 +62,18 @@ def recipe_entry(recipe: str, preset, detector: str) -> dict[str, dict[str, Any]
     """{"model", "train", "post"} of detector `detector` under `recipe` for `preset` (a stages.presets.Preset).
 
     small: model {} (the constructor's defaults), train = the preset's training values (resolve_train_config lays
-    them over SMALL_TRAIN, as before recipes had names), post {} (the preset's). published: the reference's values
-    (plain, without their sources), every SMALL_TRAIN key among them.
+    them over SMALL_TRAIN, as before recipes had names), post {} (the preset's), then the preset's per-detector
+    settings (preset.detectors: the published recipe's values of those options; anet). published: the reference's
+    values (plain, without their sources), every SMALL_TRAIN key among them.
     """
     if check_recipe(recipe) == "small":
-        return {"model": {}, "train": dict(preset.train), "post": {}}
+        out = {"model": {}, "train": dict(preset.train), "post": {}}
+        chosen = preset.detectors.get(detector, {})
+        if chosen:
+            entry = _published(preset.name, detector)
+            for part, keys in chosen.items():
+                out[part].update({k: _plain(entry[part][k].value) for k in keys})
+        return out
     entry = _published(preset.name, detector)
     return {part: {k: _plain(ref.value) for k, ref in entry[part].items()} for part in ("model", "train", "post")}
 
