@@ -1,5 +1,6 @@
-"""Detector training: the per-detector training recipes, the training loop (AdamW, warm-up + cosine lr, EMA
-weights) and the post-training health check (pure functions; the TrainDetector task wraps them).
+"""Detector training: the training settings (DEFAULT_TRAIN; the named recipes are in stages.detectors.recipes), the
+training loop (AdamW, warm-up + cosine lr, EMA weights) and the post-training health check (pure functions; the
+TrainDetector task wraps them).
 
 Checkpoint = (model_state: dict[str, Tensor], config_dict: JSON-able dict); both load with
 torch.load(..., weights_only=True). Model selection never looks at a test split: train_detector returns
