@@ -47,7 +47,8 @@ def ensure_dataset(root: Path, videos: int, width: int) -> Path:
 
 def luigi_args(data: Path, workdir: Path) -> list[str]:
     return ["FullRun", "--dataset-preset", "anet", "--dataset-features", str(data / "features"),
-            "--dataset-annotations", str(data / "annotations.json"), "--paths-workdir", str(workdir), "--no-lock"]
+            "--dataset-annotations", str(data / "annotations.json"), "--paths-workdir", str(workdir),
+            "--detectors-recipe", "small", "--no-lock"]
 
 
 def schedule(args: list[str], cached: bool = True) -> dict:

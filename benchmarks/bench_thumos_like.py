@@ -48,6 +48,7 @@ def main() -> None:
     cmd = [sys.executable, "-m", "luigi", "--module", "pipeline", "FullRun",
            "--dataset-features", str(data / "features"), "--dataset-annotations", str(data / "annotations.json"),
            "--dataset-train-subset", "validation", "--dataset-test-subset", "test", "--paths-workdir", args.workdir,
+           "--detectors-recipe", "small",  # the benchmark's recipes: small data (auto would pick published)
            "--Report-detectors", json.dumps(args.detectors), "--Report-seeds", str(args.seeds),
            "--Report-ablations", json.dumps(args.ablations), "--Report-ablation-seeds", str(args.ablation_seeds),
            *(["--Report-group-ablations", args.group_ablations] if args.group_ablations else []),

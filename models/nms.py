@@ -85,21 +85,26 @@ def segment_voting(kept: torch.Tensor, kept_labels: torch.Tensor, candidates: to
 
 
 def select_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, thresh: float, topk: int,
-                      sigma: float, cap: int, voting_thresh: float = 0.0
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      sigma: float, cap: int, voting_thresh: float = 0.0, levels: torch.Tensor | None = None,
+                      min_duration: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Multi-label candidates (every class above thresh at every valid location), top-k, per-class Soft-NMS, cap,
     then segment voting among the candidates when voting_thresh > 0.
 
     segs (K, 2), or (K, C, 2) when every class has its own segment (TriDet), scores (K, C), valid (K,) ->
-    segments (N, 2), scores (N,), labels (N,).
+    segments (N, 2), scores (N,), labels (N,). levels (K,): a pyramid-level key per location (its stride): the
+    top-k is then taken within each level (ActionFormer's and TriDet's references); None: over all locations.
+    A candidate must be longer than min_duration steps (the references' duration_thresh; 0: end > start).
     """
     num_classes = scores.shape[1]
     per_class = segs if segs.ndim == 3 else segs[:, None, :].expand(-1, num_classes, -1)  # (K, C, 2)
     s = torch.where(valid[:, None], scores, torch.zeros_like(scores)).flatten()  # (K*C,)
-    s = torch.where((per_class[..., 1] > per_class[..., 0]).flatten(), s, torch.zeros_like(s))
+    s = torch.where((per_class[..., 1] - per_class[..., 0] > min_duration).flatten(), s, torch.zeros_like(s))
     keep = torch.nonzero(s > thresh).flatten()
-    if keep.numel() > topk:
-        keep = keep[torch.topk(s[keep], topk).indices]
+    if levels is not None:  # top-k per level, levels in their order
+        level_of = levels.repeat_interleave(num_classes)[keep]  # (N,)
+        keep = torch.cat([_top(keep[level_of == v], s, topk) for v in torch.unique(levels)])
+    else:
+        keep = _top(keep, s, topk)
     loc, cls = keep // num_classes, keep % num_classes
     cand, cand_scores, cand_labels = per_class[loc, cls].float().cpu(), s[keep].float().cpu(), cls.cpu()
     out_segs, out_scores, out_labels = batched_soft_nms(cand, cand_scores, cand_labels, sigma=sigma, min_score=thresh,
@@ -109,15 +114,22 @@ def select_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Ten
     return out_segs, out_scores, out_labels
 
 
+def _top(keep: torch.Tensor, s: torch.Tensor, topk: int) -> torch.Tensor:
+    """The (at most) topk indices of `keep` with the highest s."""
+    return keep[torch.topk(s[keep], topk).indices] if keep.numel() > topk else keep
+
+
 def select_batch_detections(segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, model,
                             score_thresh: float | None = None, max_dets: int | None = None,
-                            nms_sigma: float | None = None, voting_thresh: float = 0.0
+                            nms_sigma: float | None = None, voting_thresh: float = 0.0,
+                            levels: torch.Tensor | None = None
                             ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """select_detections for every video of a batch: segs (B, K, 2) or (B, K, C, 2), scores (B, K, C), valid (B, K)
     -> one (segments, scores, labels) per video. A setting not given is the detector's own: model.score_thresh,
-    .max_dets, .nms_sigma (and always its .pre_nms_topk); voting_thresh 0: no segment voting."""
+    .max_dets, .nms_sigma (and always its .pre_nms_topk, and .min_duration where it has one); voting_thresh 0: no
+    segment voting; levels (K,): top-k per level (select_detections)."""
     thr = model.score_thresh if score_thresh is None else score_thresh
     cap = model.max_dets if max_dets is None else max_dets
     sigma = model.nms_sigma if nms_sigma is None else nms_sigma
-    return [select_detections(segs[b], scores[b], valid[b], thr, model.pre_nms_topk, sigma, cap, voting_thresh)
-            for b in range(segs.shape[0])]
+    return [select_detections(segs[b], scores[b], valid[b], thr, model.pre_nms_topk, sigma, cap, voting_thresh,
+                              levels, float(getattr(model, "min_duration", 0.0))) for b in range(segs.shape[0])]

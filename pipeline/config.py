@@ -42,7 +42,7 @@ def config_files() -> list[Path]:
 def resolved_config() -> list[dict]:
     """Every configured value and every parameter of this package's tasks and sections, resolved:
     [{"section", "key", "value", "source"}]; source is the file that set it last, or "default" (the parameter's
-    default in the code)."""
+    default in the code). [detectors] used_recipe is the recipe the run's detectors use (auto resolved)."""
     from luigi.task_register import Register
 
     parser = luigi.configuration.get_config()
@@ -64,6 +64,12 @@ def resolved_config() -> list[dict]:
             if (name, key) not in rows and param._default is not luigi.parameter._no_value:
                 rows[(name, key)] = {"section": name, "key": key, "value": param.serialize(param._default),
                                      "source": "default"}
+    # The recipe the detectors of this run train with, auto resolved (a report, not a setting of its own).
+    used = detector_recipe()
+    why = ("[detectors] recipe" if DetectorsConfig().recipe != "auto" else
+           "auto: your dataset (videos or features given)" if used == "published" else
+           "auto: the built-in synthetic dataset")
+    rows[("detectors", "used_recipe")] = {"section": "detectors", "key": "used_recipe", "value": used, "source": why}
     return sorted(rows.values(), key=lambda r: (r["section"].lower(), r["key"]))
 
 
@@ -118,6 +124,15 @@ class DaskConfig(_Section):
     workers = luigi.IntParameter(default=0, description="videos processed at once (0: one per core)")
 
 
+class DetectorsConfig(_Section):
+    section = "detectors"
+    recipe = luigi.ChoiceParameter(default="auto", choices=["auto", "published", "small"],
+                                   description="detector recipes (stages/detectors/recipes.py): published (each "
+                                               "reference's THUMOS14 / ActivityNet config), small (small-data "
+                                               "recipes), auto: published on videos or features you give, small on "
+                                               "the built-in synthetic dataset")
+
+
 class _DetectorSettings(_Section):
     """One detector's settings: JSON objects over its defaults, part of every TrainDetector artifact hash."""
 
@@ -155,12 +170,27 @@ def dataset_preset():
     return get_preset(DatasetConfig().preset)
 
 
+def detector_recipe() -> str:
+    """The detector recipe this run uses ([detectors] recipe, --detectors-recipe): auto is published when the
+    dataset is the user's (videos or features given) and small on the built-in synthetic dataset."""
+    recipe = DetectorsConfig().recipe
+    if recipe != "auto":
+        return recipe
+    data = DatasetConfig()
+    return "published" if (data.videos or data.features) else "small"
+
+
 def detector_settings(name: str) -> dict:
-    """{"model": {...}, "train": {...}, "fusion": {...}} of detector `name` from luigi.cfg / the command line; the
-    dataset preset's training settings lie under the detector's own `train` JSON (thumos14 adds none)."""
+    """{"model", "train", "fusion", "recipe", "post"} of detector `name`: the recipe's model options and training
+    settings (stages.detectors.recipes; small: the dataset preset's training settings, thumos14 adds none) under
+    the detector's own JSON from luigi.cfg / the command line; post: the recipe's Detect settings."""
+    from tal_pipeline.stages.detectors.recipes import recipe_entry
+
     section = DETECTOR_SETTINGS[name]()
-    train = {**dataset_preset().train, **_plain(section.train)}
-    return {"model": _plain(section.model), "train": train, "fusion": _plain(section.fusion)}
+    recipe = detector_recipe()
+    entry = recipe_entry(recipe, dataset_preset(), name)
+    return {"model": {**entry["model"], **_plain(section.model)}, "train": {**entry["train"], **_plain(section.train)},
+            "fusion": _plain(section.fusion), "recipe": recipe, "post": entry["post"]}
 
 
 def _plain(value):

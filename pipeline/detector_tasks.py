@@ -116,6 +116,7 @@ class TrainDetector(DetectorTask):
         from pipeline.config import detector_settings
 
         settings = detector_settings(self.detector)
+        settings.pop("post")  # Detect's (post-processing shapes the detections, not the detector)
         if self.epochs:
             settings["train"]["epochs"] = self.epochs
         if self.untrained:
@@ -125,13 +126,18 @@ class TrainDetector(DetectorTask):
         return settings
 
     def shaping_params(self) -> dict:
-        from tal_pipeline.stages.detectors.training import resolve_train_config
+        from tal_pipeline.stages.detectors.training import RECIPE_KEY_DEFAULTS, resolve_train_config
 
         settings = self.settings()
         # The resolved training settings (given values over the detector's recipe over DEFAULT_TRAIN), not only the
         # given ones: a changed recipe default must not leave an artifact trained with the old one looking current.
+        # Recipe-shaped settings at their defaults and the small recipe's name are left out: the paths of the runs
+        # from before recipes had names stay.
         train = resolve_train_config(self.detector, settings["train"])
-        settings["train"] = {k: v for k, v in train.items() if k not in ("model", "fusion")}
+        settings["train"] = {k: v for k, v in train.items() if k not in ("model", "fusion") and
+                             not (k in RECIPE_KEY_DEFAULTS and v == RECIPE_KEY_DEFAULTS[k])}
+        if settings["recipe"] == "small":
+            settings.pop("recipe")
         return {**super().shaping_params(), "settings": settings}
 
     def requires(self):
@@ -168,7 +174,8 @@ class TrainDetector(DetectorTask):
                                               on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         recipe = self.inference_recipe()
         # cfg["labels"]: the dataset's classes, or [FOREGROUND] for a class-agnostic detector
-        cfg = {**cfg, "use_bapg": self.use_bapg, "train_videos": sorted(features), "inputs": recipe.to_dict()}
+        cfg = {**cfg, "use_bapg": self.use_bapg, "train_videos": sorted(features), "inputs": recipe.to_dict(),
+               "recipe": settings["recipe"]}
         if self.use_bapg:
             cfg["bapg_groups"] = list(self.bapg_groups)
         health = cfg["health"]
@@ -237,14 +244,18 @@ class Detect(DetectorTask):
                                                                            "preset's; thumos14 0, anet 0.9)")
 
     def postprocessing(self) -> dict:
-        """{"max_dets", "nms_sigma" (None: the detector's own), "voting_thresh"}: given values over the preset's."""
-        from pipeline.config import dataset_preset
+        """{"max_dets", "nms_sigma" (None: the detector's own), "voting_thresh"}: given values over the detector
+        recipe's (published: the reference's test settings) over the preset's."""
+        from pipeline.config import dataset_preset, detector_settings
 
         preset = dataset_preset()
         exempt = self.detector in preset.nms_exempt
-        return {"max_dets": preset.max_dets if self.max_dets is None else int(self.max_dets),
-                "nms_sigma": (None if exempt else preset.nms_sigma) if self.nms_sigma is None else self.nms_sigma,
-                "voting_thresh": float((0.0 if exempt else preset.voting_thresh) if self.voting_thresh is None
+        default = {"max_dets": preset.max_dets, "nms_sigma": None if exempt else preset.nms_sigma,
+                   "voting_thresh": 0.0 if exempt else preset.voting_thresh,
+                   **detector_settings(self.detector)["post"]}
+        return {"max_dets": int(default["max_dets"] if self.max_dets is None else self.max_dets),
+                "nms_sigma": default["nms_sigma"] if self.nms_sigma is None else self.nms_sigma,
+                "voting_thresh": float(default["voting_thresh"] if self.voting_thresh is None
                                        else self.voting_thresh)}
 
     def shaping_params(self) -> dict:

@@ -12,7 +12,8 @@ recipe (its configs/anet_i3d.yaml; docs/method.md §11):
 - Gaussian Soft-NMS with sigma 0.75, score threshold 0.001, the top 2000 candidates, segment voting at tIoU 0.9
   and at most 100 detections per video (before the top-2 fusion makes them 200);
 - BAPG's change points at 0.5, 1 and 2 per minute (not ActionFormer's: chosen for 2-minute videos with 1-2 long
-  actions on training videos; THUMOS14's 8, 16 and 32 give 16-64 change points to a video of ~110 steps).
+  actions on training videos; THUMOS14's 8, 16 and 32 give 16-64 change points to a video of ~110 steps);
+- per-detector settings from each reference's ActivityNet config (ANET_DETECTORS below).
 
 Each preset also carries the grid of the public features it is made for (ImportFeatures' window, stride and fps
 unless given, and checked against every video's annotated duration: stages/data/feature_span.py) and the
@@ -76,14 +77,35 @@ class Preset:
     # ImportFeatures: the grid of the public features the preset is made for; the (train, test) subset names.
     features: FeatureGrid = THUMOS14_I3D
     subsets: tuple[str, str] = ("train", "test")
+    # Per-detector settings of this dataset (see DETECTOR_SETTINGS below): {detector: {"model" | "train" | "post":
+    # option names}}, whose values are the detector's published recipe for this preset.
+    detectors: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-detector dataset settings (issue 26 item 5). The options of each reference's ActivityNet config that are about
+# the data rather than the training budget (losses, position encoding, Trident bins, SGP window, post-processing),
+# applied on this preset under either recipe (stages.detectors.recipes): the small recipe keeps its own width,
+# schedule and the preset's 192-step resize; the published one has them all already. Their values, each with its
+# reference file, are in stages/detectors/published_recipes.py. TriDet's own input mode (the native grid padded to
+# 768 steps) is its published recipe; under the small one it is `--tridet-train '{"input_length": null,
+# "max_seq_len": 768}'`: which suits it better is for a benchmark run to measure.
+ANET_DETECTORS: dict[str, dict[str, tuple[str, ...]]] = {
+    "actionformer": {"model": ("abs_pe", "label_smoothing", "reg_weight", "topk_per_level", "min_duration"),
+                     "post": ("max_dets", "nms_sigma", "voting_thresh")},
+    "tridet": {"model": ("window", "k", "num_bins", "iou_weight_power", "input_noise", "sgp_init_std", "abs_pe",
+                         "label_smoothing", "topk_per_level", "min_duration"),
+               "post": ("max_dets", "nms_sigma", "voting_thresh")},
+    "afsd": {"post": ("nms_sigma",)},
+}
+# ---------------------------------------------------------------------------------------------------------------
 
 PRESETS: dict[str, Preset] = {
     "thumos14": Preset("thumos14"),
     "anet": Preset("anet", train={"input_length": 192, "max_seq_len": 192, "class_agnostic": True},
                    tiou_thresholds=ANET_TIOUS, max_dets=100, nms_sigma=0.75, voting_thresh=0.9,
                    nms_exempt=("tadtr",), eval_max_dets=200, tsc_rates=(0.5, 1, 2), features=ANET_TSP,
-                   subsets=("training", "validation")),
+                   subsets=("training", "validation"), detectors=ANET_DETECTORS),
 }
 
 

@@ -46,6 +46,7 @@ def test_anet_preset_runs_through_to_evaluation(tmp_path):
     assert cfg["class_agnostic"] is True and cfg["num_classes"] == 1 and cfg["labels"] == ["action"]
     assert cfg["input_length"] == 192 == cfg["max_seq_len"]
     assert cfg["inputs"]["detector_input"] == {"length": 192, "class_agnostic": True}
+    assert cfg["recipe"] == "published" and cfg["model"]["width"] == 256  # auto on the user's features
 
     [raw] = workdir.glob("detections-*")
     raw = json.loads((raw / "detections.json").read_text())

@@ -22,6 +22,14 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return loss.sum()
 
 
+def smooth_labels(targets: torch.Tensor, eps: float) -> torch.Tensor:
+    """Label smoothing of one-hot classification targets (K, C): t (1 - eps) + eps / (C + 1), the background
+    counted as a class (ActionFormer's and TriDet's train_cfg.label_smoothing); eps 0 returns them unchanged."""
+    if not eps:
+        return targets
+    return targets * (1.0 - eps) + eps / (targets.shape[-1] + 1)
+
+
 def diou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Sum over rows of 1 - IoU + d^2 / c^2 for 1-D segments given as distances (left, right) >= 0 from the
     same location: (N, 2) each. d = distance between centres, c = length of the smallest enclosing segment."""

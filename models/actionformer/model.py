@@ -7,7 +7,7 @@ from torch import nn
 
 from tal_pipeline.models.actionformer.backbone import ActionFormerBackbone
 from tal_pipeline.models.actionformer.heads import ClsHead, RegHead
-from tal_pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss
+from tal_pipeline.models.actionformer.losses import diou_loss, sigmoid_focal_loss, smooth_labels
 from tal_pipeline.models.actionformer.neck import PyramidNorm
 from tal_pipeline.models.actionformer.targets import assign_targets, regression_ranges_for
 from tal_pipeline.models.nms import select_batch_detections
@@ -24,18 +24,25 @@ class ActionFormer(nn.Module):
     short CPU recipe here (~320 steps at lr <= 1e-4) it stays <= 0.03 and the transformer barely acts: 3 seeds
     of a harder synthetic set gave average mAP 0.876 with 1e-4 vs 0.968 with 1.0 (previous model: 0.947).
     distance_activation: "softplus" (keeps a gradient everywhere, docs/method.md §8) or "relu" (the reference's).
+    window: one attention window, or one per level. Options of the published recipes (stages.detectors.recipes),
+    off by default: abs_pe (sinusoidal position encoding after the embedding), label_smoothing (classification
+    targets t (1 - eps) + eps / (C + 1)), topk_per_level (pre_nms_topk candidates per pyramid level rather than
+    over all levels), min_duration (candidates no longer than it, in steps, are dropped before Soft-NMS).
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 64, levels: int = 6, heads: int = 4,
-                 window: int = 9, embed_convs: int = 2, stem_blocks: int = 2, mlp_ratio: int = 4,
+                 window: int | list = 9, embed_convs: int = 2, stem_blocks: int = 2, mlp_ratio: int = 4,
                  dropout: float = 0.0, drop_path: float = 0.1, layer_scale_init: float | None = 1.0,
                  head_convs: int = 2, cls_prior: float = 0.01, regression_ranges: list | None = None,
                  center_radius: float = 1.5, reg_weight: float = 1.0, focal_alpha: float = 0.25,
                  focal_gamma: float = 2.0, loss_norm_init: float = 100.0, loss_norm_momentum: float = 0.9,
                  score_thresh: float = 1e-3, pre_nms_topk: int = 2000, nms_sigma: float = 0.5, max_dets: int = 200,
-                 distance_activation: str = "softplus"):
+                 distance_activation: str = "softplus", abs_pe: bool = False, label_smoothing: float = 0.0,
+                 topk_per_level: bool = False, min_duration: float = 0.0):
         super().__init__()
         self.num_classes, self.levels = num_classes, levels
+        self.label_smoothing, self.topk_per_level = float(label_smoothing), bool(topk_per_level)
+        self.min_duration = float(min_duration)  # the references' duration_thresh, in input steps
         self.strides = [2 ** i for i in range(levels)]
         self.size_divisor = self.strides[-1]
         self.regression_ranges = regression_ranges_for(levels, regression_ranges)
@@ -47,7 +54,7 @@ class ActionFormer(nn.Module):
         self.score_thresh, self.pre_nms_topk = score_thresh, pre_nms_topk
         self.nms_sigma, self.max_dets = nms_sigma, max_dets
         self.backbone = ActionFormerBackbone(in_channels, width, levels, heads, window, embed_convs, stem_blocks,
-                                             mlp_ratio, dropout, drop_path, layer_scale_init)
+                                             mlp_ratio, dropout, drop_path, layer_scale_init, abs_pe)
         self.neck = PyramidNorm(width, levels)
         self.cls_head = ClsHead(width, num_classes, head_convs, cls_prior)
         self.reg_head = RegHead(width, levels, head_convs, distance_activation)
@@ -100,7 +107,8 @@ class ActionFormer(nn.Module):
         if self.training:  # the normaliser only learns from training batches
             m = self.loss_norm_momentum
             self.loss_normalizer = m * self.loss_normalizer + (1.0 - m) * max(n_pos, 1)
-        cls = sigmoid_focal_loss(torch.cat(cls_rows), torch.cat(cls_tgts), self.focal_alpha, self.focal_gamma)
+        cls_t = smooth_labels(torch.cat(cls_tgts), self.label_smoothing)
+        cls = sigmoid_focal_loss(torch.cat(cls_rows), cls_t, self.focal_alpha, self.focal_gamma)
         reg_sum = diou_loss(reg_pred, torch.cat(reg_tgts))  # 0 when there is no positive
         cls, reg = cls / self.loss_normalizer, reg_sum / self.loss_normalizer
         return {"total": cls + self.reg_weight * reg, "cls": cls, "reg": reg,
@@ -126,4 +134,4 @@ class ActionFormer(nn.Module):
         d = outputs["dists"] * outputs["strides"][None, :, None]  # (B, K, 2) in input steps
         segs = torch.stack([outputs["positions"] - d[..., 0], outputs["positions"] + d[..., 1]], dim=-1)  # (B, K, 2)
         return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma,
-                                       voting_thresh)
+                                       voting_thresh, levels=outputs["strides"] if self.topk_per_level else None)

@@ -18,8 +18,9 @@ class TriDetBackbone(PyramidBackbone):
 
     def __init__(self, in_channels: int, width: int, levels: int, embed_convs: int = 2, stem_layers: int = 2,
                  window: int = 1, k: float = 5.0, mlp_ratio: float = 1.5, groups: int = 16, drop_path: float = 0.1,
-                 layer_scale_init: float | None = 1e-4, init_std: float = 0.1):
+                 layer_scale_init: float | None = 1e-4, init_std: float = 0.1, abs_pe: bool = False):
         super().__init__()
+        self.abs_pe = bool(abs_pe)  # the reference's use_abs_pe (its ActivityNet config), after the embedding
         sgp = dict(window=window, k=k, mlp_ratio=mlp_ratio, groups=groups, init_std=init_std)
         self.embed = nn.ModuleList([MaskedConv(in_channels if i == 0 else width, width) for i in range(embed_convs)])
         self.stem = nn.ModuleList([SGPLayer(width, stride=1, **sgp) for _ in range(stem_layers)])

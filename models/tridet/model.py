@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tal_pipeline.models.actionformer.losses import diou_loss
+from tal_pipeline.models.actionformer.losses import diou_loss, smooth_labels
 from tal_pipeline.models.actionformer.neck import PyramidNorm
 from tal_pipeline.models.actionformer.targets import assign_targets, regression_ranges_for
 from tal_pipeline.models.nms import select_batch_detections
@@ -36,6 +36,8 @@ class TriDet(nn.Module):
     outside_bin_logit: the boundary response of a Trident bin whose neighbour lies off the real steps (past the
     last one, before the first, or padded): 0 as the reference; None gives the old -inf, under which no segment
     could end after its level's last real location (issue 26), kept to measure that defect.
+    Options of the published recipes (stages.detectors.recipes), off by default: abs_pe, label_smoothing,
+    topk_per_level and min_duration, as ActionFormer's (models/actionformer/model.py).
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 64, levels: int = 6, embed_convs: int = 2,
@@ -46,8 +48,12 @@ class TriDet(nn.Module):
                  center_radius: float = 1.5, reg_weight: float = 1.0,
                  iou_weight_power: float = 0.2, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
                  loss_norm_init: float = 100.0, loss_norm_momentum: float = 0.9, input_noise: float = 5e-4,
-                 score_thresh: float = 1e-3, pre_nms_topk: int = 2000, nms_sigma: float = 0.5, max_dets: int = 200):
+                 score_thresh: float = 1e-3, pre_nms_topk: int = 2000, nms_sigma: float = 0.5, max_dets: int = 200,
+                 abs_pe: bool = False, label_smoothing: float = 0.0, topk_per_level: bool = False,
+                 min_duration: float = 0.0):
         super().__init__()
+        self.label_smoothing, self.topk_per_level = float(label_smoothing), bool(topk_per_level)
+        self.min_duration = float(min_duration)  # the references' duration_thresh, in input steps
         if num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, got {num_bins}")
         self.num_classes, self.levels, self.num_bins = num_classes, levels, num_bins
@@ -61,7 +67,7 @@ class TriDet(nn.Module):
         self.score_thresh, self.pre_nms_topk = score_thresh, pre_nms_topk
         self.nms_sigma, self.max_dets = nms_sigma, max_dets
         self.backbone = TriDetBackbone(in_channels, width, levels, embed_convs, stem_layers, window, k, mlp_ratio,
-                                       groups, drop_path, layer_scale_init, sgp_init_std)
+                                       groups, drop_path, layer_scale_init, sgp_init_std, abs_pe)
         self.neck = PyramidNorm(width, levels)
         self.head = TridentHead(width, num_classes, levels, num_bins, head_convs, cls_prior, outside_bin_logit)
 
@@ -113,7 +119,8 @@ class TriDet(nn.Module):
         cls_sum, reg_sum, n_pos, n_pairs = 0.0, 0.0, 0, 0
         for b, (cls_v, loc, cls, pred, tgt, n_fg) in enumerate(self._positives(outputs, targets)):
             logits = outputs["logits"][b][outputs["valid"][b]]  # (K_v, C)
-            cls_sum = cls_sum + iou_weighted_focal_loss(logits, cls_v, loc, cls, offset_iou(pred, tgt),
+            cls_t = smooth_labels(cls_v, self.label_smoothing)  # positives stay (loc, cls): the IoU weight's rows
+            cls_sum = cls_sum + iou_weighted_focal_loss(logits, cls_t, loc, cls, offset_iou(pred, tgt),
                                                         self.iou_weight_power, self.focal_alpha, self.focal_gamma)
             reg_sum = reg_sum + diou_loss(pred, tgt)  # 0 when there is no positive
             n_pos += n_fg
@@ -136,7 +143,7 @@ class TriDet(nn.Module):
         p = outputs["positions"][None, :, None]  # (1, K, 1)
         segs = torch.stack([p - d[..., 0], p + d[..., 1]], dim=-1)  # (B, K, C, 2)
         return select_batch_detections(segs, scores, outputs["valid"], self, score_thresh, max_dets, nms_sigma,
-                                       voting_thresh)
+                                       voting_thresh, levels=outputs["strides"] if self.topk_per_level else None)
 
     @torch.no_grad()
     def regression_health(self, outputs: dict, targets: list[dict], min_dist: float = 1e-3) -> dict:

@@ -88,6 +88,9 @@ def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapp
         raise ValueError(f"{len(labels)} class names given, the checkpoint has {config_dict['num_classes']} classes")
     model, dev = load_detector(model_state, config_dict, device)
     max_seq_len = int(config_dict.get("max_seq_len", DEFAULT_TRAIN["max_seq_len"]))
+    # Detection windows: the recipe's inference_len (ActionFormer's max_buffer_len_factor x max_seq_len), else
+    # the training length.
+    max_seq_len = int((config_dict.get("train") or {}).get("inference_len") or max_seq_len)
     input_length = config_dict.get("input_length")  # None in checkpoints from before fixed-length inputs
     out: dict[str, list[dict]] = {}
     for video in sorted(features):

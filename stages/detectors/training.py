@@ -1,5 +1,6 @@
-"""Detector training: the per-detector training recipes, the training loop (AdamW, warm-up + cosine lr, EMA
-weights) and the post-training health check (pure functions; the TrainDetector task wraps them).
+"""Detector training: the training settings (DEFAULT_TRAIN; the named recipes are in stages.detectors.recipes), the
+training loop (AdamW, warm-up + cosine lr, EMA weights) and the post-training health check (pure functions; the
+TrainDetector task wraps them).
 
 Checkpoint = (model_state: dict[str, Tensor], config_dict: JSON-able dict); both load with
 torch.load(..., weights_only=True). Model selection never looks at a test split: train_detector returns
@@ -22,7 +23,9 @@ from tal_pipeline.stages.detectors.data import (
     random_crop,
 )
 from tal_pipeline.stages.detectors.health import training_health
-from tal_pipeline.stages.runtime import TrainingProgress, ema_decay_at, lr_at, resolve_device, seed_everything
+from tal_pipeline.stages.detectors.optim import check_schedule, learning_rate, parameter_groups, slice_items
+from tal_pipeline.stages.detectors.recipes import SMALL_TRAIN
+from tal_pipeline.stages.runtime import TrainingProgress, ema_decay_at, resolve_device, seed_everything
 
 DEFAULT_TRAIN: dict[str, Any] = {
     "epochs": 30,
@@ -51,30 +54,25 @@ DEFAULT_TRAIN: dict[str, Any] = {
     # Batches of videos of similar length (stages.detectors.data.epoch_batches): each run of length_bucket batches
     # of the epoch's random order is sorted by length, so a batch pads less; 0: plain random batches.
     "length_bucket": 0,
+    # Recipe-shaped settings (stages.detectors.optim; the published recipes set them, stages.detectors.recipes):
+    # no weight decay on biases / norms / scales; cosine to lr_min, or step decay at the epochs lr_steps by
+    # lr_gamma ([]: constant lr); every window of slice_overlap of each video as an item (None: one random crop
+    # per video); detection windows of inference_len steps (None: max_seq_len).
+    "decay_exempt": False,
+    "lr_min": 0.0,
+    "lr_steps": None,
+    "lr_gamma": 0.1,
+    "slice_overlap": None,
+    "inference_len": None,
 }
+# The recipe-shaped settings' defaults: left out of an artifact's hash while they hold them, so the paths of the
+# runs from before they existed stay (pipeline.detector_tasks.TrainDetector.shaping_params).
+RECIPE_KEY_DEFAULTS = {k: DEFAULT_TRAIN[k] for k in ("decay_exempt", "lr_min", "lr_steps", "lr_gamma",
+                                                      "slice_overlap", "inference_len")}
 # The one class of a class-agnostic detector.
 FOREGROUND = "action"
-# Per-detector recipes. ActionFormer follows the published THUMOS14 recipe (AdamW, weight decay 0.05, 5 warm-up
-# epochs then cosine, always a random 90-100 % crop) except for lr and length, chosen on held-out training
-# videos of the default synthetic run (benchmarks/bench_detector_recipe.py, 2 folds x 3 seeds), never on the
-# test split: held-out average mAP 59.6 (lr 1e-4, 80 epochs), 73.6 (5e-4), 76.8 (1e-3), 57.5 (2e-3),
-# 83.3 (1e-3, 160 epochs); the reference's lr 1e-4 is for ~3500 iterations, a small dataset gets a few hundred.
-# TadTR: the reference's windows of 128 feature steps (its THUMOS14 slice_len), weight decay 1e-4 and gradient
-# clipping at 0.1 (AdamW); lr and length chosen on held-out training videos of the THUMOS14-shaped benchmark (40
-# fit / 20 held out, seed 0; docs/method.md §8): average mAP 24.9 (lr 2e-4, 60 epochs), 36.1 (1e-3, 60), 42.5
-# (1e-3, 160), 34.2 (2e-3, 160); ActionFormer's recipe: 53.1. The reference's lr 2e-4 is for 16 epochs over every
-# window (one every 32 steps) at batch 16; here an epoch is one window per video.
-# TriDet: the published THUMOS14 recipe (AdamW, weight decay 0.025, 20 warm-up + 20 cosine epochs, a random 90-100 %
-# crop; EMA weights as every detector here) except lr 1e-3 for 1e-4, chosen on held-out training videos of the
-# THUMOS14-shaped benchmark (2 folds of 30, seed 0): average mAP 9.9 (lr 1e-4; folds 8.0 / 11.7), 46.1 (1e-3;
-# 50.3 / 41.9), 49.5 (1e-3, 160 epochs, 5 warm-up; 48.2 / 50.7: within the fold spread at 4x the cost). The
-# published lr is for ~4,000 iterations (200 videos at batch 2, 40 epochs); 60 videos at batch 4 give 600.
-DETECTOR_TRAIN: dict[str, dict[str, Any]] = {
-    "actionformer": {"epochs": 160, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 5, "crop_ratio": [0.9, 1.0]},
-    "tadtr": {"epochs": 160, "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 5, "grad_clip": 0.1,
-              "max_seq_len": 128},
-    "tridet": {"epochs": 40, "lr": 1e-3, "weight_decay": 0.025, "warmup_epochs": 20, "crop_ratio": [0.9, 1.0]},
-}
+# The small-data recipes live with the published ones (stages.detectors.recipes).
+DETECTOR_TRAIN = SMALL_TRAIN
 TRAIN_KEYS = frozenset(DEFAULT_TRAIN)
 # Training settings that moved elsewhere: named in the error, so an old luigi.cfg is fixed in one step.
 MOVED_KEYS = {"fusion_lr_scale": 'the fusion settings: [<detector>] fusion = {"lr_scale": ...}'}
@@ -110,6 +108,7 @@ def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, 
         least = 0 if key in ("epochs", "length_bucket") else 1
         if isinstance(cfg[key], bool) or int(cfg[key]) != cfg[key] or cfg[key] < least:
             raise ValueError(f"detector {name!r}: {key} must be a whole number >= {least}, got {cfg[key]}")
+    check_schedule(name, cfg)
     return {**cfg, "model": nested.get("model", {}), "fusion": nested.get("fusion", {})}
 
 
@@ -149,6 +148,8 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     rng = np.random.default_rng(seed)
     dev = resolve_device(device)
     items = build_training_set(features, annotations, labels, time_grid)
+    if cfg["slice_overlap"] is not None:  # fixed windows, each an item (TadTR's / AFSD's training clips)
+        items = slice_items(items, int(cfg["max_seq_len"]), float(cfg["slice_overlap"]))
     in_channels = items[0].features.shape[1]
     model = build_detector(name, in_channels, len(labels), model_cfg, bapg_channels=bapg_channels, fusion=fusion_cfg)
     if bapg_channels:
@@ -156,8 +157,8 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     model = model.to(dev)
     model.train()
     # +BAPG: the fusion layers learn at the fusion settings' lr_scale (models.fusion.BAPGFusion.parameter_groups).
-    groups = model.parameter_groups() if bapg_channels else [{"params": list(model.parameters()), "lr_scale": 1.0}]
-    opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    groups = model.parameter_groups() if bapg_channels else None
+    opt = torch.optim.AdamW(parameter_groups(model, cfg["weight_decay"], cfg["decay_exempt"], groups), lr=cfg["lr"])
     per_epoch = math.ceil(len(items) / cfg["batch_size"])
     lengths = np.array([it.features.shape[0] for it in items])
     total = per_epoch * cfg["epochs"]
@@ -173,7 +174,7 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
                                  cfg["trunc_thresh"] if cfg["crop_ratio"] is not None else 0.0)
                      for j in batch_videos]
             x, mask, targets = collate(batch, dev)
-            lr = lr_at(step, total, warmup, cfg["lr"])
+            lr = learning_rate(step, total, warmup, cfg, per_epoch)
             for group in opt.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             losses = model.loss(model(x, mask), targets)
