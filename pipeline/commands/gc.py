@@ -61,7 +61,7 @@ def handle(args) -> int:
         for item in found:
             if not dry_run:
                 cleanup.remove(item.path)
-            print(f"{verb}  {human(item.bytes):>10}  {item.path}  ({item.why})")
+            print(f"{verb} {item.path}  {human(item.bytes)}  ({item.why})")
         print(f"gc: {verb} {len(found)} entries, {human(sum(i.bytes for i in found))}, from {workdir} (kept "
               f"{len(reachable)} artifacts of {', '.join(k[0] for k in keeps)})")
     finally:
