@@ -143,6 +143,10 @@ def test_every_training_run_has_its_tensorboard_events(full):
         tags = scalars(folder)
         rows = (folder / "loss_log.csv").read_text().splitlines()[1:]
         assert len(tags["train/loss"]) == len(rows) > 0 and "separation/after/gap" in tags, folder
+    # the README's `tensorboard --logdir runs/` finds every run (--inspect: the same discovery, no server)
+    proc = ok(installed("tensorboard", "--inspect", "--logdir", "runs/", cwd=full["cwd"], timeout=120))
+    found = set(re.findall(r"^These tags are in runs/(\S+):$", proc.stdout, flags=re.MULTILINE))
+    assert found == {p.name for p in workdir.glob("*") if p.name.startswith(("detector-", "encoder-"))}
 
 
 @pytest.fixture(scope="module")
