@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.graph import LATEST_REPORT, disk_size
-from pipeline.workdir_lock import LOCK_FILE
 
 # <stage>-<10 hex>[.zarr][.tmp | .failures.json]: every hashed artifact name (pipeline.base.StageTask.artifact_path,
 # pipeline.dataset.synthetic_dir, storage.zarr_store's siblings of a store).
@@ -42,7 +41,7 @@ def unreachable(workdir: Path, reachable: set[str], protected: list[Path]) -> li
     protected = [p.resolve() for p in protected]
     for entry in sorted(Path(workdir).iterdir(), key=lambda p: p.name):
         name = entry.name
-        if name == LOCK_FILE or entry.is_symlink():
+        if entry.is_symlink():
             continue
         if any(p == entry.resolve() or p.is_relative_to(entry.resolve()) for p in protected):
             continue

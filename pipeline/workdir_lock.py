@@ -1,20 +1,30 @@
 """Who holds a workdir: every process that resolves an artifact path in it (a run, a plan) holds a shared lock on
-`<workdir>/.tal-pipeline.lock` until it exits; `tal-pipeline gc` deletes only under the exclusive lock.
+it until it exits; `tal-pipeline gc` deletes only under the exclusive lock.
 
 luigi's own lock (a pid file per command line, in [core] lock_pid_dir) refuses a second identical command, but it
 is keyed on the command line, not the workdir: `gc` cannot tell from it whether a run uses this workdir. An flock
-can: the kernel drops it when the process (and the task processes luigi forked from it) exit, crash included.
-A run that starts while gc holds the workdir waits for gc to finish.
+on a file named after the workdir can: the kernel drops it when the process (and the task processes luigi forked
+from it) exit, crash included. The file lies next to luigi's, in the temporary folder (LOCK_DIR), not in the
+workdir, so building a graph writes nothing there (a workdir may not exist before the run). A run started while
+gc holds the workdir waits for gc to finish.
 """
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import tempfile
 from pathlib import Path
 
-LOCK_FILE = ".tal-pipeline.lock"
+LOCK_DIR = Path(tempfile.gettempdir()) / "tal-pipeline-workdirs"
 _held: dict[str, tuple[int, str]] = {}  # resolved workdir -> (open file descriptor, "shared" | "exclusive")
-_named: set[str] = set()  # workdirs as given that hold_shared has seen (artifact_path calls it very often)
+_named: set[tuple[str, str]] = set()  # (cwd, workdir as given) seen by hold_shared (artifact_path calls it often)
+
+
+def lock_path(workdir: str | Path) -> Path:
+    """The lock file of `workdir` (its resolved path's hash; the file holds the path, for a reader)."""
+    key = str(Path(workdir).resolve())
+    return LOCK_DIR / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.lock"
 
 
 class WorkdirBusy(RuntimeError):
@@ -22,22 +32,34 @@ class WorkdirBusy(RuntimeError):
 
 
 def _open(workdir: Path) -> int:
-    workdir.mkdir(parents=True, exist_ok=True)
-    return os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        LOCK_DIR.mkdir(parents=True)
+        os.chmod(LOCK_DIR, 0o1777)  # shared by every user, like /tmp: each may lock the workdirs it uses
+    except FileExistsError:
+        pass
+    path = lock_path(workdir)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    if os.fstat(fd).st_size == 0:
+        os.write(fd, f"{workdir}\n".encode())
+    return fd
 
 
 def hold_shared(workdir: str | Path) -> None:
-    """Hold `workdir` for the rest of this process (once; a no-op afterwards, or under this process's own gc)."""
-    if str(workdir) in _named:
+    """Hold `workdir` for the rest of this process (once; a no-op afterwards, or under this process's own gc).
+    Where no lock file can be made (LOCK_DIR not writable) the workdir is not held."""
+    named = (os.getcwd(), str(workdir))
+    if named in _named:
         return
     key = str(Path(workdir).resolve())
-    if key in _held:
-        _named.add(str(workdir))
-        return
-    fd = _open(Path(key))
-    fcntl.flock(fd, fcntl.LOCK_SH)  # blocks only while a gc is deleting
-    _held[key] = (fd, "shared")
-    _named.add(str(workdir))
+    if key not in _held:
+        try:
+            fd = _open(Path(key))
+        except OSError:
+            _named.add(named)
+            return
+        fcntl.flock(fd, fcntl.LOCK_SH)  # blocks only while a gc is deleting
+        _held[key] = (fd, "shared")
+    _named.add(named)
 
 
 def hold_exclusive(workdir: str | Path) -> None:

@@ -24,6 +24,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from pipeline.commands.gc import split_keeps
+from pipeline.workdir_lock import lock_path
 from tests.conftest import BIN
 from tests.test_cli_installed import CHAIN_FLAGS, installed, ok, outside_env
 
@@ -32,7 +33,6 @@ pytestmark = pytest.mark.slow
 CHANGED = [("2" if prev == "--TrainDetector-epochs" else a) for prev, a in zip([None, *CHAIN_FLAGS], CHAIN_FLAGS)]
 # what a changed detector setting leaves stale: every folder downstream of the detectors
 STALE_KINDS = ("detector", "detections", "evaluation", "report")
-LOCK = ".tal-pipeline.lock"
 
 
 def plan(cwd: Path, *flags: str) -> dict:
@@ -45,11 +45,11 @@ def listed(lines: list[str], verb: str) -> set[str]:
 
 
 def entries(workdir: Path) -> set[str]:
-    return {p.name for p in workdir.iterdir() if p.name != LOCK}
+    return {p.name for p in workdir.iterdir()}
 
 
 def mtimes(workdir: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file() and p.name != LOCK}
+    return {str(p): p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
 
 
 def luigi_counts(stderr: str) -> tuple[int, int, int]:
@@ -156,7 +156,7 @@ def changed(full) -> dict:
     run = subprocess.Popen([str(BIN / "tal-pipeline"), "run", "FullRun", *CHANGED], cwd=cwd, env=outside_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not _held(workdir / LOCK) and time.time() < deadline and run.poll() is None:
+    while not _held(lock_path(workdir)) and time.time() < deadline and run.poll() is None:
         time.sleep(0.05)
     os.kill(run.pid, signal.SIGSTOP)  # keep the run (and its hold on the workdir) in place while gc tries
     try:
