@@ -18,6 +18,7 @@ from pipeline.data_tasks import DatasetStage, SampleFrames, dataset_annotations,
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS, needs_similarity
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES, SIMILARITY_SOURCES
 from tal_pipeline.stages.bapg.scales import Scales
+from tal_pipeline.storage.training_board import TrainingBoard
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 if TYPE_CHECKING:
@@ -146,8 +147,9 @@ class TrainEncoder(StageTask):
         else:
             features, grids = load_feature_dict(features_path, videos)
         actions = train.actions[train.actions["video"].isin(set(features))]
+        board = TrainingBoard(self.output().path)  # live TensorBoard events in the run's folder
         state, cfg, log_rows = train_encoder(features, actions, grids, self.config(), seed=self.seed,
-                                             device=self.device,
+                                             device=self.device, on_log=board.rows,
                                              on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         cfg = {**cfg, "train_videos": sorted(features), "folds": self.folds, "fold": self.fold}
         del features  # the held-out videos' frames are read one video at a time
@@ -162,6 +164,8 @@ class TrainEncoder(StageTask):
             (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
             (folder / "separation.json").write_text(json.dumps(report, indent=1))
             write_csv(folder / "loss_log.csv", log_rows)
+            board.figures("separation", report, cfg["iterations"])  # held-out s(a,p) - s(a,hard neg)
+            board.move_into(folder)
         log.info("encoder: held-out s(a,p) - s(a,hard neg): %.3f before training, %.3f after",
                  report["before"]["gap"], report["after"]["gap"])
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import luigi
 
-from pipeline import config, dataset
+from pipeline import config, dataset, workdir_lock
 from pipeline.hashing import param_hash
 from tal_pipeline.stages.parallel import run_per_video
 from tal_pipeline.storage.atomic import atomic_folder
@@ -183,7 +183,9 @@ class StageTask(luigi.Task):
         }
 
     def artifact_path(self) -> Path:
-        return Path(config.PathsConfig().workdir) / f"{self.artifact}-{param_hash(self.shaping_params())}{self.suffix}"
+        workdir = config.PathsConfig().workdir
+        workdir_lock.hold_shared(workdir)  # held until this process exits: gc deletes nothing meanwhile
+        return Path(workdir) / f"{self.artifact}-{param_hash(self.shaping_params())}{self.suffix}"
 
     def get_params_dict(self) -> dict:
         return dict(self.get_params())

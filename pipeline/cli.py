@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"pipeline.commands.{info.name}")
-        command = sub.add_parser(info.name, help=module.HELP)
+        # PARSER: add_parser options of a command that passes luigi's options through (gc: prefix_chars)
+        command = sub.add_parser(info.name, help=module.HELP, **getattr(module, "PARSER", {}))
         module.add_arguments(command)
         command.set_defaults(func=module.handle)
     return parser

@@ -16,6 +16,7 @@ from pipeline.data_tasks import ExtractFeatures, SampleFrames, dataset_annotatio
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
 from tal_pipeline.stages.evaluation.variant import Variant
+from tal_pipeline.storage.training_board import TrainingBoard
 
 log = logging.getLogger("pipeline")
 
@@ -168,9 +169,10 @@ class TrainDetector(DetectorTask):
         settings = self.settings()
         config = {**settings["train"], "model": settings["model"], "fusion": settings.get("fusion", {})}
 
+        board = TrainingBoard(self.output().path)  # live TensorBoard events in the run's folder
         state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
                                               seed=self.seed, device=self.device,
-                                              bapg_channels=self.bapg_channels(),
+                                              bapg_channels=self.bapg_channels(), on_log=board.rows,
                                               on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         recipe = self.inference_recipe()
         # cfg["labels"]: the dataset's classes, or [FOREGROUND] for a class-agnostic detector
@@ -179,6 +181,7 @@ class TrainDetector(DetectorTask):
         if self.use_bapg:
             cfg["bapg_groups"] = list(self.bapg_groups)
         health = cfg["health"]
+        board.figures("health", health, cfg["iterations"])
         if health["healthy"] is False:
             log.warning("detector %s seed %d: UNHEALTHY training run: %s", self.detector + (" + BAPG" if self.use_bapg
                         else ""), self.seed, "; ".join(health["problems"]))
@@ -193,6 +196,7 @@ class TrainDetector(DetectorTask):
             (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
             (folder / "health.json").write_text(json.dumps(health, indent=1))
             write_csv(folder / "train_log.csv", log_rows)
+            board.move_into(folder)
 
     def inference_recipe(self):
         """How this detector's input was made from a raw video (stages.recipe), for `tal-pipeline detect`: the

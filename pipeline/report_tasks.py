@@ -70,10 +70,20 @@ class Evaluate(DetectorTask):
             result["video_classes"] = video_classes
         with self.output().writer() as folder:
             (folder / "evaluation.json").write_text(json.dumps(result, indent=1))
+        self.write_board(result)
         groups = "" if self.run_variant().default_groups else f" [{', '.join(self.bapg_groups)}]"
         log.info("evaluation: %s%s%s seed %d: average mAP %.4f", self.detector,
                  f" + BAPG ({self.bapg_source}){groups}" if self.use_bapg else "",
                  " (untrained)" if self.untrained else "", self.seed, result["average_mAP"])
+
+    def write_board(self, result: dict) -> None:
+        """mAP per tIoU into the TensorBoard run of the detector these detections came from (its folder)."""
+        from tal_pipeline.storage.training_board import write_evaluation
+
+        run = Path(upstream(self, TrainDetector).output().path)
+        step = json.loads((run / "config.json").read_text()).get("iterations", 0)
+        write_evaluation(run, Path(self.output().path).name, dict(zip(result["thresholds"], result["mAP"])),
+                         result["average_mAP"], step)
 
 
 class Report(StageTask):

@@ -384,7 +384,11 @@ COMMAND_TESTS = {
     "config": [test_config_reads_the_shipped_file_then_the_current_folder],
     "detect": [test_newcomer_detects_on_a_video_like_the_pipeline],
     "evaluate": [test_evaluate_scores_a_results_file],
+    # in tests/test_plan_gc.py (a chain of their own: gc deletes artifacts), named here as "module::test"
+    "gc": ["tests.test_plan_gc::test_gc_removes_exactly_the_unreachable_artifacts_and_the_next_run_recomputes_nothing",
+           "tests.test_plan_gc::test_gc_is_refused_while_a_run_holds_the_workdir"],
     "inspect": [test_newcomer_inspects_the_proposals_store],
+    "plan": ["tests.test_plan_gc::test_plan_on_a_half_finished_workdir_shows_done_and_to_run"],
     "run": [test_run_command_finds_the_finished_chain_complete],
     "segment": [test_segment_finds_the_blocks_of_a_similarity_matrix],
     "synth": [test_synth_writes_a_decodable_video_dataset, test_synth_writes_the_feature_benchmark,
@@ -399,3 +403,6 @@ def test_every_installed_command_has_a_test_here(outside):
     proc = ok(installed("tal-pipeline", "--help", cwd=outside))
     listed = re.findall(r"^ {4}([a-z_-]+)  ", proc.stdout, flags=re.MULTILINE)  # "    classify  Kinetics-400 ..."
     assert set(listed) == set(COMMAND_TESTS), proc.stdout
+    for ref in (t for tests in COMMAND_TESTS.values() for t in tests if isinstance(t, str)):
+        module, name = ref.split("::")
+        assert callable(getattr(importlib.import_module(module), name, None)), ref

@@ -147,14 +147,15 @@ def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray, conte
 def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
                   time_grid: TimeGrid | Mapping[str, TimeGrid],
                   config: Mapping | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
-                  on_epoch=None) -> tuple[dict, dict, list[dict]]:
+                  on_epoch=None, on_log=None) -> tuple[dict, dict, list[dict]]:
     """Train Phi on the videos of `features` ({video: (T, C) float features, or (T, H, W, 3) uint8 frames for the
     cnn encoder}) with pools from `actions` (DataFrame: video, label, start, end seconds[, ambiguous]).
 
     Returns (state: dict of CPU tensors, config_dict: JSON-able, enough for `load_encoder`, log_rows: one dict per
-    iteration: epoch, iteration, lr, loss, s_ap, s_an[, s_aen]). epochs = 0 returns the initial weights (the
+    iteration: epoch, iteration, lr, loss, s_ap, s_an[, s_aen], grad_norm). epochs = 0 returns the initial weights (the
     "untrained" baseline of the same seed). Batches are gathered row by row: pass in-memory numpy arrays
-    (read zarr arrays with [:] first). on_epoch(epoch_done, epochs): called after every epoch (progress reporting).
+    (read zarr arrays with [:] first). on_epoch(epoch_done, epochs): called after every epoch (progress reporting);
+    on_log(log_rows): after every epoch too, with the rows so far (live logs: storage.training_board).
     """
     import torch
 
@@ -210,12 +211,16 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
                 raise FloatingPointError(f"encoder: non-finite loss at epoch {epoch}, iteration {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
             opt.step()
-            row.update(loss=float(loss.detach()), s_ap=float(s_ap.mean().detach()), s_an=float(s_an.mean().detach()))
+            row.update(loss=float(loss.detach()), s_ap=float(s_ap.mean().detach()), s_an=float(s_an.mean().detach()),
+                       grad_norm=float(grad_norm))
             log_rows.append(row)
             step += 1
             bar.iteration(row["loss"])
         bar.epoch(epoch)
+        if on_log is not None:
+            on_log(log_rows)
     bar.close()
     train = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
     train["lr_milestones"] = [float(m) for m in cfg["lr_milestones"]]

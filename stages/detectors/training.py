@@ -114,8 +114,8 @@ def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, 
 
 def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, labels: list[str],
                    time_grid: TimeGrid | Mapping[str, TimeGrid], config: Mapping | None = None, seed: int = 0,
-                   device: str = "auto", progress: bool = True, bapg_channels: int = 0, on_epoch=None
-                   ) -> tuple[dict, dict, list[dict]]:
+                   device: str = "auto", progress: bool = True, bapg_channels: int = 0, on_epoch=None,
+                   on_log=None) -> tuple[dict, dict, list[dict]]:
     """Train detector `name` on all videos of `features`; returns (model_state, config_dict, log_rows).
 
     config: training settings (DEFAULT_TRAIN keys) plus "model" (detector options) and "fusion" (BAPG fusion
@@ -124,8 +124,9 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     training split's statistics and fused by models.fusion.BAPGFusion.
     model_state: EMA weights after the last epoch (dict of CPU tensors). config_dict: JSON-able, with the fully
     resolved model, fusion and training settings and the health check (config_dict["health"]), enough for
-    `detect`. log_rows: one dict per iteration with epoch, iteration, lr and every loss term.
-    on_epoch(epoch_done, epochs): called after every epoch (progress reporting).
+    `detect`. log_rows: one dict per iteration with epoch, iteration, lr, every loss term, grad_norm (before
+    clipping) and ema_decay. on_epoch(epoch_done, epochs): called after every epoch (progress reporting);
+    on_log(log_rows): after every epoch too, with the rows so far (live logs: storage.training_board).
     """
     import torch
 
@@ -183,8 +184,8 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
                                          f"{ {k: float(v) for k, v in losses.items()} }")
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
-            if cfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            # the total norm before clipping (no clipping: max_norm inf scales the gradients by exactly 1)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or math.inf)
             opt.step()
             d = ema_decay_at(step, cfg["ema_decay"])
             with torch.no_grad():
@@ -194,10 +195,13 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
                     else:
                         ema[k].copy_(v)
             log_rows.append({"epoch": epoch, "iteration": step, "lr": lr,
-                             **{k: float(v.detach()) for k, v in losses.items()}})
+                             **{k: float(v.detach()) for k, v in losses.items()},
+                             "grad_norm": float(grad_norm), "ema_decay": d})
             step += 1
             bar.iteration(log_rows[-1]["total"])
         bar.epoch(epoch)
+        if on_log is not None:
+            on_log(log_rows)
     bar.close()
     model.load_state_dict(ema)  # the weights that are saved are the ones checked
     health = training_health(model, initial, items, log_rows, cfg, dev, seed)
