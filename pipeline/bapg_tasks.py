@@ -81,8 +81,8 @@ class TrainEncoder(StageTask):
     suffix = ""
 
     @property
-    def resources(self):  # two GPU stages never share one GPU (pipeline.base.gpu_resources)
-        return gpu_resources()
+    def resources(self):  # GPU stages share a GPU only as [resources] gpu allows (pipeline.base.gpu_resources)
+        return gpu_resources(self.device)
 
     seed = luigi.IntParameter(default=0)
     loss = luigi.ChoiceParameter(default="triplet", choices=["triplet", "bapg"],
@@ -176,6 +176,10 @@ class SimilarityMatrices(DatasetStage):
                                    "encoder trained without it (K folds; 0: one encoder for every video)")
     block = luigi.IntParameter(default=1024, significant=False, description="tile size (rows = cols = Zarr chunk)")
     device = luigi.Parameter(default="cpu", significant=False, description="device for the encoder embeddings")
+
+    @property
+    def resources(self):  # --device cuda (or auto) holds the GPU like every CUDA stage (pipeline.base.gpu_resources)
+        return gpu_resources(self.device)
 
     def requires(self):
         req = {"features": features_task()}

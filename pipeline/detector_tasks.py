@@ -106,8 +106,8 @@ class TrainDetector(DetectorTask):
     suffix = ""
 
     @property
-    def resources(self):  # two GPU stages never share one GPU (pipeline.base.gpu_resources)
-        return gpu_resources()
+    def resources(self):  # GPU stages share a GPU only as [resources] gpu allows (pipeline.base.gpu_resources)
+        return gpu_resources(self.device)
 
     epochs = luigi.IntParameter(default=0, description="0: the detector's recipe (or [<detector>] train epochs)")
 
@@ -234,6 +234,10 @@ class Detect(DetectorTask):
                                                                        "thumos14: the detector's own, anet 0.75)")
     voting_thresh = luigi.OptionalFloatParameter(default=None, description="segment voting tIoU, 0: off (empty: the "
                                                                            "preset's; thumos14 0, anet 0.9)")
+
+    @property
+    def resources(self):  # inference on device auto uses CUDA too: never beside a TrainDetector on one GPU
+        return gpu_resources(self.device)
 
     def postprocessing(self) -> dict:
         """{"max_dets", "nms_sigma" (None: the detector's own), "voting_thresh"}: given values over the preset's."""

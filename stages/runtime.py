@@ -4,9 +4,30 @@ cosine learning-rate schedule, the warm-up EMA decay and training progress (torc
 from __future__ import annotations
 
 import math
+import os
 import random
+from contextlib import contextmanager
 
 import numpy as np
+
+# Forces the number of GPUs the scheduler sees (tests fake a count with it; "0" hides a GPU from the scheduler).
+GPUS_ENV = "TAL_PIPELINE_GPUS"
+
+
+def visible_gpu_count() -> int:
+    """CUDA devices as torch sees them (CUDA_VISIBLE_DEVICES applied), without creating a CUDA context: NVML's
+    count, so luigi's scheduling process may still fork its task processes afterwards. $TAL_PIPELINE_GPUS wins."""
+    forced = os.environ.get(GPUS_ENV, "").strip()
+    if forced:
+        if not forced.isdigit():
+            raise ValueError(f"${GPUS_ENV}={forced!r}: expected a whole number of GPUs")
+        return int(forced)
+    import torch
+
+    if not torch.backends.cuda.is_built():
+        return 0
+    count = torch.cuda._device_count_nvml()  # < 0: NVML failed; only then the runtime's count (not fork-safe)
+    return count if count >= 0 else torch.cuda.device_count()
 
 
 def resolve_device(device=None):
@@ -36,6 +57,32 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def deterministic_mode(enabled: bool = True):
+    """Inside: cuDNN's deterministic kernels without autotuning, torch's deterministic algorithms (an op with none
+    raises) and cuBLAS's fixed workspace, so a seeded CUDA run repeats exactly; restored on exit (process-wide).
+    enabled False: a no-op (the default: the deterministic kernels are slower)."""
+    import torch
+
+    if not enabled:
+        yield
+        return
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    # cuBLAS reads it when its handle is created: set before the first CUDA matmul of the process to take effect.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[0], saved[1]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+        if saved[4] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
