@@ -18,6 +18,7 @@ from pipeline.data_tasks import DatasetStage, SampleFrames, dataset_annotations,
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS, needs_similarity
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES, SIMILARITY_SOURCES
 from tal_pipeline.stages.bapg.scales import Scales
+from tal_pipeline.stages.precision import DEFAULT_PRECISION
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
 if TYPE_CHECKING:
@@ -94,6 +95,9 @@ class TrainEncoder(StageTask):
     folds = luigi.IntParameter(default=0, description="cross-fitting folds (0: train on every training video)")
     fold = luigi.IntParameter(default=-1, description="with folds > 0: the fold of training videos left out")
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+    deterministic = luigi.BoolParameter(default=False, significant=False,
+                                        description="cuDNN's and torch's deterministic algorithms, so a seeded CUDA "
+                                                    "run repeats exactly (slower; stages.runtime.deterministic_mode)")
     options = luigi.DictParameter(default={}, description="JSON over the encoder config (stages.bapg.encoder."
                                   "DEFAULT_ENCODER), merged last, e.g. '{\"context\": 5, \"margin\": 1.0}' "
                                   "(benchmarks/bench_encoder_boundaries.py); unknown keys are refused")
@@ -111,8 +115,11 @@ class TrainEncoder(StageTask):
     def shaping_params(self) -> dict:
         params = super().shaping_params()
         params["params"].pop("options", None)
-        if self.options:  # no options: the same artifact path as before the parameter existed
-            params["params"]["options"] = {k: self.options[k] for k in sorted(self.options)}
+        # No options (or only the default fp32 precision): the same artifact path as before options existed.
+        options = {k: self.options[k] for k in sorted(self.options)
+                   if not (k == "precision" and self.options[k] == DEFAULT_PRECISION)}
+        if options:
+            params["params"]["options"] = options
         return params
 
     def config(self) -> dict:
@@ -147,7 +154,7 @@ class TrainEncoder(StageTask):
             features, grids = load_feature_dict(features_path, videos)
         actions = train.actions[train.actions["video"].isin(set(features))]
         state, cfg, log_rows = train_encoder(features, actions, grids, self.config(), seed=self.seed,
-                                             device=self.device,
+                                             device=self.device, deterministic=self.deterministic,
                                              on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         cfg = {**cfg, "train_videos": sorted(features), "folds": self.folds, "fold": self.fold}
         del features  # the held-out videos' frames are read one video at a time

@@ -16,6 +16,7 @@ from pipeline.data_tasks import ExtractFeatures, SampleFrames, dataset_annotatio
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
 from tal_pipeline.stages.evaluation.variant import Variant
+from tal_pipeline.stages.precision import DEFAULT_PRECISION
 
 log = logging.getLogger("pipeline")
 
@@ -110,6 +111,9 @@ class TrainDetector(DetectorTask):
         return gpu_resources(self.device)
 
     epochs = luigi.IntParameter(default=0, description="0: the detector's recipe (or [<detector>] train epochs)")
+    deterministic = luigi.BoolParameter(default=False, significant=False,
+                                        description="cuDNN's and torch's deterministic algorithms, so a seeded CUDA "
+                                                    "run repeats exactly (slower; stages.runtime.deterministic_mode)")
 
     def settings(self) -> dict:
         """Model, training and fusion settings of this detector ([afsd] / [actionformer] in luigi.cfg)."""
@@ -131,7 +135,9 @@ class TrainDetector(DetectorTask):
         # The resolved training settings (given values over the detector's recipe over DEFAULT_TRAIN), not only the
         # given ones: a changed recipe default must not leave an artifact trained with the old one looking current.
         train = resolve_train_config(self.detector, settings["train"])
-        settings["train"] = {k: v for k, v in train.items() if k not in ("model", "fusion")}
+        # fp32, the default precision, keeps the artifact paths of before the setting existed; bf16 shapes them.
+        settings["train"] = {k: v for k, v in train.items() if k not in ("model", "fusion")
+                             and not (k == "precision" and v == DEFAULT_PRECISION)}
         return {**super().shaping_params(), "settings": settings}
 
     def requires(self):
@@ -162,7 +168,7 @@ class TrainDetector(DetectorTask):
         config = {**settings["train"], "model": settings["model"], "fusion": settings.get("fusion", {})}
 
         state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
-                                              seed=self.seed, device=self.device,
+                                              seed=self.seed, device=self.device, deterministic=self.deterministic,
                                               bapg_channels=self.bapg_channels(),
                                               on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         recipe = self.inference_recipe()

@@ -99,6 +99,33 @@ def ema_decay_at(n: int, decay: float) -> float:
     return min(decay, (1.0 + n) / (10.0 + n))
 
 
+class WeightAverage:
+    """EMA of a model's state: floating tensors ema = d * ema + (1 - d) * w in two fused multi-tensor kernels
+    (torch._foreach_*: one launch for every tensor instead of two per tensor), other tensors copied."""
+
+    def __init__(self, model):
+        import torch
+
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.live = model.state_dict()  # detached views of the model's own tensors: they follow its updates
+        floating = [k for k, v in self.state.items() if v.dtype.is_floating_point]
+        self.avg = [self.state[k] for k in floating]
+        self.src = [self.live[k] for k in floating]
+        self.copied = [(self.state[k], self.live[k]) for k in self.state if not self.state[k].dtype.is_floating_point]
+        self._foreach = (torch._foreach_mul_, torch._foreach_add_)
+
+    def update(self, decay: float) -> None:
+        import torch
+
+        mul, add = self._foreach
+        with torch.no_grad():
+            if self.avg:
+                mul(self.avg, decay)
+                add(self.avg, self.src, alpha=1.0 - decay)
+            for dst, src in self.copied:
+                dst.copy_(src)
+
+
 class TrainingProgress:
     """An iteration bar on a terminal only (in a log file every refresh would be one more line) and the per-epoch
     callback on_epoch(epochs_done, epochs) that luigi's progress channel listens to."""
@@ -111,9 +138,11 @@ class TrainingProgress:
         self.bar = tqdm(total=iterations, desc=desc, disable=not (show and sys.stderr.isatty()), leave=False)
         self.epochs, self.on_epoch = epochs, on_epoch
 
-    def iteration(self, loss: float) -> None:
+    def iteration(self, loss: float | None = None) -> None:
+        """One iteration; loss: the latest loss read on the host (None: none new, the bar keeps the last one)."""
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.3f}")
+        if loss is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
     def epoch(self, epoch: int) -> None:
         if self.on_epoch is not None:

@@ -20,7 +20,9 @@ import pandas as pd
 from tal_pipeline.stages.bapg.encoder_options import context_windows, gather_windows, negative_weights
 from tal_pipeline.stages.bapg.sample_pools import InstancePool, SamplePools, build_sample_pools
 from tal_pipeline.stages.data.timegrid import TimeGrid
-from tal_pipeline.stages.runtime import TrainingProgress, resolve_device, seed_everything
+from tal_pipeline.stages.loss_log import LossLog
+from tal_pipeline.stages.precision import DEFAULT_PRECISION, autocast, check_precision
+from tal_pipeline.stages.runtime import TrainingProgress, deterministic_mode, resolve_device, seed_everything
 
 DEFAULT_ENCODER: dict[str, Any] = {
     "encoder": "mlp",            # "mlp" on per-step features (default) or "cnn" on uint8 frames (T, H, W, 3)
@@ -47,6 +49,9 @@ DEFAULT_ENCODER: dict[str, Any] = {
     "per_class": 2,              # n: consecutive samples drawn per class visit when filling a batch
     "epochs": 30,
     "iterations_per_epoch": None,  # None: ceil(positive steps / batch_size), i.e. each positive is ~once an anchor
+    # fp32 | bf16: Phi's forward pass (training and embedding) under bf16 autocast; similarities and the loss in
+    # fp32 (stages.precision). fp32 does not shape the artifact path.
+    "precision": DEFAULT_PRECISION,
 }
 # Frames per forward pass when the cnn encoder embeds a video (GroupNorm: the embedding of a frame does not depend on
 # the batch; 64 frames of 224 px hold ~0.4 GB of first-layer activations).
@@ -144,10 +149,55 @@ def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray, conte
     return np.stack([np.asarray(arrays[v][s]) for v, s in zip(vids.tolist(), steps.tolist())])
 
 
+def _train_epochs(model, opt, sampler: TripletSampler, arrays: list, cfg: Mapping, per_epoch: int, dev,
+                  log: LossLog, bar: TrainingProgress) -> int:
+    """The epochs of training (Phi's forward pass under the precision's autocast, s and the loss in fp32); the
+    logged values stay on the device until LossLog copies them out. Returns the iterations."""
+    import torch
+
+    from tal_pipeline.models.encoder import contrastive_loss, hinge_active
+
+    step = 0
+    for epoch in range(cfg["epochs"]):
+        lr = multistep_lr(epoch, cfg["epochs"], cfg["lr"], cfg["lr_milestones"], cfg["lr_decay"])
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for _ in range(per_epoch):
+            b = sampler.batch(cfg["batch_size"])  # (B, 5)
+            has_easy = b[:, 4] >= 0
+            cols = [b[:, 1], b[:, 2], b[:, 3], b[has_easy, 4]]
+            x = torch.from_numpy(_gather(arrays, np.concatenate([b[:, 0]] * 3 + [b[has_easy, 0]]),
+                                         np.concatenate(cols), cfg["context"])).to(dev)  # (3B + E, ...)
+            with autocast(dev, cfg["precision"]):
+                z = model(x)  # (3B + E, D) unit vectors
+            z = z.float()
+            n = b.shape[0]
+            za, zp, zn, ze = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
+            s_ap, s_an = (za * zp).sum(-1), (za * zn).sum(-1)  # eq. 2 on unit vectors: (B,)
+            loss = contrastive_loss(cfg["loss"], s_ap, s_an, cfg["margin"], cfg["gamma"])
+            active = hinge_active(cfg["loss"], s_ap.detach(), s_an.detach(), cfg["margin"], cfg["gamma"])
+            terms = {"hinge_active": active.float().mean()}
+            if ze.shape[0]:
+                easy = torch.from_numpy(has_easy).to(dev)
+                s_aen = (za[easy] * ze).sum(-1)  # (E,)
+                loss = loss + contrastive_loss(cfg["loss"], s_ap[easy], s_aen, cfg["margin"], cfg["gamma"])
+                terms["s_aen"] = s_aen.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            log.add({"epoch": epoch, "iteration": step, "lr": lr},
+                    {**terms, "loss": loss, "s_ap": s_ap.mean(), "s_an": s_an.mean()})
+            step += 1
+            bar.iteration(None if log.pending else log.last("loss"))
+        bar.epoch(epoch)
+    log.flush()
+    return step
+
+
 def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
                   time_grid: TimeGrid | Mapping[str, TimeGrid],
                   config: Mapping | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
-                  on_epoch=None) -> tuple[dict, dict, list[dict]]:
+                  on_epoch=None, deterministic: bool = False) -> tuple[dict, dict, list[dict]]:
     """Train Phi on the videos of `features` ({video: (T, C) float features, or (T, H, W, 3) uint8 frames for the
     cnn encoder}) with pools from `actions` (DataFrame: video, label, start, end seconds[, ambiguous]).
 
@@ -155,15 +205,23 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
     iteration: epoch, iteration, lr, loss, s_ap, s_an[, s_aen]). epochs = 0 returns the initial weights (the
     "untrained" baseline of the same seed). Batches are gathered row by row: pass in-memory numpy arrays
     (read zarr arrays with [:] first). on_epoch(epoch_done, epochs): called after every epoch (progress reporting).
+    deterministic: under stages.runtime.deterministic_mode (a seeded CUDA run repeats exactly).
     """
-    import torch
-
-    from tal_pipeline.models.encoder import build_encoder, contrastive_loss, hinge_active
-
     cfg = {**DEFAULT_ENCODER, **(dict(config) if config else {})}
     unknown = sorted(set(cfg) - set(DEFAULT_ENCODER))
     if unknown:
         raise ValueError(f"unknown encoder config keys {unknown}")
+    check_precision(cfg["precision"], "encoder")
+    with deterministic_mode(deterministic):
+        return _train_encoder(features, actions, time_grid, cfg, seed, device, progress, on_epoch)
+
+
+def _train_encoder(features, actions, time_grid, cfg: dict, seed: int, device, progress: bool, on_epoch
+                   ) -> tuple[dict, dict, list[dict]]:
+    import torch
+
+    from tal_pipeline.models.encoder import build_encoder
+
     shape = _check_inputs(features, cfg["encoder"])
     pools = build_sample_pools(actions, time_grid, {v: len(features[v]) for v in features},
                                cfg["hard_negative_seconds"])
@@ -182,40 +240,8 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
     n_pos = pools.summary()["positive_steps"]
     per_epoch = int(cfg["iterations_per_epoch"] or max(1, math.ceil(n_pos / cfg["batch_size"])))
     log_rows: list[dict] = []
-    step = 0
     bar = TrainingProgress(per_epoch * cfg["epochs"], cfg["epochs"], "train encoder", progress, on_epoch)
-    for epoch in range(cfg["epochs"]):
-        lr = multistep_lr(epoch, cfg["epochs"], cfg["lr"], cfg["lr_milestones"], cfg["lr_decay"])
-        for group in opt.param_groups:
-            group["lr"] = lr
-        for _ in range(per_epoch):
-            b = sampler.batch(cfg["batch_size"])  # (B, 5)
-            has_easy = b[:, 4] >= 0
-            cols = [b[:, 1], b[:, 2], b[:, 3], b[has_easy, 4]]
-            x = torch.from_numpy(_gather(arrays, np.concatenate([b[:, 0]] * 3 + [b[has_easy, 0]]),
-                                         np.concatenate(cols), cfg["context"])).to(dev)  # (3B + E, ...)
-            z = model(x)  # (3B + E, D) unit vectors
-            n = b.shape[0]
-            za, zp, zn, ze = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
-            s_ap, s_an = (za * zp).sum(-1), (za * zn).sum(-1)  # eq. 2 on unit vectors: (B,)
-            loss = contrastive_loss(cfg["loss"], s_ap, s_an, cfg["margin"], cfg["gamma"])
-            active = hinge_active(cfg["loss"], s_ap.detach(), s_an.detach(), cfg["margin"], cfg["gamma"])
-            row = {"epoch": epoch, "iteration": step, "lr": lr, "hinge_active": float(active.float().mean())}
-            if ze.shape[0]:
-                s_aen = (za[torch.from_numpy(has_easy).to(dev)] * ze).sum(-1)  # (E,)
-                loss = loss + contrastive_loss(cfg["loss"], s_ap[torch.from_numpy(has_easy).to(dev)], s_aen,
-                                               cfg["margin"], cfg["gamma"])
-                row["s_aen"] = float(s_aen.mean().detach())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"encoder: non-finite loss at epoch {epoch}, iteration {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            row.update(loss=float(loss.detach()), s_ap=float(s_ap.mean().detach()), s_an=float(s_an.mean().detach()))
-            log_rows.append(row)
-            step += 1
-            bar.iteration(row["loss"])
-        bar.epoch(epoch)
+    step = _train_epochs(model, opt, sampler, arrays, cfg, per_epoch, dev, LossLog(log_rows, "encoder", "loss"), bar)
     bar.close()
     train = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
     train["lr_milestones"] = [float(m) for m in cfg["lr_milestones"]]
@@ -259,6 +285,7 @@ def make_embedder(state: Mapping, config_dict: Mapping, device: str = "auto", ba
     context = int(config_dict.get("context", 0))
 
     frames = config_dict["encoder"] == "cnn"
+    precision = config_dict.get("train", {}).get("precision", DEFAULT_PRECISION)  # the training's
 
     def run(inputs: np.ndarray) -> np.ndarray:
         if tuple(inputs.shape[1:]) != want:
@@ -275,7 +302,9 @@ def make_embedder(state: Mapping, config_dict: Mapping, device: str = "auto", ba
                 rows = (context_windows(inputs, np.arange(s, min(s + step, inputs.shape[0])), context)
                         if context else inputs[s:s + step])  # (b, ...) or (b, k, C)
                 x = torch.from_numpy(np.ascontiguousarray(rows)).to(dev)
-                out[s:s + step] = model(x).float().cpu().numpy()
+                with autocast(dev, precision):
+                    z = model(x)  # (b, D)
+                out[s:s + step] = z.float().cpu().numpy()
         return out
 
     return run
