@@ -3,6 +3,8 @@ torch.autocast("cpu", dtype=torch.bfloat16) gives finite losses within a stated 
 exact; the precision setting is recorded and shapes the artifact hash, while fp32 keeps today's paths."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -17,8 +19,8 @@ from tests.synthetic_features import synthetic_feature_dataset
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 # |bf16 loss - fp32 loss| / fp32 loss for one step on the same weights and batch: bf16 keeps 8 bits of mantissa
-# (0.4 % per rounding); measured up to ~3 % over the four detectors' terms, so 10 % fails only a broken path.
-LOSS_RTOL = 0.10
+# (0.4 % per rounding); measured 0.05-1.0 % over the four detectors on CPU (TadTR the most), so 3 %.
+LOSS_RTOL = 0.03
 SMALL = {"afsd": {"width": 32}, "actionformer": {"width": 32}, "tridet": {"width": 32}, "tadtr": {"width": 32}}
 
 
@@ -34,16 +36,14 @@ def test_one_bf16_step_of_every_detector_is_finite_and_close_to_fp32(name):
     (x, mask, targets), classes = _batch()
     torch.manual_seed(0)
     model = build_detector(name, x.shape[1], classes, resolve_model_config(name, SMALL[name])).train()
-    state = {k: v.clone() for k, v in model.state_dict().items()}
 
     def step(bf16: bool) -> dict:
-        model.load_state_dict(state)
-        model.zero_grad()
+        run = copy.deepcopy(model)  # a fresh copy: the loss normaliser (ActionFormer, TriDet) moves with each loss
         torch.manual_seed(1)  # the same dropout and sampled clips in both runs
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # the whole step, loss included
-            losses = model.loss(model(x, mask), targets)
+            losses = run.loss(run(x, mask), targets)
         losses["total"].backward()
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        grads = [p.grad for p in run.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads), f"{name}: non-finite gradient"
         return {k: float(v.detach()) for k, v in losses.items()}
 
