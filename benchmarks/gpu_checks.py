@@ -59,7 +59,7 @@ def check_bf16_steps(dev, quick: bool = False) -> str:
         rel = abs(totals[1] - totals[0]) / abs(totals[0])
         assert rel <= BF16_RTOL, f"{name}: bf16 loss {totals[1]:.4g} vs fp32 {totals[0]:.4g}"
         worst = max(worst, rel)
-    return f"4 detectors, worst |bf16 - fp32| / fp32 = {worst:.3f}"
+    return f"4 detectors, worst loss gap (bf16 - fp32) / fp32 = {worst:.3f}"
 
 
 def check_deterministic_training(dev, quick: bool = False) -> str:

@@ -19,7 +19,7 @@ def test_cpu_quick_dry_run_prints_one_table(tmp_path):
     rows = [line.split(" | ") for line in lines if line.startswith("| ") and not line.startswith("| part")]
     parts = [r[0].strip("| ") for r in rows]
     assert parts.count("check") == 5 and all(r[2] == "ok" for r in rows if r[0] == "| check"), run.stdout
-    assert parts.count("i3d") == 3 and any("frames/s" in r[2] for r in rows)
+    assert parts.count("i3d") == 2 and any("frames/s" in r[2] for r in rows)
     epochs = [r for r in rows if r[0] == "| epoch"]
     assert len(epochs) == 8 and not any(r[2] == "FAIL" for r in epochs), run.stdout  # 4 detectors x 2 recipes
     assert sum(line.startswith("| part |") for line in lines) == 1  # one table
