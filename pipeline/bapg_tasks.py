@@ -95,9 +95,8 @@ class TrainEncoder(StageTask):
     folds = luigi.IntParameter(default=0, description="cross-fitting folds (0: train on every training video)")
     fold = luigi.IntParameter(default=-1, description="with folds > 0: the fold of training videos left out")
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
-    deterministic = luigi.BoolParameter(default=False, significant=False,
-                                        description="cuDNN's and torch's deterministic algorithms, so a seeded CUDA "
-                                                    "run repeats exactly (slower; stages.runtime.deterministic_mode)")
+    deterministic = luigi.BoolParameter(default=False, significant=False, description="repeatable seeded CUDA runs "
+                                        "(slower; stages.runtime.deterministic_mode)")
     options = luigi.DictParameter(default={}, description="JSON over the encoder config (stages.bapg.encoder."
                                   "DEFAULT_ENCODER), merged last, e.g. '{\"context\": 5, \"margin\": 1.0}' "
                                   "(benchmarks/bench_encoder_boundaries.py); unknown keys are refused")
@@ -116,9 +115,7 @@ class TrainEncoder(StageTask):
         params = super().shaping_params()
         params["params"].pop("options", None)
         # No options (or only the default fp32 precision): the same artifact path as before options existed.
-        options = {k: self.options[k] for k in sorted(self.options)
-                   if not (k == "precision" and self.options[k] == DEFAULT_PRECISION)}
-        if options:
+        if options := {k: v for k, v in sorted(self.options.items()) if (k, v) != ("precision", DEFAULT_PRECISION)}:
             params["params"]["options"] = options
         return params
 
@@ -183,10 +180,7 @@ class SimilarityMatrices(DatasetStage):
                                    "encoder trained without it (K folds; 0: one encoder for every video)")
     block = luigi.IntParameter(default=1024, significant=False, description="tile size (rows = cols = Zarr chunk)")
     device = luigi.Parameter(default="cpu", significant=False, description="device for the encoder embeddings")
-
-    @property
-    def resources(self):  # --device cuda (or auto) holds the GPU like every CUDA stage (pipeline.base.gpu_resources)
-        return gpu_resources(self.device)
+    resources = property(lambda self: gpu_resources(self.device))  # cuda (or auto) holds the GPU (pipeline.base)
 
     def requires(self):
         req = {"features": features_task()}
