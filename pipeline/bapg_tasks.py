@@ -18,6 +18,7 @@ from pipeline.data_tasks import DatasetStage, SampleFrames, dataset_annotations,
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS, needs_similarity
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES, SIMILARITY_SOURCES
 from tal_pipeline.stages.bapg.scales import Scales
+from tal_pipeline.stages.precision import DEFAULT_PRECISION
 from tal_pipeline.storage.training_board import TrainingBoard
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
@@ -82,8 +83,8 @@ class TrainEncoder(StageTask):
     suffix = ""
 
     @property
-    def resources(self):  # two GPU stages never share one GPU (pipeline.base.gpu_resources)
-        return gpu_resources()
+    def resources(self):  # GPU stages share a GPU only as [resources] gpu allows (pipeline.base.gpu_resources)
+        return gpu_resources(self.device)
 
     seed = luigi.IntParameter(default=0)
     loss = luigi.ChoiceParameter(default="triplet", choices=["triplet", "bapg"],
@@ -95,6 +96,8 @@ class TrainEncoder(StageTask):
     folds = luigi.IntParameter(default=0, description="cross-fitting folds (0: train on every training video)")
     fold = luigi.IntParameter(default=-1, description="with folds > 0: the fold of training videos left out")
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+    deterministic = luigi.BoolParameter(default=False, significant=False, description="repeatable seeded CUDA runs "
+                                        "(slower; stages.runtime.deterministic_mode)")
     options = luigi.DictParameter(default={}, description="JSON over the encoder config (stages.bapg.encoder."
                                   "DEFAULT_ENCODER), merged last, e.g. '{\"context\": 5, \"margin\": 1.0}' "
                                   "(benchmarks/bench_encoder_boundaries.py); unknown keys are refused")
@@ -112,8 +115,9 @@ class TrainEncoder(StageTask):
     def shaping_params(self) -> dict:
         params = super().shaping_params()
         params["params"].pop("options", None)
-        if self.options:  # no options: the same artifact path as before the parameter existed
-            params["params"]["options"] = {k: self.options[k] for k in sorted(self.options)}
+        # No options (or only the default fp32 precision): the same artifact path as before options existed.
+        if options := {k: v for k, v in sorted(self.options.items()) if (k, v) != ("precision", DEFAULT_PRECISION)}:
+            params["params"]["options"] = options
         return params
 
     def config(self) -> dict:
@@ -149,7 +153,8 @@ class TrainEncoder(StageTask):
         actions = train.actions[train.actions["video"].isin(set(features))]
         board = TrainingBoard(self.output().path)  # live TensorBoard events in the run's folder
         state, cfg, log_rows = train_encoder(features, actions, grids, self.config(), seed=self.seed,
-                                             device=self.device, on_log=board.rows,
+                                             device=self.device, deterministic=self.deterministic,
+                                             on_log=board.rows,
                                              on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         cfg = {**cfg, "train_videos": sorted(features), "folds": self.folds, "fold": self.fold}
         del features  # the held-out videos' frames are read one video at a time
@@ -180,6 +185,7 @@ class SimilarityMatrices(DatasetStage):
                                    "encoder trained without it (K folds; 0: one encoder for every video)")
     block = luigi.IntParameter(default=1024, significant=False, description="tile size (rows = cols = Zarr chunk)")
     device = luigi.Parameter(default="cpu", significant=False, description="device for the encoder embeddings")
+    resources = property(lambda self: gpu_resources(self.device))  # cuda (or auto) holds the GPU (pipeline.base)
 
     def requires(self):
         req = {"features": features_task()}

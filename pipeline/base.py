@@ -21,13 +21,21 @@ from tal_pipeline.storage.zarr_store import ArtifactStore
 log = logging.getLogger("pipeline")
 
 
-def gpu_resources() -> dict:
-    """{"gpu": 1} on a machine with an NVIDIA GPU, else {} (luigi resources; no torch import in the scheduler).
+def gpu_resources(device: str = "auto") -> dict:
+    """{"gpu": 1} when a stage on `device` may use a GPU and torch sees one, else {} (luigi resources).
 
-    GPU stages hold the resource so two of them never share one GPU; on a CPU-only machine they may run side
-    by side (`[core] workers`), each with its share of the cores (task_threads).
+    Every stage that may use CUDA holds one unit while it runs, so with `[resources] gpu = 1` (the default) two of
+    them never share a card (two CUDA contexts; an exclusive-process GPU refuses the second), and `gpu = N` lets N
+    small runs share it. GPUs are counted as torch counts them (CUDA_VISIBLE_DEVICES applied;
+    stages.runtime.visible_gpu_count); on a CPU-only machine, or for device cpu, nothing is held and stages run
+    side by side (`[core] workers`), each with its share of the cores (task_threads).
     """
-    return {"gpu": 1} if os.path.exists("/dev/nvidia0") or os.environ.get("TAL_PIPELINE_GPU_RESOURCE") else {}
+    from tal_pipeline.stages.runtime import visible_gpu_count
+
+    if str(device).strip().lower() == "cpu":
+        return {}
+    legacy = os.environ.get("TAL_PIPELINE_GPU_RESOURCE")  # the older switch: hold the resource whatever is seen
+    return {"gpu": 1} if legacy or visible_gpu_count() > 0 else {}
 
 
 def task_threads() -> int:

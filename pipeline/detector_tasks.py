@@ -16,6 +16,7 @@ from pipeline.data_tasks import ExtractFeatures, SampleFrames, dataset_annotatio
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
 from tal_pipeline.stages.evaluation.variant import Variant
+from tal_pipeline.stages.precision import DEFAULT_PRECISION
 from tal_pipeline.storage.training_board import TrainingBoard
 
 log = logging.getLogger("pipeline")
@@ -107,10 +108,13 @@ class TrainDetector(DetectorTask):
     suffix = ""
 
     @property
-    def resources(self):  # two GPU stages never share one GPU (pipeline.base.gpu_resources)
-        return gpu_resources()
+    def resources(self):  # GPU stages share a GPU only as [resources] gpu allows (pipeline.base.gpu_resources)
+        return gpu_resources(self.device)
 
     epochs = luigi.IntParameter(default=0, description="0: the detector's recipe (or [<detector>] train epochs)")
+    deterministic = luigi.BoolParameter(default=False, significant=False,
+                                        description="cuDNN's and torch's deterministic algorithms, so a seeded CUDA "
+                                                    "run repeats exactly (slower; stages.runtime.deterministic_mode)")
 
     def settings(self) -> dict:
         """Model, training and fusion settings of this detector ([afsd] / [actionformer] in luigi.cfg)."""
@@ -135,8 +139,11 @@ class TrainDetector(DetectorTask):
         # Recipe-shaped settings at their defaults and the small recipe's name are left out: the paths of the runs
         # from before recipes had names stay.
         train = resolve_train_config(self.detector, settings["train"])
+        # Keys at their defaults keep the artifact paths of before they existed: the recipe keys of the published
+        # recipes, and fp32 (the default precision; bf16 shapes the path).
         settings["train"] = {k: v for k, v in train.items() if k not in ("model", "fusion") and
-                             not (k in RECIPE_KEY_DEFAULTS and v == RECIPE_KEY_DEFAULTS[k])}
+                             not (k in RECIPE_KEY_DEFAULTS and v == RECIPE_KEY_DEFAULTS[k]) and
+                             not (k == "precision" and v == DEFAULT_PRECISION)}
         if settings["recipe"] == "small":
             settings.pop("recipe")
         return {**super().shaping_params(), "settings": settings}
@@ -171,7 +178,7 @@ class TrainDetector(DetectorTask):
 
         board = TrainingBoard(self.output().path)  # live TensorBoard events in the run's folder
         state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
-                                              seed=self.seed, device=self.device,
+                                              seed=self.seed, device=self.device, deterministic=self.deterministic,
                                               bapg_channels=self.bapg_channels(), on_log=board.rows,
                                               on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         recipe = self.inference_recipe()
@@ -246,6 +253,10 @@ class Detect(DetectorTask):
                                                                        "thumos14: the detector's own, anet 0.75)")
     voting_thresh = luigi.OptionalFloatParameter(default=None, description="segment voting tIoU, 0: off (empty: the "
                                                                            "preset's; thumos14 0, anet 0.9)")
+
+    @property
+    def resources(self):  # inference on device auto uses CUDA too: never beside a TrainDetector on one GPU
+        return gpu_resources(self.device)
 
     def postprocessing(self) -> dict:
         """{"max_dets", "nms_sigma" (None: the detector's own), "voting_thresh"}: given values over the detector

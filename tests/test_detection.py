@@ -169,8 +169,12 @@ def test_train_outputs_and_checkpoint_roundtrip(trained):
 def test_training_is_seeded(trained):
     feats, ann, labels, grid, durations, cfg, state, config, log = trained
     small = dict(cfg, epochs=2)
-    s1, _, l1 = train_detector("actionformer", feats, ann, labels, grid, small, seed=1, progress=False)
-    s2, _, l2 = train_detector("actionformer", feats, ann, labels, grid, small, seed=1, progress=False)
+    # Deterministic mode (device auto: on CUDA where there is one, where it is what makes the runs repeat).
+    s1, c1, l1 = train_detector("actionformer", feats, ann, labels, grid, small, seed=1, progress=False,
+                                deterministic=True)
+    s2, _, l2 = train_detector("actionformer", feats, ann, labels, grid, small, seed=1, progress=False,
+                               deterministic=True)
+    assert c1["deterministic"] and not torch.are_deterministic_algorithms_enabled()  # restored afterwards
     assert [r["total"] for r in l1] == [r["total"] for r in l2]
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
 

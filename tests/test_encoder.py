@@ -228,9 +228,9 @@ def test_training_is_deterministic_with_a_seed(data):
     cfg = {**CFG, "epochs": 2, "easy_negatives": True}
     epochs = []
     s1, c1, l1 = train_encoder(train, train_ann, GRID, cfg, seed=3, device="cpu", progress=False,
-                               on_epoch=lambda done, total: epochs.append((done, total)))
+                               on_epoch=lambda done, total: epochs.append((done, total)), deterministic=True)
     assert epochs == [(1, 2), (2, 2)]  # progress reporting (TrainEncoder's luigi progress)
-    s2, c2, l2 = train_encoder(train, train_ann, GRID, cfg, seed=3, device="cpu", progress=False)
+    s2, c2, l2 = train_encoder(train, train_ann, GRID, cfg, seed=3, device="cpu", progress=False, deterministic=True)
     s3, _, _ = train_encoder(train, train_ann, GRID, cfg, seed=4, device="cpu", progress=False)
     assert l1 == l2 and c1 == c2 and "s_aen" in l1[0]
     assert all(torch.equal(s1[k], s2[k]) for k in s1)

@@ -72,10 +72,10 @@ class ActionFormer(nn.Module):
             stride = self.strides[level]
             logits.append(self.cls_head(f, m).transpose(1, 2))  # (B, T_l, C)
             dists.append(self.reg_head(f, m, level).transpose(1, 2))  # (B, T_l, 2) in stride units
-            n = f.shape[-1]
-            positions.append(torch.arange(n, device=f.device, dtype=f.dtype) * stride)
-            strides.append(torch.full((n,), float(stride), device=f.device, dtype=f.dtype))
-            ranges.append(torch.tensor(self.regression_ranges[level], device=f.device, dtype=f.dtype).expand(n, 2))
+            n, fp32 = f.shape[-1], torch.float32  # coordinates in fp32, whatever the activations' (bf16) dtype
+            positions.append(torch.arange(n, device=f.device, dtype=fp32) * stride)
+            strides.append(torch.full((n,), float(stride), device=f.device, dtype=fp32))
+            ranges.append(torch.tensor(self.regression_ranges[level], device=f.device, dtype=fp32).expand(n, 2))
         return {"logits": torch.cat(logits, 1), "dists": torch.cat(dists, 1), "valid": torch.cat(masks, 1),
                 "positions": torch.cat(positions), "strides": torch.cat(strides), "ranges": torch.cat(ranges)}
         # logits (B, K, C), dists (B, K, 2), valid (B, K), positions/strides (K,), ranges (K, 2)

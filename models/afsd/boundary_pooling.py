@@ -134,6 +134,11 @@ def _decode(keys: torch.Tensor, dtype: torch.dtype, t: int, values: torch.Tensor
     steps.copy_(keys.bitwise_and_(0xFFFFFFFF).neg_().add_(t - 1))  # T - 1 - low part
 
 
+def _reads_cheaply(feat: torch.Tensor) -> bool:
+    """Whether reading a value of feat's device on the host is cheap: on CPU; on a GPU it is a sync, so none."""
+    return feat.device.type == "cpu"
+
+
 def _query(feat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, with_argmax: bool, packed: bool = True
            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Max of feat (B, C, T) over steps lo..hi (B, K) -> values (B, C, K) and first argmax steps (B, C, K) int64
@@ -141,12 +146,13 @@ def _query(feat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, with_argmax: 
     b, c, t = feat.shape
     k = lo.shape[1]
     n = hi - lo + 1  # (B, K) region sizes >= 1
-    longest = int(n.max()) if n.numel() else 1  # levels past the longest region are never read
+    on_cpu = _reads_cheaply(feat)
+    # Levels past the longest region are never read: skipped on CPU; on a GPU all are built (no host sync).
+    longest = (int(n.max()) if n.numel() else 1) if on_cpu else t
     levels = int(math.floor(math.log2(max(min(longest, t), 1)))) + 1
     level = torch.floor(torch.log2(n.to(torch.float32))).long().clamp(max=levels - 1)  # (B, K)
     sizes = _level_sizes(t, levels)
-    offsets = torch.tensor([sum(sizes[:j]) for j in range(levels)], device=feat.device)  # (J,) flat level starts
-    base = offsets[level]  # (B, K)
+    base = level * (t + 1) - (1 << level) + 1  # (B, K) flat level starts: sum of sizes[:level], no host copy
     pos_a = (base + lo)[:, None, :].expand(b, c, k)  # (B, C, K): window of 2^level steps from lo
     pos_b = (base + hi - (1 << level) + 1)[:, None, :].expand(b, c, k)  # (B, C, K): the one ending at hi
     if with_argmax and not (packed and feat.dtype in _PACKABLE):
@@ -155,7 +161,7 @@ def _query(feat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, with_argmax: 
         # Strictly greater: on a tie window a holds the earlier first maximum (b starts inside or after it).
         arg = torch.where(vb > va, torch.gather(idx, 2, pos_b), torch.gather(idx, 2, pos_a))  # (B, C, K)
         return torch.maximum(va, vb), arg
-    if with_argmax and torch.isnan(feat).any():
+    if with_argmax and (not on_cpu or torch.isnan(feat).any()):  # on a GPU one pass always: no host sync
         # A NaN with its sign bit set (x86's inf - inf) would sort lowest as a key; sign-less, it sorts above
         # +inf and wins, as NaN does in torch.maximum.
         feat = torch.where(torch.isnan(feat), feat.abs(), feat)

@@ -43,7 +43,8 @@ class CoarseHead(nn.Module):
 
 def decode_coarse(dist: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 1: psi_i = i*2^l - d^s_i, xi_i = i*2^l + d^e_i. dist (B, 2, T_l) -> start, end (B, T_l)."""
-    pos = torch.arange(dist.shape[-1], device=dist.device, dtype=dist.dtype) * stride  # (T_l,)
+    pos = torch.arange(dist.shape[-1], device=dist.device, dtype=torch.float32) * stride  # (T_l,) fp32 steps
+    dist = dist.float()  # coordinates in fp32 under autocast too (bf16 steps are 8 apart near 2,304)
     return pos - dist[:, 0], pos + dist[:, 1]
 
 

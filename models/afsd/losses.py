@@ -59,12 +59,14 @@ def activation_guided_loss(f_s: torch.Tensor, f_e: torch.Tensor, g_s: torch.Tens
 
     f_s, f_e (B, D, T) (non-negative after ReLU, so g~ is in [0, 1)); g_s, g_e, mask (B, T).
     """
-    m = mask.to(f_s.dtype)
-    total = f_s.new_zeros(())
-    for f, g in ((f_s, g_s), (f_e, g_e)):
-        g_tilde = torch.tanh(f).mean(dim=1).clamp(1e-6, 1 - 1e-6)  # (B, T) eq. 6
-        bce = F.binary_cross_entropy(g_tilde, g, reduction="none")  # (B, T)
-        total = total + (bce * m).sum() / m.sum().clamp(min=1.0)
+    m = mask.to(torch.float32)
+    total = m.new_zeros(())
+    # In fp32 outside autocast: a loss stays fp32, and CUDA autocast refuses binary_cross_entropy outright.
+    with torch.autocast(f_s.device.type, enabled=False):
+        for f, g in ((f_s, g_s), (f_e, g_e)):
+            g_tilde = torch.tanh(f.float()).mean(dim=1).clamp(1e-6, 1 - 1e-6)  # (B, T) eq. 6
+            bce = F.binary_cross_entropy(g_tilde, g.float(), reduction="none")  # (B, T)
+            total = total + (bce * m).sum() / m.sum().clamp(min=1.0)
     return total
 
 

@@ -87,7 +87,7 @@ class AFSD(nn.Module):
             t_s, t_e = boundary_regions(start.detach(), end.detach(), self.delta_a, self.delta_b)  # (B, T_l, 2) eq. 3
             r_loc = self.refine_loc(f_loc, loc_fs, loc_fe, t_s, t_e, stride, lengths)  # (B, D, T_l) eq. 5
             r_cls = self.refine_cls(f_cls, cls_fs, cls_fe, t_s, t_e, stride, lengths)
-            out["positions"].append(torch.arange(f.shape[-1], device=f.device, dtype=f.dtype) * stride)
+            out["positions"].append(torch.arange(f.shape[-1], device=f.device, dtype=torch.float32) * stride)
             out["coarse"].append(torch.stack([start, end], dim=-1))  # (B, T_l, 2)
             out["offsets"].append(self.offset_out(r_loc).transpose(1, 2))  # (B, T_l, 2)
             out["quality"].append(self.quality_out(r_loc)[:, 0])  # (B, T_l)

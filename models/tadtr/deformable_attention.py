@@ -115,11 +115,13 @@ class TemporalDeformableAttention(nn.Module):
         b, q, _ = query.shape
         m, k = self.heads, self.points
         value = self.value_proj(source).view(b, source.shape[1], m, -1)  # (B, T, M, Dh); padding is never sampled
-        dt = self.offsets(query).view(b, q, m, k)  # (B, Q, M, K)
-        attn = F.softmax(self.weights(query).view(b, q, m, k), dim=-1)  # (B, Q, M, K): A_mqk, sum_k = 1
+        # Sampling locations, weights and the interpolation in fp32 under autocast too: bf16 positions are whole
+        # steps apart past 256 and a bf16 sum over the points loses the weights' precision.
+        dt = self.offsets(query).view(b, q, m, k).float()  # (B, Q, M, K)
+        attn = F.softmax(self.weights(query).view(b, q, m, k).float(), dim=-1)  # (B, Q, M, K): A_mqk, sum_k = 1
         if reference.dim() == 2:  # a point: offsets in steps
             loc = reference[:, :, None, None] + dt / lengths[:, None, None, None]  # (B, Q, M, K)
         else:  # a segment (c, w): offsets in units of half its width / K
             c, w = reference[..., 0], reference[..., 1]  # (B, Q)
             loc = c[:, :, None, None] + dt / k * w[:, :, None, None] * 0.5  # (B, Q, M, K)
-        return self.output_proj(deformable_core(value, valid, loc, lengths, attn))  # (B, Q, D)
+        return self.output_proj(deformable_core(value.float(), valid, loc.float(), lengths, attn))  # (B, Q, D)

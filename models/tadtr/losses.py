@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from tal_pipeline.models.actionformer.losses import sigmoid_focal_loss
 from tal_pipeline.models.segments import pairwise_tiou, tiou
-from tal_pipeline.models.tadtr.matcher import cw_to_bounds, hungarian_match, matching_cost
+from tal_pipeline.models.tadtr.matcher import cw_to_bounds, hungarian_match_many, matching_cost
 
 Targets = list[tuple[torch.Tensor, torch.Tensor]]  # per video: segments (M, 2) (centre, width), labels (M,)
 
@@ -24,8 +24,17 @@ Targets = list[tuple[torch.Tensor, torch.Tensor]]  # per video: segments (M, 2) 
 def match_layer(logits: torch.Tensor, segments: torch.Tensor, targets: Targets, costs: tuple[float, float, float],
                 alpha: float, gamma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per video (query indices, target indices) of one layer's predictions: logits (B, N, C), segments (B, N, 2)."""
-    return [hungarian_match(matching_cost(logits[b], segments[b], seg, lab, *costs, alpha, gamma))
-            for b, (seg, lab) in enumerate(targets)]
+    return match_layers(logits[None], segments[None], targets, costs, alpha, gamma)[0]
+
+
+def match_layers(logits: torch.Tensor, segments: torch.Tensor, targets: Targets, costs: tuple[float, float, float],
+                 alpha: float, gamma: float) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """match_layer of every layer: logits (L, B, N, C), segments (L, B, N, 2) -> [layer][video] matches; every
+    cost matrix goes to the host in one copy (models.tadtr.matcher.hungarian_match_many)."""
+    cost = [matching_cost(logits[layer, b], segments[layer, b], seg, lab, *costs, alpha, gamma)
+            for layer in range(logits.shape[0]) for b, (seg, lab) in enumerate(targets)]
+    flat = hungarian_match_many(cost)
+    return [flat[layer * len(targets):(layer + 1) * len(targets)] for layer in range(logits.shape[0])]
 
 
 def layer_losses(logits: torch.Tensor, segments: torch.Tensor, targets: Targets,

@@ -35,6 +35,29 @@ def matching_cost(logits: torch.Tensor, segments: torch.Tensor, gt_segments: tor
 
 
 @torch.no_grad()
+def hungarian_match_many(costs: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """hungarian_match of every cost (N_i, M_i) in `costs` with one device-to-host copy of all of them and one copy
+    of all the indices back (per-matrix copies are a device sync each: decoder layers x videos per step)."""
+    if not costs:
+        return []
+    dev = costs[0].device
+    flat = torch.cat([c.detach().reshape(-1).to(torch.float64) for c in costs]).cpu().numpy()  # the one copy out
+    if not np.isfinite(flat).all():
+        raise FloatingPointError("TadTR matching cost is not finite")
+    rows, cols, offset = [], [], 0
+    for cost in costs:
+        n, m = cost.shape
+        r, c = linear_sum_assignment(flat[offset:offset + n * m].reshape(n, m)) if n and m else ([], [])
+        rows.append(np.asarray(r, dtype=np.int64))
+        cols.append(np.asarray(c, dtype=np.int64))
+        offset += n * m
+    sizes = [len(r) for r in rows]
+    both = torch.as_tensor(np.concatenate(rows + cols), device=dev)  # the one copy back: (2 * sum K,)
+    queries, targets = both.split([sum(sizes), sum(sizes)])
+    return list(zip(queries.split(sizes), targets.split(sizes)))
+
+
+@torch.no_grad()
 def hungarian_match(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cost (N, M) -> (query indices (K,), target indices (K,)) of the minimum-cost assignment, K = min(N, M),
     sorted by query; long tensors on the cost's device."""

@@ -16,7 +16,7 @@ from tal_pipeline.models.nms import select_batch_detections
 from tal_pipeline.models.segments import tiou
 from tal_pipeline.models.tadtr.decoder import MLP, Decoder
 from tal_pipeline.models.tadtr.embedding import InputProjection, sine_position
-from tal_pipeline.models.tadtr.losses import actionness_loss, layer_losses, match_layer
+from tal_pipeline.models.tadtr.losses import actionness_loss, layer_losses, match_layer, match_layers
 from tal_pipeline.models.tadtr.matcher import cw_to_bounds
 from tal_pipeline.models.tadtr.roi_align import roi_align_1d
 from tal_pipeline.models.tadtr.transformer import Encoder
@@ -104,8 +104,9 @@ class TadTR(nn.Module):
         layers = range(logits.shape[0]) if self.aux_loss else [logits.shape[0] - 1]
         parts: dict[str, torch.Tensor] = {}
         aux = logits.new_zeros(())
-        for layer in layers:
-            matches = match_layer(logits[layer], segments[layer], tgts, self.costs, self.focal_alpha, self.focal_gamma)
+        every = match_layers(logits[list(layers)], segments[list(layers)], tgts, self.costs, self.focal_alpha,
+                             self.focal_gamma)  # one host copy of every layer's costs
+        for layer, matches in zip(layers, every):
             terms = layer_losses(logits[layer], segments[layer], tgts, matches, self.focal_alpha, self.focal_gamma)
             weighted = sum(self.weights[k] * v for k, v in terms.items())
             if layer == logits.shape[0] - 1:

@@ -16,9 +16,9 @@ def roi_align_1d(features: torch.Tensor, segments: torch.Tensor, lengths: torch.
     """features (B, C, T); segments (B, R, 2) [start, end] in steps; lengths (B,) real steps -> (B, R, C, bins)."""
     b, c, t = features.shape
     r = segments.shape[1]
-    s, e = segments[..., 0:1], segments[..., 1:2]  # (B, R, 1)
+    s, e = segments[..., 0:1].float(), segments[..., 1:2].float()  # (B, R, 1): coordinates in fp32 (autocast too)
     # Point j of bin i sits at s + (i + (j + 0.5) / samples) * (e - s) / bins: bins * samples points per segment.
-    frac = (torch.arange(bins * samples, device=features.device, dtype=features.dtype) + 0.5) / (bins * samples)
+    frac = (torch.arange(bins * samples, device=features.device, dtype=torch.float32) + 0.5) / (bins * samples)
     pos = s + frac * (e - s)  # (B, R, bins*samples)
     last = (lengths.long() - 1).clamp(0, t - 1)[:, None, None]  # (B, 1, 1) last real step
     pos = torch.minimum(pos.clamp(min=0.0), last.to(pos.dtype))  # inside the real steps

@@ -47,7 +47,7 @@ class Encoder(nn.Module):
 
     def forward(self, x, pos, valid, lengths):
         t = x.shape[1]
-        steps = torch.arange(t, device=x.device, dtype=x.dtype)
+        steps = torch.arange(t, device=x.device, dtype=torch.float32)  # fp32 coordinates, whatever x's dtype
         reference = (steps[None] + 0.5) / lengths[:, None]  # (B, T): step i at (i + 0.5) / L
         keep = valid[..., None].to(x.dtype)  # (B, T, 1)
         for layer in self.layers:

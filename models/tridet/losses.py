@@ -23,6 +23,6 @@ def iou_weighted_focal_loss(logits: torch.Tensor, targets: torch.Tensor, pos_loc
     weight is detached: it rates the current localisation, and a gradient through it would lower the focal loss
     by making the localisation worse (d(loss * IoU^p) / dIoU > 0).
     """
-    weight = torch.ones_like(targets)  # (K, C)
-    weight[pos_loc, pos_cls] = iou.detach().clamp(min=0.0) ** power  # (P,) positives
-    return sigmoid_focal_loss(logits, targets, alpha, gamma, weight=weight)
+    weight = torch.ones(targets.shape, dtype=torch.float32, device=targets.device)  # (K, C), fp32 as the IoUs
+    weight[pos_loc, pos_cls] = iou.detach().float().clamp(min=0.0) ** power  # (P,) positives
+    return sigmoid_focal_loss(logits.float(), targets.float(), alpha, gamma, weight=weight)

@@ -86,10 +86,10 @@ class TriDet(nn.Module):
             lg, d = self.head(f, m, level)  # (B, T_l, C), (B, T_l, C, 2) in stride units
             logits.append(lg)
             dists.append(d)
-            n = f.shape[-1]
-            positions.append(torch.arange(n, device=f.device, dtype=f.dtype) * self.strides[level])
-            strides.append(torch.full((n,), float(self.strides[level]), device=f.device, dtype=f.dtype))
-            ranges.append(torch.tensor(self.regression_ranges[level], device=f.device, dtype=f.dtype).expand(n, 2))
+            n, fp32 = f.shape[-1], torch.float32  # coordinates in fp32, whatever the activations' (bf16) dtype
+            positions.append(torch.arange(n, device=f.device, dtype=fp32) * self.strides[level])
+            strides.append(torch.full((n,), float(self.strides[level]), device=f.device, dtype=fp32))
+            ranges.append(torch.tensor(self.regression_ranges[level], device=f.device, dtype=fp32).expand(n, 2))
         return {"logits": torch.cat(logits, 1), "dists": torch.cat(dists, 1), "valid": torch.cat(masks, 1),
                 "positions": torch.cat(positions), "strides": torch.cat(strides), "ranges": torch.cat(ranges)}
         # logits (B, K, C), dists (B, K, C, 2) per class, valid (B, K), positions/strides (K,), ranges (K, 2)

@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 
 from tal_pipeline.stages.bapg.encoder_options import context_windows, gather_windows, negative_weights
-from tal_pipeline.stages.bapg.sample_pools import InstancePool, SamplePools, build_sample_pools
+from tal_pipeline.stages.bapg.sample_pools import build_sample_pools
+from tal_pipeline.stages.bapg.triplets import TripletSampler
 from tal_pipeline.stages.data.timegrid import TimeGrid
-from tal_pipeline.stages.runtime import TrainingProgress, resolve_device, seed_everything
+from tal_pipeline.stages.loss_log import LossLog
+from tal_pipeline.stages.precision import DEFAULT_PRECISION, autocast, check_precision
+from tal_pipeline.stages.runtime import TrainingProgress, deterministic_mode, resolve_device, seed_everything
 
 DEFAULT_ENCODER: dict[str, Any] = {
     "encoder": "mlp",            # "mlp" on per-step features (default) or "cnn" on uint8 frames (T, H, W, 3)
@@ -47,6 +50,9 @@ DEFAULT_ENCODER: dict[str, Any] = {
     "per_class": 2,              # n: consecutive samples drawn per class visit when filling a batch
     "epochs": 30,
     "iterations_per_epoch": None,  # None: ceil(positive steps / batch_size), i.e. each positive is ~once an anchor
+    # fp32 | bf16: Phi's forward pass (training and embedding) under bf16 autocast; similarities and the loss in
+    # fp32 (stages.precision). fp32 does not shape the artifact path.
+    "precision": DEFAULT_PRECISION,
 }
 # Frames per forward pass when the cnn encoder embeds a video (GroupNorm: the embedding of a frame does not depend on
 # the batch; 64 frames of 224 px hold ~0.4 GB of first-layer activations).
@@ -82,60 +88,6 @@ def multistep_lr(epoch: int, epochs: int, base_lr: float, milestones, decay: flo
     return base_lr * decay ** passed
 
 
-class TripletSampler:
-    """Draws (anchor, positive, negative[, easy]) step triplets as (video index, step) arrays, seeded.
-
-    A batch visits classes in a shuffled cycle and takes `per_class` samples from each visit (the paper's n = 2
-    per class); within a class the anchor is uniform over its positive steps, the positive another step of the
-    same instance (the anchor itself only if the instance has one step), the negative uniform over the
-    instance's hard pool (over its video's easy pool when the hard pool is empty); negative_prob (one entry per
-    pools.instances: (H,) probabilities over its hard pool, or None for uniform) weights the hard negatives.
-    """
-
-    def __init__(self, pools: SamplePools, rng: np.random.Generator, per_class: int = 2, easy: bool = False,
-                 negative_prob: list[np.ndarray | None] | None = None):
-        self.rng, self.per_class, self.easy = rng, max(int(per_class), 1), easy
-        self.videos = sorted(pools.num_steps)
-        vid = {v: i for i, v in enumerate(self.videos)}
-        self.easy_pool = [pools.easy_negative[v] for v in self.videos]
-        probs = negative_prob if negative_prob is not None else [None] * len(pools.instances)
-        self.negative_prob = {id(p): w for p, w in zip(pools.instances, probs)}
-        usable = [p for p in pools.instances if p.hard_negative.size or pools.easy_negative[p.video].size]
-        self.dropped = len(pools.instances) - len(usable)  # no negative at all in their video
-        if not usable:
-            raise ValueError("no usable training instance: every instance lacks a step inside it or any negative")
-        self.by_class: dict[str, tuple[list[InstancePool], np.ndarray, list[int]]] = {}
-        for label in sorted({p.label for p in usable}):
-            members = [p for p in usable if p.label == label]
-            weight = np.array([p.positive.size for p in members], np.float64)
-            self.by_class[label] = (members, weight / weight.sum(), [vid[p.video] for p in members])
-        self.classes = list(self.by_class)
-        self.order: list[str] = []
-
-    def _one(self, label: str) -> tuple[int, int, int, int, int]:
-        members, prob, vids = self.by_class[label]
-        k = int(self.rng.choice(len(members), p=prob))  # anchors uniform over the class's positive steps
-        p, v = members[k], vids[k]
-        i = int(self.rng.integers(p.positive.size))
-        j = i if p.positive.size == 1 else (i + 1 + int(self.rng.integers(p.positive.size - 1))) % p.positive.size
-        ez = self.easy_pool[v]
-        w = self.negative_prob[id(p)] if p.hard_negative.size else None
-        pool = p.hard_negative if p.hard_negative.size else ez
-        neg = int(pool[self.rng.integers(pool.size)] if w is None else pool[self.rng.choice(pool.size, p=w)])
-        e = int(ez[self.rng.integers(ez.size)]) if (self.easy and ez.size) else -1
-        return v, int(p.positive[i]), int(p.positive[j]), neg, e
-
-    def batch(self, size: int) -> np.ndarray:
-        """(B, 5) int64: video index, anchor, positive, negative, easy negative (-1 when none)."""
-        out = []
-        while len(out) < size:
-            if not self.order:
-                self.order = [self.classes[i] for i in self.rng.permutation(len(self.classes))]
-            label = self.order.pop()
-            out += [self._one(label) for _ in range(min(self.per_class, size - len(out)))]
-        return np.asarray(out, np.int64)
-
-
 def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray, context: int = 0) -> np.ndarray:
     """Rows steps[i] of video vids[i] -> (N, ...) array (inputs may be zarr arrays or numpy); with context k the
     centred windows (N, k, C) (encoder_options.context_windows: edge steps repeated)."""
@@ -144,10 +96,60 @@ def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray, conte
     return np.stack([np.asarray(arrays[v][s]) for v, s in zip(vids.tolist(), steps.tolist())])
 
 
+def _train_epochs(model, opt, sampler: TripletSampler, arrays: list, cfg: Mapping, per_epoch: int, dev,
+                  log: LossLog, bar: TrainingProgress, on_log=None) -> int:
+    """The epochs of training (Phi's forward pass under the precision's autocast, s and the loss in fp32); the
+    logged values stay on the device until LossLog copies them out (and at every epoch's end for on_log). Returns
+    the iterations."""
+    import torch
+
+    from tal_pipeline.models.encoder import contrastive_loss, hinge_active
+
+    step = 0
+    for epoch in range(cfg["epochs"]):
+        lr = multistep_lr(epoch, cfg["epochs"], cfg["lr"], cfg["lr_milestones"], cfg["lr_decay"])
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for _ in range(per_epoch):
+            b = sampler.batch(cfg["batch_size"])  # (B, 5)
+            has_easy = b[:, 4] >= 0
+            cols = [b[:, 1], b[:, 2], b[:, 3], b[has_easy, 4]]
+            x = torch.from_numpy(_gather(arrays, np.concatenate([b[:, 0]] * 3 + [b[has_easy, 0]]),
+                                         np.concatenate(cols), cfg["context"])).to(dev)  # (3B + E, ...)
+            with autocast(dev, cfg["precision"]):
+                z = model(x)  # (3B + E, D) unit vectors
+            z = z.float()
+            n = b.shape[0]
+            za, zp, zn, ze = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
+            s_ap, s_an = (za * zp).sum(-1), (za * zn).sum(-1)  # eq. 2 on unit vectors: (B,)
+            loss = contrastive_loss(cfg["loss"], s_ap, s_an, cfg["margin"], cfg["gamma"])
+            active = hinge_active(cfg["loss"], s_ap.detach(), s_an.detach(), cfg["margin"], cfg["gamma"])
+            terms = {"hinge_active": active.float().mean()}
+            if ze.shape[0]:
+                easy = torch.from_numpy(has_easy).to(dev)
+                s_aen = (za[easy] * ze).sum(-1)  # (E,)
+                loss = loss + contrastive_loss(cfg["loss"], s_ap[easy], s_aen, cfg["margin"], cfg["gamma"])
+                terms["s_aen"] = s_aen.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            opt.step()
+            log.add({"epoch": epoch, "iteration": step, "lr": lr},
+                    {**terms, "loss": loss, "s_ap": s_ap.mean(), "s_an": s_an.mean(), "grad_norm": grad_norm})
+            step += 1
+            bar.iteration(None if log.pending else log.last("loss"))
+        bar.epoch(epoch)
+        if on_log is not None:
+            log.flush()
+            on_log(log.rows)
+    log.flush()
+    return step
+
+
 def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
                   time_grid: TimeGrid | Mapping[str, TimeGrid],
                   config: Mapping | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
-                  on_epoch=None, on_log=None) -> tuple[dict, dict, list[dict]]:
+                  on_epoch=None, on_log=None, deterministic: bool = False) -> tuple[dict, dict, list[dict]]:
     """Train Phi on the videos of `features` ({video: (T, C) float features, or (T, H, W, 3) uint8 frames for the
     cnn encoder}) with pools from `actions` (DataFrame: video, label, start, end seconds[, ambiguous]).
 
@@ -156,15 +158,23 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
     "untrained" baseline of the same seed). Batches are gathered row by row: pass in-memory numpy arrays
     (read zarr arrays with [:] first). on_epoch(epoch_done, epochs): called after every epoch (progress reporting);
     on_log(log_rows): after every epoch too, with the rows so far (live logs: storage.training_board).
+    deterministic: under stages.runtime.deterministic_mode (a seeded CUDA run repeats exactly).
     """
-    import torch
-
-    from tal_pipeline.models.encoder import build_encoder, contrastive_loss, hinge_active
-
     cfg = {**DEFAULT_ENCODER, **(dict(config) if config else {})}
     unknown = sorted(set(cfg) - set(DEFAULT_ENCODER))
     if unknown:
         raise ValueError(f"unknown encoder config keys {unknown}")
+    check_precision(cfg["precision"], "encoder")
+    with deterministic_mode(deterministic):
+        return _train_encoder(features, actions, time_grid, cfg, seed, device, progress, on_epoch, on_log)
+
+
+def _train_encoder(features, actions, time_grid, cfg: dict, seed: int, device, progress: bool, on_epoch, on_log
+                   ) -> tuple[dict, dict, list[dict]]:
+    import torch
+
+    from tal_pipeline.models.encoder import build_encoder
+
     shape = _check_inputs(features, cfg["encoder"])
     pools = build_sample_pools(actions, time_grid, {v: len(features[v]) for v in features},
                                cfg["hard_negative_seconds"])
@@ -183,44 +193,9 @@ def train_encoder(features: Mapping[str, np.ndarray], actions: pd.DataFrame,
     n_pos = pools.summary()["positive_steps"]
     per_epoch = int(cfg["iterations_per_epoch"] or max(1, math.ceil(n_pos / cfg["batch_size"])))
     log_rows: list[dict] = []
-    step = 0
     bar = TrainingProgress(per_epoch * cfg["epochs"], cfg["epochs"], "train encoder", progress, on_epoch)
-    for epoch in range(cfg["epochs"]):
-        lr = multistep_lr(epoch, cfg["epochs"], cfg["lr"], cfg["lr_milestones"], cfg["lr_decay"])
-        for group in opt.param_groups:
-            group["lr"] = lr
-        for _ in range(per_epoch):
-            b = sampler.batch(cfg["batch_size"])  # (B, 5)
-            has_easy = b[:, 4] >= 0
-            cols = [b[:, 1], b[:, 2], b[:, 3], b[has_easy, 4]]
-            x = torch.from_numpy(_gather(arrays, np.concatenate([b[:, 0]] * 3 + [b[has_easy, 0]]),
-                                         np.concatenate(cols), cfg["context"])).to(dev)  # (3B + E, ...)
-            z = model(x)  # (3B + E, D) unit vectors
-            n = b.shape[0]
-            za, zp, zn, ze = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
-            s_ap, s_an = (za * zp).sum(-1), (za * zn).sum(-1)  # eq. 2 on unit vectors: (B,)
-            loss = contrastive_loss(cfg["loss"], s_ap, s_an, cfg["margin"], cfg["gamma"])
-            active = hinge_active(cfg["loss"], s_ap.detach(), s_an.detach(), cfg["margin"], cfg["gamma"])
-            row = {"epoch": epoch, "iteration": step, "lr": lr, "hinge_active": float(active.float().mean())}
-            if ze.shape[0]:
-                s_aen = (za[torch.from_numpy(has_easy).to(dev)] * ze).sum(-1)  # (E,)
-                loss = loss + contrastive_loss(cfg["loss"], s_ap[torch.from_numpy(has_easy).to(dev)], s_aen,
-                                               cfg["margin"], cfg["gamma"])
-                row["s_aen"] = float(s_aen.mean().detach())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"encoder: non-finite loss at epoch {epoch}, iteration {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-            opt.step()
-            row.update(loss=float(loss.detach()), s_ap=float(s_ap.mean().detach()), s_an=float(s_an.mean().detach()),
-                       grad_norm=float(grad_norm))
-            log_rows.append(row)
-            step += 1
-            bar.iteration(row["loss"])
-        bar.epoch(epoch)
-        if on_log is not None:
-            on_log(log_rows)
+    step = _train_epochs(model, opt, sampler, arrays, cfg, per_epoch, dev, LossLog(log_rows, "encoder", "loss"), bar,
+                         on_log)
     bar.close()
     train = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
     train["lr_milestones"] = [float(m) for m in cfg["lr_milestones"]]
@@ -264,6 +239,7 @@ def make_embedder(state: Mapping, config_dict: Mapping, device: str = "auto", ba
     context = int(config_dict.get("context", 0))
 
     frames = config_dict["encoder"] == "cnn"
+    precision = config_dict.get("train", {}).get("precision", DEFAULT_PRECISION)  # the training's
 
     def run(inputs: np.ndarray) -> np.ndarray:
         if tuple(inputs.shape[1:]) != want:
@@ -280,7 +256,9 @@ def make_embedder(state: Mapping, config_dict: Mapping, device: str = "auto", ba
                 rows = (context_windows(inputs, np.arange(s, min(s + step, inputs.shape[0])), context)
                         if context else inputs[s:s + step])  # (b, ...) or (b, k, C)
                 x = torch.from_numpy(np.ascontiguousarray(rows)).to(dev)
-                out[s:s + step] = model(x).float().cpu().numpy()
+                with autocast(dev, precision):
+                    z = model(x)  # (b, D)
+                out[s:s + step] = z.float().cpu().numpy()
         return out
 
     return run

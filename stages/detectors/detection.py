@@ -34,14 +34,17 @@ def load_detector(model_state: Mapping, config_dict: Mapping, device: str = "aut
 
 
 def predict_video(model, dev, feats: np.ndarray, max_seq_len: int, max_dets: int, nms_sigma: float | None = None,
-                  voting_thresh: float = 0.0):
+                  voting_thresh: float = 0.0, precision: str = "fp32"):
     """Sliding-window detections of one video (T, C): segments (N, 2) steps, scores (N,), labels (N,) numpy.
 
     Windows overlap by half; each window keeps only detections whose centre lies in its own share of the
     video (between the midpoints to its neighbours' centres), so overlapping windows never duplicate.
     nms_sigma None: the detector's own Soft-NMS sigma; voting_thresh > 0: segment voting (models/nms.py).
+    precision: the forward pass's (stages.precision); decoding and NMS read its outputs in fp32.
     """
     import torch
+
+    from tal_pipeline.stages.precision import as_fp32, autocast
 
     t = feats.shape[0]
     starts = window_starts(t, max_seq_len)
@@ -53,8 +56,9 @@ def predict_video(model, dev, feats: np.ndarray, max_seq_len: int, max_dets: int
         x[i, :, :chunk.shape[0]] = torch.from_numpy(np.ascontiguousarray(chunk.T))
         mask[i, :chunk.shape[0]] = True
     with torch.no_grad():
-        preds = model.predict(model(x.to(dev), mask.to(dev)), max_dets=max_dets, nms_sigma=nms_sigma,
-                              voting_thresh=voting_thresh)
+        with autocast(dev, precision):
+            outputs = model(x.to(dev), mask.to(dev))
+        preds = model.predict(as_fp32(outputs), max_dets=max_dets, nms_sigma=nms_sigma, voting_thresh=voting_thresh)
     centres = [s + size / 2.0 for s in starts]
     segs, scores, labs = [], [], []
     for i, (s, (seg, sc, lab)) in enumerate(zip(starts, preds)):
@@ -92,6 +96,7 @@ def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapp
     # the training length.
     max_seq_len = int((config_dict.get("train") or {}).get("inference_len") or max_seq_len)
     input_length = config_dict.get("input_length")  # None in checkpoints from before fixed-length inputs
+    precision = config_dict.get("train", {}).get("precision", "fp32")  # the training's (fp32 before it existed)
     out: dict[str, list[dict]] = {}
     for video in sorted(features):
         feats = check_features(video, features[video], int(config_dict["in_channels"]))
@@ -102,7 +107,8 @@ def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapp
         if input_length is not None:
             grid = grid.resampled(feats.shape[0], int(input_length))
             feats = resize_features(feats, int(input_length))
-        segs, scores, labs = predict_video(model, dev, feats, max_seq_len, max_dets, nms_sigma, voting_thresh)
+        segs, scores, labs = predict_video(model, dev, feats, max_seq_len, max_dets, nms_sigma, voting_thresh,
+                                           precision)
         sec = np.clip(grid.to_seconds(segs), 0.0, duration)  # (N, 2)
         keep = sec[:, 1] > sec[:, 0]
         out[video] = [{"segment": [float(a), float(b)], "label": labels[int(c)], "score": float(s)}

@@ -25,7 +25,16 @@ from tal_pipeline.stages.detectors.data import (
 from tal_pipeline.stages.detectors.health import training_health
 from tal_pipeline.stages.detectors.optim import check_schedule, learning_rate, parameter_groups, slice_items
 from tal_pipeline.stages.detectors.recipes import SMALL_TRAIN
-from tal_pipeline.stages.runtime import TrainingProgress, ema_decay_at, resolve_device, seed_everything
+from tal_pipeline.stages.loss_log import LossLog
+from tal_pipeline.stages.precision import DEFAULT_PRECISION, as_fp32, autocast, check_precision
+from tal_pipeline.stages.runtime import (
+    TrainingProgress,
+    WeightAverage,
+    deterministic_mode,
+    ema_decay_at,
+    resolve_device,
+    seed_everything,
+)
 
 DEFAULT_TRAIN: dict[str, Any] = {
     "epochs": 30,
@@ -64,6 +73,9 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "lr_gamma": 0.1,
     "slice_overlap": None,
     "inference_len": None,
+    # fp32 | bf16: the forward pass of training and of detection under bf16 autocast (stages.precision); fp32 does
+    # not shape the artifact path (the paths of before the setting existed).
+    "precision": DEFAULT_PRECISION,
 }
 # The recipe-shaped settings' defaults: left out of an artifact's hash while they hold them, so the paths of the
 # runs from before they existed stay (pipeline.detector_tasks.TrainDetector.shaping_params).
@@ -104,6 +116,7 @@ def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, 
                          f"{cfg['input_length']}")
     if not isinstance(cfg["class_agnostic"], bool):
         raise ValueError(f"detector {name!r}: class_agnostic must be true or false, got {cfg['class_agnostic']!r}")
+    check_precision(cfg["precision"], f"detector {name!r}")
     for key in ("epochs", "batch_size", "max_seq_len", "length_bucket"):
         least = 0 if key in ("epochs", "length_bucket") else 1
         if isinstance(cfg[key], bool) or int(cfg[key]) != cfg[key] or cfg[key] < least:
@@ -112,10 +125,50 @@ def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, 
     return {**cfg, "model": nested.get("model", {}), "fusion": nested.get("fusion", {})}
 
 
+def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[int, int, int], log: LossLog,
+                bar: TrainingProgress, on_log=None) -> int:
+    """The epochs of training: the forward pass under the precision's autocast, the loss in fp32 on its fp32
+    outputs, the loss terms and the gradient norm kept on the device (LossLog: copied out every LOG_EVERY steps,
+    and at every epoch's end for on_log). schedule: (total, warmup, per_epoch) steps. Returns the steps."""
+    import torch
+
+    total, warmup, per_epoch = schedule
+    step = 0
+    for epoch in range(cfg["epochs"]):
+        for batch_videos in epoch_batches(lengths, cfg["batch_size"], int(cfg["length_bucket"]), rng):
+            batch = [random_crop(items[j], cfg["max_seq_len"], rng, cfg["crop_tries"], cfg["crop_ratio"],
+                                 cfg["trunc_thresh"] if cfg["crop_ratio"] is not None else 0.0)
+                     for j in batch_videos]
+            x, mask, targets = collate(batch, dev)
+            lr = learning_rate(step, total, warmup, cfg, per_epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            with autocast(dev, cfg["precision"]):
+                outputs = model(x, mask)
+            losses = model.loss(as_fp32(outputs), targets)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            # the total norm before clipping (no clipping: max_norm inf scales the gradients by exactly 1)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or math.inf)
+            opt.step()
+            decay = ema_decay_at(step, cfg["ema_decay"])
+            ema.update(decay)
+            log.add({"epoch": epoch, "iteration": step, "lr": lr, "ema_decay": decay},
+                    {**losses, "grad_norm": grad_norm})
+            step += 1
+            bar.iteration(None if log.pending else log.last("total"))
+        bar.epoch(epoch)
+        if on_log is not None:
+            log.flush()
+            on_log(log.rows)
+    log.flush()
+    return step
+
+
 def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, labels: list[str],
                    time_grid: TimeGrid | Mapping[str, TimeGrid], config: Mapping | None = None, seed: int = 0,
                    device: str = "auto", progress: bool = True, bapg_channels: int = 0, on_epoch=None,
-                   on_log=None) -> tuple[dict, dict, list[dict]]:
+                   on_log=None, deterministic: bool = False) -> tuple[dict, dict, list[dict]]:
     """Train detector `name` on all videos of `features`; returns (model_state, config_dict, log_rows).
 
     config: training settings (DEFAULT_TRAIN keys) plus "model" (detector options) and "fusion" (BAPG fusion
@@ -127,7 +180,17 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     `detect`. log_rows: one dict per iteration with epoch, iteration, lr, every loss term, grad_norm (before
     clipping) and ema_decay. on_epoch(epoch_done, epochs): called after every epoch (progress reporting);
     on_log(log_rows): after every epoch too, with the rows so far (live logs: storage.training_board).
+    deterministic: run under stages.runtime.deterministic_mode (a seeded CUDA run then repeats exactly; slower).
     """
+    with deterministic_mode(deterministic):
+        state, config_dict, log_rows = _train_detector(name, features, annotations, labels, time_grid, config, seed,
+                                                       device, progress, bapg_channels, on_epoch, on_log)
+    config_dict["deterministic"] = bool(deterministic)
+    return state, config_dict, log_rows
+
+
+def _train_detector(name, features, annotations, labels, time_grid, config, seed, device, progress, bapg_channels,
+                    on_epoch, on_log) -> tuple[dict, dict, list[dict]]:
     import torch
 
     from tal_pipeline.models.detector_registry import build_detector, resolve_fusion_config, resolve_model_config
@@ -164,45 +227,14 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     lengths = np.array([it.features.shape[0] for it in items])
     total = per_epoch * cfg["epochs"]
     warmup = per_epoch * cfg["warmup_epochs"]
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    initial = {k: v.detach().clone() for k, v in ema.items()}  # for the health check's loss comparison
+    ema = WeightAverage(model)
+    initial = {k: v.detach().clone() for k, v in ema.state.items()}  # for the health check's loss comparison
     log_rows: list[dict] = []
-    step = 0
     bar = TrainingProgress(total, cfg["epochs"], f"train {name}", progress, on_epoch)
-    for epoch in range(cfg["epochs"]):
-        for batch_videos in epoch_batches(lengths, cfg["batch_size"], int(cfg["length_bucket"]), rng):
-            batch = [random_crop(items[j], cfg["max_seq_len"], rng, cfg["crop_tries"], cfg["crop_ratio"],
-                                 cfg["trunc_thresh"] if cfg["crop_ratio"] is not None else 0.0)
-                     for j in batch_videos]
-            x, mask, targets = collate(batch, dev)
-            lr = learning_rate(step, total, warmup, cfg, per_epoch)
-            for group in opt.param_groups:
-                group["lr"] = lr * group["lr_scale"]
-            losses = model.loss(model(x, mask), targets)
-            if not torch.isfinite(losses["total"]):
-                raise FloatingPointError(f"detector {name}: non-finite loss at epoch {epoch}, iteration {step}: "
-                                         f"{ {k: float(v) for k, v in losses.items()} }")
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            # the total norm before clipping (no clipping: max_norm inf scales the gradients by exactly 1)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or math.inf)
-            opt.step()
-            d = ema_decay_at(step, cfg["ema_decay"])
-            with torch.no_grad():
-                for k, v in model.state_dict().items():
-                    if v.dtype.is_floating_point:
-                        ema[k].mul_(d).add_(v.detach(), alpha=1.0 - d)
-                    else:
-                        ema[k].copy_(v)
-            log_rows.append({"epoch": epoch, "iteration": step, "lr": lr,
-                             **{k: float(v.detach()) for k, v in losses.items()},
-                             "grad_norm": float(grad_norm), "ema_decay": d})
-            step += 1
-            bar.iteration(log_rows[-1]["total"])
-        bar.epoch(epoch)
-        if on_log is not None:
-            on_log(log_rows)
+    step = _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, (total, warmup, per_epoch),
+                       LossLog(log_rows, f"detector {name}"), bar, on_log)
     bar.close()
+    ema = ema.state
     model.load_state_dict(ema)  # the weights that are saved are the ones checked
     health = training_health(model, initial, items, log_rows, cfg, dev, seed)
     config_dict = {
