@@ -15,6 +15,7 @@ import luigi
 from pipeline import dataset
 from pipeline.base import StageTask, gpu_resources, write_csv
 from pipeline.data_tasks import DatasetStage, SampleFrames, dataset_annotations, features_task, gt_segments
+from tal_pipeline.stages.bapg.encoder_separation import encoder_report
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS, needs_similarity
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES, SIMILARITY_SOURCES
 from tal_pipeline.stages.bapg.scales import Scales
@@ -30,30 +31,6 @@ log = logging.getLogger("pipeline")
 # Training videos' matrices from an encoder that has fitted them are cleaner than the test videos' (TSC recall
 # AR@100 0.83 train vs 0.67 test on the synthetic data), and a +BAPG detector learns to trust them too much.
 CROSS_FIT_FOLDS = 2
-
-
-def encoder_report(state, cfg, features, actions, grids, config, seed, device, inputs=None) -> dict:
-    """Positive vs hard-negative similarity on held-out videos: raw features, untrained encoder (same seed), trained.
-
-    inputs(video): the encoder's input of a held-out video, read when needed (the frame encoder's frames on the
-    feature grid); default its features."""
-    from tal_pipeline.stages.bapg.encoder import make_embedder, train_encoder
-    from tal_pipeline.stages.bapg.sample_pools import build_sample_pools, pool_similarity
-
-    pools = build_sample_pools(actions, grids, {v: len(x) for v, x in features.items()},
-                               cfg["train"]["hard_negative_seconds"])
-    if inputs is None:
-        inputs, shaped, shaped_actions = features.__getitem__, features, actions
-    else:  # the initial weights depend on the seed alone: one video gives the untrained encoder its input shape
-        first = sorted(features)[0]
-        shaped, shaped_actions = {first: inputs(first)}, actions[actions["video"] == first]
-    untrained, untrained_cfg, _ = train_encoder(shaped, shaped_actions, grids, {**config, "epochs": 0}, seed=seed,
-                                                device=device, progress=False)
-    before, after = make_embedder(untrained, untrained_cfg, device), make_embedder(state, cfg, device)
-    return {"features": pool_similarity(features, pools, seed=seed),
-            "before": pool_similarity(lambda v: before(inputs(v)), pools, seed=seed),
-            "after": pool_similarity(lambda v: after(inputs(v)), pools, seed=seed),
-            "held_out_videos": len(features), "pools": pools.summary()}
 
 
 def frames_for_encoder():
@@ -153,8 +130,7 @@ class TrainEncoder(StageTask):
         actions = train.actions[train.actions["video"].isin(set(features))]
         board = TrainingBoard(self.output().path)  # live TensorBoard events in the run's folder
         state, cfg, log_rows = train_encoder(features, actions, grids, self.config(), seed=self.seed,
-                                             device=self.device, deterministic=self.deterministic,
-                                             on_log=board.rows,
+                                             device=self.device, deterministic=self.deterministic, on_log=board.rows,
                                              on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         cfg = {**cfg, "train_videos": sorted(features), "folds": self.folds, "fold": self.fold}
         del features  # the held-out videos' frames are read one video at a time

@@ -138,7 +138,9 @@ def test_detect_matches_pipeline_with_every_channel_group(chain_all_groups, tmp_
     features, _ = read_features(features_store, TEST_VIDEO)
     mine, _ = detector_input(features, ckpt, TEST_VIDEO)
     theirs, _ = load_feature_dict(features_store, [TEST_VIDEO], bapg_store)
-    np.testing.assert_array_equal(mine, theirs[TEST_VIDEO])
+    # Equal up to float32 rounding: in a full parallel test run the stored B and this one differ by up to ~2e-6
+    # (summation order in another process); a recipe mismatch would differ by orders of magnitude more.
+    np.testing.assert_allclose(mine, theirs[TEST_VIDEO], rtol=0, atol=1e-5)
 
     out = tmp_path / "results.json"
     assert main(["detect", str(c["data"] / f"{TEST_VIDEO}.mp4"), "--checkpoint", str(c["detector"]),

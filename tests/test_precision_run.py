@@ -12,7 +12,8 @@ def test_bf16_deterministic_training_and_detection_from_the_command_line(tmp_pat
     src, annotations, _ = _dataset(tmp_path)
     workdir = tmp_path / "runs"
     base = ["--dataset-features", str(src), "--dataset-annotations", str(annotations), "--paths-workdir",
-            str(workdir), "--ImportFeatures-window", "4", "--ImportFeatures-stride", "2", "--workers", "1"]
+            str(workdir), "--ImportFeatures-window", "4", "--ImportFeatures-stride", "2", "--workers", "1",
+            "--dataset-train-subset", "training", "--dataset-test-subset", "validation"]  # _dataset's subsets
     detector = ["--detector", "actionformer", "--TrainDetector-epochs", "2", "--TrainDetector-deterministic",
                 "--actionformer-train", '{"precision": "bf16"}', "--actionformer-model", '{"width": 32}']
     result = run_luigi(["Detect", *base, *detector], tmp_path)
