@@ -216,26 +216,26 @@ def test_a_taken_apart_upstream_makes_downstream_undone_an_absent_one_does_not(t
 
     from pipeline.base import DoneFileTarget, ZarrStoreTarget, upstream_intact
 
-    class Features(luigi.Task):
+    class _IntegrityFeatures(luigi.Task):
         root = luigi.Parameter()
 
         def output(self):
             return ZarrStoreTarget(f"{self.root}/features-x.zarr")
 
-    class Detector(luigi.Task):
+    class _IntegrityDetector(luigi.Task):
         root = luigi.Parameter()
 
         def requires(self):
-            return Features(root=self.root)
+            return _IntegrityFeatures(root=self.root)
 
         def output(self):
             return DoneFileTarget(f"{self.root}/detector-x")
 
-    class Detect(luigi.Task):
+    class _IntegrityDetect(luigi.Task):
         root = luigi.Parameter()
 
         def requires(self):
-            return Detector(root=self.root)
+            return _IntegrityDetector(root=self.root)
 
     def workdir(name):
         root = tmp_path / name
@@ -246,14 +246,14 @@ def test_a_taken_apart_upstream_makes_downstream_undone_an_absent_one_does_not(t
         (root / "detector-x" / "DONE").write_text("now\n")
         return root
 
-    assert upstream_intact(Detect(root=str(workdir("intact"))))
+    assert upstream_intact(_IntegrityDetect(root=str(workdir("intact"))))
     repaired = workdir("store-repaired")
     ArtifactStore(repaired / "features-x.zarr").invalidate(["a"])
-    assert not upstream_intact(Detect(root=str(repaired)))  # two levels up: the rerun must reach it
+    assert not upstream_intact(_IntegrityDetect(root=str(repaired)))  # two levels up: the rerun must reach it
     folder = workdir("folder-repaired")
     flip(folder / "detector-x" / "checkpoint.pt", offset=1)
     repair(verify(folder / "detector-x")["damaged"])
-    assert not upstream_intact(Detect(root=str(folder)))
+    assert not upstream_intact(_IntegrityDetect(root=str(folder)))
     absent = workdir("deleted")
     ArtifactStore(absent / "features-x.zarr").remove()  # deleted to save space: not recomputed for a done task
-    assert upstream_intact(Detect(root=str(absent)))
+    assert upstream_intact(_IntegrityDetect(root=str(absent)))
