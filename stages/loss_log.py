@@ -50,6 +50,12 @@ class LossLog:
                 raise FloatingPointError(f"{self.what}: non-finite loss at epoch {row['epoch']}, iteration "
                                          f"{row['iteration']}: {terms}")
 
+    def publish(self, on_log) -> None:
+        """At an epoch's end: copy what is pending and hand every row so far to on_log (live logs); None: nothing."""
+        if on_log is not None:
+            self.flush()
+            on_log(self.rows)
+
     def last(self, key: str) -> float | None:
         """The latest copied value of `key` (for a progress bar), or None before the first copy."""
         return self.rows[-1].get(key) if self.rows else None

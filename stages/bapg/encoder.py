@@ -139,9 +139,7 @@ def _train_epochs(model, opt, sampler: TripletSampler, arrays: list, cfg: Mappin
             step += 1
             bar.iteration(None if log.pending else log.last("loss"))
         bar.epoch(epoch)
-        if on_log is not None:
-            log.flush()
-            on_log(log.rows)
+        log.publish(on_log)
     log.flush()
     return step
 

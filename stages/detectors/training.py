@@ -158,9 +158,7 @@ def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[
             step += 1
             bar.iteration(None if log.pending else log.last("total"))
         bar.epoch(epoch)
-        if on_log is not None:
-            log.flush()
-            on_log(log.rows)
+        log.publish(on_log)
     log.flush()
     return step
 
