@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-# Repository folder -> installed package (pyproject.toml [tool.setuptools.package-dir]).
+# Repository folder -> import name (tal_pipeline/ links to the top-level folders).
 PACKAGES = {"pipeline": "pipeline", "stages": "tal_pipeline.stages", "models": "tal_pipeline.models",
             "storage": "tal_pipeline.storage", "synthetic": "tal_pipeline.synthetic"}
 MAX_LINES = 400
