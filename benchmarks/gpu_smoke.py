@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,14 +41,8 @@ PUBLISHED = {  # model options, training settings: the reference THUMOS14 config
 
 
 def _importable() -> None:
-    """Import the repository's folders as `tal_pipeline` when the project is not installed; `tests` from here."""
+    """`tal_pipeline` (its folder links to the repository's folders) and `tests` from the checkout, installed or not."""
     sys.path.insert(0, str(REPO))
-    try:
-        import tal_pipeline.stages  # noqa: F401
-    except ImportError:
-        package = types.ModuleType("tal_pipeline")
-        package.__path__ = [str(REPO)]  # tal_pipeline.stages -> REPO/stages, as the installed package maps it
-        sys.modules["tal_pipeline"] = package
 
 
 def _peak(name: str) -> float | None:

@@ -259,6 +259,26 @@ def _examples(frame: pd.DataFrame, n: int = 5) -> str:
 
 def _validate(videos, instances, source, labels, beyond_duration) -> Annotations:
     messages: list[str] = []
+    _check_videos(videos, source)
+    negative = instances["end"] < instances["start"]
+    if negative.any():
+        row = instances[negative].iloc[0]
+        raise ValueError(f"{source}: video {row['video']!r}: "
+                         f"segment [{row['start']}, {row['end']}] ends before it starts")
+    instances = _clip_negative_starts(instances, source, beyond_duration, messages)
+    if labels is not None:
+        _check_labels(instances, labels, source)
+    instances = _drop_empty_and_duplicates(instances, source, messages)
+    if beyond_duration == "clip":
+        instances = _clip_to_durations(instances, videos, source, messages)
+    orphans = set(instances["video"]) - set(videos["video"])
+    if orphans:
+        raise ValueError(f"{source}: instances name videos with no entry: {sorted(orphans)[:5]}")
+    instances = instances.sort_values(["video", "start", "end", "label"], kind="stable").reset_index(drop=True)
+    return Annotations(videos.reset_index(drop=True), instances, source, messages)
+
+
+def _check_videos(videos: pd.DataFrame, source: str) -> None:
     for video in videos["video"]:
         check_video_id(video, source)
     if videos["video"].duplicated().any():
@@ -268,67 +288,66 @@ def _validate(videos, instances, source, labels, beyond_duration) -> Annotations
     if bad.any():
         raise ValueError(f"{source}: video {videos.loc[bad, 'video'].iloc[0]!r}: duration must be positive")
 
-    negative = instances["end"] < instances["start"]
-    if negative.any():
-        row = instances[negative].iloc[0]
-        raise ValueError(f"{source}: video {row['video']!r}: "
-                         f"segment [{row['start']}, {row['end']}] ends before it starts")
+
+def _clip_negative_starts(instances: pd.DataFrame, source: str, beyond_duration: str,
+                          messages: list[str]) -> pd.DataFrame:
+    """"keep" rejects a negative start; "clip" cuts off the part before the video starts (a segment wholly before
+    it is dropped)."""
     before = instances["start"] < 0
     if before.any() and beyond_duration == "keep":
         row = instances[before].iloc[0]
         raise ValueError(f"{source}: video {row['video']!r}: segment starts at negative time {row['start']}")
-    if before.any():  # "clip": the part before the video starts is cut off, a segment wholly before it dropped
-        gone = instances["end"] <= 0
-        if gone.any():
-            _warn(messages, f"{source}: dropped {int(gone.sum())} segment(s) that end before the video starts "
-                            f"(t <= 0), in {_examples(instances[gone])}")
-            instances, before = instances[~gone], before[~gone]
-        if before.any():
-            _warn(messages, f"{source}: clipped {int(before.sum())} negative segment start(s) to 0 in "
-                            f"{_examples(instances[before])}")
-            instances = instances.assign(start=instances["start"].clip(lower=0.0))
+    if not before.any():
+        return instances
+    gone = instances["end"] <= 0
+    if gone.any():
+        _warn(messages, f"{source}: dropped {int(gone.sum())} segment(s) that end before the video starts "
+                        f"(t <= 0), in {_examples(instances[gone])}")
+        instances, before = instances[~gone], before[~gone]
+    if before.any():
+        _warn(messages, f"{source}: clipped {int(before.sum())} negative segment start(s) to 0 in "
+                        f"{_examples(instances[before])}")
+        instances = instances.assign(start=instances["start"].clip(lower=0.0))
+    return instances
 
-    if labels is not None:
-        allowed = set(labels)
-        unknown = instances[~instances["ambiguous"] & ~instances["label"].isin(allowed)]
-        if not unknown.empty:
-            row = unknown.iloc[0]
-            raise ValueError(
-                f"{source}: video {row['video']!r}: unknown label {row['label']!r} "
-                f"({unknown['label'].nunique()} unknown label(s) in {unknown['video'].nunique()} video(s))"
-            )
 
+def _check_labels(instances: pd.DataFrame, labels: list[str], source: str) -> None:
+    unknown = instances[~instances["ambiguous"] & ~instances["label"].isin(set(labels))]
+    if not unknown.empty:
+        row = unknown.iloc[0]
+        raise ValueError(
+            f"{source}: video {row['video']!r}: unknown label {row['label']!r} "
+            f"({unknown['label'].nunique()} unknown label(s) in {unknown['video'].nunique()} video(s))"
+        )
+
+
+def _drop_empty_and_duplicates(instances: pd.DataFrame, source: str, messages: list[str]) -> pd.DataFrame:
     zero = instances["end"] == instances["start"]
     if zero.any():
         _warn(messages, f"{source}: dropped {int(zero.sum())} zero-length segment(s) in {_examples(instances[zero])}")
         instances = instances[~zero]
-
     dup = instances.duplicated(subset=["video", "label", "start", "end"])
     if dup.any():
         _warn(messages, f"{source}: dropped {int(dup.sum())} duplicate segment(s) in {_examples(instances[dup])}")
         instances = instances[~dup]
+    return instances
 
-    if beyond_duration == "clip":
-        duration = instances["video"].map(videos.set_index("video")["duration"])
-        outside = instances["start"] >= duration  # NaN duration compares False: unknown, kept
-        if outside.any():
-            _warn(
-                messages,
-                f"{source}: dropped {int(outside.sum())} segment(s) that start after the video ends, in "
-                f"{_examples(instances[outside])}",
-            )
-            instances, duration = instances[~outside], duration[~outside]
-        past = instances["end"] > duration
-        if past.any():
-            _warn(messages, f"{source}: clipped {int(past.sum())} segment end(s) to the video duration in "
-                            f"{_examples(instances[past])}")
-            instances = instances.assign(end=np.where(past, duration, instances["end"]))
 
-    orphans = set(instances["video"]) - set(videos["video"])
-    if orphans:
-        raise ValueError(f"{source}: instances name videos with no entry: {sorted(orphans)[:5]}")
-    instances = instances.sort_values(["video", "start", "end", "label"], kind="stable").reset_index(drop=True)
-    return Annotations(videos.reset_index(drop=True), instances, source, messages)
+def _clip_to_durations(instances: pd.DataFrame, videos: pd.DataFrame, source: str,
+                       messages: list[str]) -> pd.DataFrame:
+    """Drop the segments that start after their video ends; clip the ends past it to its duration."""
+    duration = instances["video"].map(videos.set_index("video")["duration"])
+    outside = instances["start"] >= duration  # NaN duration compares False: unknown, kept
+    if outside.any():
+        _warn(messages, f"{source}: dropped {int(outside.sum())} segment(s) that start after the video ends, in "
+                        f"{_examples(instances[outside])}")
+        instances, duration = instances[~outside], duration[~outside]
+    past = instances["end"] > duration
+    if past.any():
+        _warn(messages, f"{source}: clipped {int(past.sum())} segment end(s) to the video duration in "
+                        f"{_examples(instances[past])}")
+        instances = instances.assign(end=np.where(past, duration, instances["end"]))
+    return instances
 
 
 def load_labels(path: str | Path) -> list[str]:

@@ -1,6 +1,6 @@
 """Feature stores (ExtractFeatures, ImportFeatures, ProposalFeatures): one (T', C) float32 array per
 video, time-chunked, with the time grid in its attributes so every reader maps steps to seconds
-the same way (stages.timegrid)."""
+the same way (tal_pipeline.stages.data.timegrid)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ import numpy as np
 from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
-TIME_CONVENTION = "feature i is centred at (i*stride + window/2)/fps seconds (stages.timegrid)"
+TIME_CONVENTION = "feature i is centred at (i*stride + window/2)/fps seconds (tal_pipeline.stages.data.timegrid)"
 CHUNK_STEPS = 1024
 
 

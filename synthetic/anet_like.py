@@ -23,7 +23,6 @@ works (16 for the 20,000-video scheduling run, 256 by default). Deterministic fo
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, replace
@@ -43,8 +42,8 @@ from tal_pipeline.synthetic.anet_like_layout import (
     sample_anet_layout,
     subset_counts,
 )
-from tal_pipeline.synthetic.thumos_like_features import Directions, database_entry, render_features, save_features
-from tal_pipeline.synthetic.thumos_like_layout import ThumosLikeParams, layout_statistics
+from tal_pipeline.synthetic.thumos_like_features import Directions, render_features, write_benchmark
+from tal_pipeline.synthetic.thumos_like_layout import ThumosLikeParams
 
 MIN_WIDTH = 16
 
@@ -126,23 +125,12 @@ def generate_anet_like(out: str | Path, videos: int = 1000, seed: int = 0, width
     t0 = time.perf_counter()
     fp = feature_params(p)
     directions = anet_class_directions(seed, width, fp)
+    layouts = (sample_anet_layout(seed, subset, index, p) for subset in SUBSETS for index in range(counts[subset]))
+    header = {"version": "anet-like-1", "taxonomy": CLASSES, "seed": seed, "width": width,
+              "time_grid": {"fps": FPS, "window": WINDOW, "stride": STRIDE}, "subsets": counts, "params": asdict(p)}
     out = Path(out)
-    feature_dir = out / "features"
-    feature_dir.mkdir(parents=True, exist_ok=True)
-    layouts, database, nbytes = [], {}, 0
-    for subset in SUBSETS:
-        for index in range(counts[subset]):
-            layout = sample_anet_layout(seed, subset, index, p)
-            feats = render_features(layout, seed, width, fp, directions, shape=ANET_SHAPE)
-            nbytes += save_features(feature_dir / f"{layout.video}.npy", feats)
-            layouts.append(layout)
-            database[layout.video] = database_entry(layout, feats)
-    stats = layout_statistics(layouts)
-    payload = {"version": "anet-like-1", "taxonomy": CLASSES, "seed": seed, "width": width,
-               "time_grid": {"fps": FPS, "window": WINDOW, "stride": STRIDE}, "subsets": counts,
-               "params": asdict(p), "stats": stats, "database": database}
-    annotations = out / "annotations.json"
-    annotations.write_text(json.dumps(payload, indent=1))
+    annotations, stats, nbytes = write_benchmark(
+        out, layouts, lambda layout: render_features(layout, seed, width, fp, directions, shape=ANET_SHAPE), header)
     seconds = time.perf_counter() - t0
     (out / "README.txt").write_text(_readme(out, videos, seed, width, counts, stats, seconds, nbytes))
     return annotations

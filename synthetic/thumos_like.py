@@ -49,20 +49,18 @@ of a video depends only on (seed, subset, index, max_duration), its features als
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from tal_pipeline.stages.data.timegrid import feature_step_seconds
-from tal_pipeline.synthetic.thumos_like_features import class_directions, database_entry, render_features, save_features
+from tal_pipeline.synthetic.thumos_like_features import class_directions, render_features, write_benchmark
 from tal_pipeline.synthetic.thumos_like_layout import (
     CLASSES,
     FPS,
     STRIDE,
     WINDOW,
     ThumosLikeParams,
-    layout_statistics,
     sample_layout,
 )
 
@@ -77,7 +75,7 @@ def _readme(out: Path, seed: int, width: int, max_duration: float, counts: dict,
 
 Made by: tal-pipeline synth --features {out} --videos-train {counts['validation']} --videos-test {counts['test']} \\
     --seed {seed} --width {width} --max-duration {max_duration:g}
-(or stages.thumos_like.generate_thumos_like), deterministic for the seed.
+(or tal_pipeline.synthetic.thumos_like.generate_thumos_like), deterministic for the seed.
 
 No videos: features/<video>.npy are float32 (T, {width}) arrays on the THUMOS14 I3D time grid
 (fps 30, window 16, stride 4: {1 / feature_step_seconds(FPS, STRIDE):g} steps per second, \
@@ -122,24 +120,15 @@ def generate_thumos_like(out: str | Path, videos_train: int = 60, videos_test: i
         raise ValueError(f"--max-duration must be at least {p.min_duration:g} s, got {max_duration}")
     t0 = time.perf_counter()
     directions = class_directions(seed, width, p)
-    out = Path(out)
-    feature_dir = out / "features"
-    feature_dir.mkdir(parents=True, exist_ok=True)
     counts = {"validation": videos_train, "test": videos_test}
-    layouts, database, nbytes = [], {}, 0
-    for subset, n in counts.items():
-        for index in range(n):
-            layout = sample_layout(seed, subset, index, max_duration, p)
-            feats = render_features(layout, seed, width, p, directions)
-            nbytes += save_features(feature_dir / f"{layout.video}.npy", feats)
-            layouts.append(layout)
-            database[layout.video] = database_entry(layout, feats)
-    stats = layout_statistics(layouts)
-    payload = {"version": "thumos-like-1", "taxonomy": CLASSES, "seed": seed, "width": width,
-               "max_duration": max_duration, "time_grid": {"fps": FPS, "window": WINDOW, "stride": STRIDE},
-               "params": asdict(p), "stats": stats, "database": database}
-    annotations = out / "annotations.json"
-    annotations.write_text(json.dumps(payload, indent=1))
+    layouts = (sample_layout(seed, subset, index, max_duration, p)
+               for subset, n in counts.items() for index in range(n))
+    header = {"version": "thumos-like-1", "taxonomy": CLASSES, "seed": seed, "width": width,
+              "max_duration": max_duration, "time_grid": {"fps": FPS, "window": WINDOW, "stride": STRIDE},
+              "params": asdict(p)}
+    out = Path(out)
+    annotations, stats, nbytes = write_benchmark(
+        out, layouts, lambda layout: render_features(layout, seed, width, p, directions), header)
     seconds = time.perf_counter() - t0
     (out / "README.txt").write_text(_readme(out, seed, width, max_duration, counts, stats, seconds, nbytes))
     return annotations

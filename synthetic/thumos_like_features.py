@@ -1,10 +1,13 @@
 """Features of the THUMOS14-shaped benchmark (synthetic/thumos_like.py, whose docstring is the data model): the
-orthonormal class directions and the (T, width) I3D-like features of one video rendered from its layout."""
+orthonormal class directions, the (T, width) I3D-like features of one video rendered from its layout, and the writing
+of a benchmark's feature files and annotations (this one's and the ActivityNet-shaped one's)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +17,11 @@ from tal_pipeline.stages.data.timegrid import num_windows
 from tal_pipeline.synthetic.thumos_like_layout import (
     CLASSES,
     THUMOS_SHAPE,
+    Action,
     BenchmarkShape,
     ThumosLikeParams,
     VideoLayout,
+    layout_statistics,
 )
 
 
@@ -98,31 +103,8 @@ def render_features(layout: VideoLayout, seed: int, width: int, params: ThumosLi
     scenes = p.scene_norm * _unit(scenes + tilt * d.appearance[primary])
     scene_of_frame = np.searchsorted(np.asarray(cut_frames, dtype=int), np.arange(frames), side="right")
     x = scenes[scene_of_frame].astype(np.float32)  # (frames, D)
-
-    # Action instances: appearance over warm-up + action + cool-down, motion inside the action only.
     for a in layout.actions:
-        c = classes.index(a.label)
-        app = (p.appearance_norm * rng.lognormal(0.0, p.appearance_scale_sigma)
-               * _jittered(rng, d.appearance[c], p.appearance_jitter))
-        mot = p.motion_norm * rng.lognormal(0.0, p.motion_scale_sigma) * _jittered(rng, d.motion[c], p.motion_jitter)
-        flank_mot = rng.uniform(*p.flank_motion) * d.generic_motion
-        f0, f1, f2, f3 = (int(round(t * fps)) for t in (a.warmup[0], a.start, a.end, a.cooldown[1]))
-        f3 = min(f3, frames)
-        if f0 >= f3:
-            continue
-        x[f0:f3] += app.astype(np.float32)
-        if f0 < min(f1, frames):
-            x[f0:min(f1, frames)] += flank_mot.astype(np.float32)
-        if f2 < f3:
-            x[f2:f3] += flank_mot.astype(np.float32)
-        if f1 < min(f2, frames):
-            t = (np.arange(f1, min(f2, frames)) + 0.5) / fps - a.start
-            length = a.end - a.start
-            r_in = min(rng.uniform(*p.motion_ramp), length / 3)
-            r_out = min(rng.uniform(*p.motion_ramp), length / 3)
-            ramp = np.minimum(np.clip(t / r_in, 0, 1), np.clip((length - t) / r_out, 0, 1))
-            level = p.motion_floor + (1 - p.motion_floor) * ramp
-            x[f1:min(f2, frames)] += (level[:, None] * mot).astype(np.float32)
+        _add_action(x, a, classes.index(a.label), fps, rng, p, d)
 
     chunks = x.reshape(n_chunks, stride, width).mean(axis=1, dtype=np.float64)
     # Smooth terms at chunk centres: shared mean, drift, camera motion (generic motion direction).
@@ -138,6 +120,34 @@ def render_features(layout: VideoLayout, seed: int, width: int, params: ThumosLi
     chunks += rng.normal(0.0, per_window * p.motion_noise, size=(n_chunks, len(basis))) @ basis
     feats = sum(chunks[k:k + steps] for k in range(window // stride)) / (window // stride)
     return feats.astype(np.float32)
+
+
+def _add_action(x: np.ndarray, a: Action, c: int, fps: float, rng: np.random.Generator, p: ThumosLikeParams,
+                d: Directions) -> None:
+    """Add one instance of class `c` to the per-frame features x (frames, D), in place: its appearance over
+    warm-up + action + cool-down, a little generic motion on the flanks, its class motion inside the action only."""
+    frames = len(x)
+    app = (p.appearance_norm * rng.lognormal(0.0, p.appearance_scale_sigma)
+           * _jittered(rng, d.appearance[c], p.appearance_jitter))
+    mot = p.motion_norm * rng.lognormal(0.0, p.motion_scale_sigma) * _jittered(rng, d.motion[c], p.motion_jitter)
+    flank_mot = rng.uniform(*p.flank_motion) * d.generic_motion
+    f0, f1, f2, f3 = (int(round(t * fps)) for t in (a.warmup[0], a.start, a.end, a.cooldown[1]))
+    f3 = min(f3, frames)
+    if f0 >= f3:
+        return
+    x[f0:f3] += app.astype(np.float32)
+    if f0 < min(f1, frames):
+        x[f0:min(f1, frames)] += flank_mot.astype(np.float32)
+    if f2 < f3:
+        x[f2:f3] += flank_mot.astype(np.float32)
+    if f1 < min(f2, frames):
+        t = (np.arange(f1, min(f2, frames)) + 0.5) / fps - a.start
+        length = a.end - a.start
+        r_in = min(rng.uniform(*p.motion_ramp), length / 3)
+        r_out = min(rng.uniform(*p.motion_ramp), length / 3)
+        ramp = np.minimum(np.clip(t / r_in, 0, 1), np.clip((length - t) / r_out, 0, 1))
+        level = p.motion_floor + (1 - p.motion_floor) * ramp
+        x[f1:min(f2, frames)] += (level[:, None] * mot).astype(np.float32)
 
 
 def save_features(path: Path, feats: np.ndarray) -> int:
@@ -169,3 +179,22 @@ def database_entry(layout: VideoLayout, feats: np.ndarray) -> dict:
         "classes": layout.classes,
         "feature_steps": int(feats.shape[0]),
     }
+
+
+def write_benchmark(out: Path, layouts: Iterable[VideoLayout], render: Callable[[VideoLayout], np.ndarray],
+                    header: dict) -> tuple[Path, dict, int]:
+    """Render and save each video's features to OUT/features/<video>.npy, one by one, then write OUT/annotations.json:
+    `header`, the layout statistics and the database. Returns the annotation path, the statistics and the bytes of
+    features written."""
+    feature_dir = out / "features"
+    feature_dir.mkdir(parents=True, exist_ok=True)
+    done, database, nbytes = [], {}, 0
+    for layout in layouts:
+        feats = render(layout)
+        nbytes += save_features(feature_dir / f"{layout.video}.npy", feats)
+        done.append(layout)
+        database[layout.video] = database_entry(layout, feats)
+    stats = layout_statistics(done)
+    annotations = out / "annotations.json"
+    annotations.write_text(json.dumps({**header, "stats": stats, "database": database}, indent=1))
+    return annotations, stats, nbytes

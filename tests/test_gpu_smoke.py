@@ -35,4 +35,4 @@ def test_runs_without_the_project_installed():
             "import tal_pipeline.stages.precision as p; print(p.__file__)")
     run = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip() == str(REPO / "stages" / "precision.py")
+    assert Path(run.stdout.strip()).resolve() == REPO / "stages" / "precision.py"

@@ -1,12 +1,16 @@
-"""Packaging: one installed top-level name (`pipeline`) that a user's own `models/`, `stages/` or `storage/`
-cannot shadow, and a wheel that works from any directory with the configuration it ships."""
+"""Packaging: installed names (`pipeline`, `tal_pipeline`) that a user's own `models/`, `stages/` or `storage/`
+cannot shadow; a `tal_pipeline/` folder of links that a plain checkout imports; and a wheel of real files that
+works from any directory with the configuration it ships."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,31 +64,82 @@ def _tracked_copy(dest: Path) -> Path:
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout: cannot tell the tracked files from build outputs")
     for rel in files.splitlines():
-        if (REPO / rel).is_file():
+        if (REPO / rel).is_symlink():  # tal_pipeline/'s links to the top-level folders, as git checks them out
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).symlink_to(os.readlink(REPO / rel))
+        elif (REPO / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, dest / rel)
     return dest
 
 
-@pytest.mark.slow
-def test_wheel_runs_from_any_directory_with_its_shipped_config(tmp_path, tiny_synthetic):
-    pytest.importorskip("setuptools", minversion="77", reason="building the wheel offline needs setuptools >= 77 "
-                                                              "(the [dev] extra)")
-    src = _tracked_copy(tmp_path / "src")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                            "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stderr[-3000:]
-    wheel = next((tmp_path / "dist").glob("tal_pipeline-*.whl"))
-
-    # A fresh virtual environment with the wheel alone; its dependencies (torch, luigi, ...) come from this
-    # environment through a .pth file, which does not process this environment's editable-install hook.
-    venv = tmp_path / "venv"
+def _bare_venv(venv: Path) -> tuple[Path, Path]:
+    """A fresh virtual environment without this project: its dependencies (torch, luigi, ...) come from this
+    environment through a .pth file, which does not process this environment's editable-install hook.
+    Returns its python and its site-packages."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     outer = sysconfig.get_paths()
     (site / "_dependencies.pth").write_text(f"{outer['purelib']}\n{outer['platlib']}\n")
+    return python, site
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel of the checkout's tracked files, built offline."""
+    pytest.importorskip("setuptools", minversion="77", reason="building the wheel offline needs setuptools >= 77 "
+                                                              "(the [dev] extra)")
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = _tracked_copy(tmp / "src")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                            "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    return next((tmp / "dist").glob("tal_pipeline-*.whl"))
+
+
+def _layout_folders() -> dict[str, Path]:
+    """tal_pipeline/'s entries that are links -> the folders they point at."""
+    return {p.name: p.resolve() for p in (REPO / "tal_pipeline").iterdir() if p.is_symlink()}
+
+
+def test_tal_pipeline_links_to_the_top_level_folders():
+    assert _layout_folders() == {name: REPO / name for name in ("models", "stages", "storage", "synthetic")}
+
+
+def test_a_plain_checkout_imports_tal_pipeline(tmp_path):
+    # No install: the checkout's files (its links included) and an environment that has only the dependencies.
+    src = _tracked_copy(tmp_path / "src")
+    python, _ = _bare_venv(tmp_path / "venv")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    names = ["tal_pipeline.stages.data.timegrid", "tal_pipeline.models", "tal_pipeline.storage.atomic",
+             "tal_pipeline.synthetic.thumos_like_layout"]
+    code = f"import importlib; print('\\n'.join(importlib.import_module(n).__file__ for n in {names!r}))"
+    run = subprocess.run([str(python), "-c", code], cwd=src, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    files = [Path(line).resolve() for line in run.stdout.split()]
+    assert files == [src / "stages/data/timegrid.py", src / "models/__init__.py", src / "storage/atomic.py",
+                     src / "synthetic/thumos_like_layout.py"]
+
+
+def test_the_wheel_holds_real_files_of_every_module(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        entries = {info.filename: info for info in z.infolist()}
+        links = [n for n, info in entries.items() if stat.S_ISLNK(info.external_attr >> 16)]
+        assert links == []
+        for name, folder in _layout_folders().items():
+            for file in folder.rglob("*.py"):
+                entry = f"tal_pipeline/{name}/{file.relative_to(folder).as_posix()}"
+                assert entry in entries, entry
+                assert z.read(entry) == file.read_bytes(), entry
+
+
+@pytest.mark.slow
+def test_wheel_runs_from_any_directory_with_its_shipped_config(tmp_path, tiny_synthetic, wheel):
+    # A fresh virtual environment with the wheel alone (and the dependencies).
+    venv = tmp_path / "venv"
+    python, site = _bare_venv(venv)
     installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
                                 "--no-index", "--quiet", str(wheel)], capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr[-3000:]

@@ -1,10 +1,14 @@
+import importlib
 import json
+import re
 
 import numpy as np
 import pytest
 import zarr
 
+from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.storage.atomic import atomic_folder, atomic_write
+from tal_pipeline.storage.features import read_features, write_features
 from tal_pipeline.storage.summary import describe_store, plot_video
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
@@ -117,3 +121,13 @@ def test_atomic_write_text_and_bytes(tmp_path):
     assert path.read_text() == "text"
     atomic_write(path, b"bytes")
     assert path.read_bytes() == b"bytes" and list(path.parent.iterdir()) == [path]
+
+
+def test_feature_stores_name_the_module_of_their_time_convention(tmp_path):
+    # Every feature store's attributes say where its step-to-seconds convention is defined: a module that exists.
+    ArtifactStore(tmp_path / "f.zarr").begin({"stage": "features", "params": {}})
+    write_features(tmp_path / "f.zarr", "v1", np.ones((3, 2)), TimeGrid(fps=30.0, window=16, stride=4))
+    attrs = ArtifactStore(tmp_path / "f.zarr").read("v1").attrs
+    module = re.fullmatch(r".*\((\S+)\)", attrs["time_convention"]).group(1)
+    assert hasattr(importlib.import_module(module), "TimeGrid"), module
+    assert read_features(tmp_path / "f.zarr", "v1")[1] == TimeGrid(fps=30.0, window=16, stride=4)
