@@ -217,7 +217,7 @@ def test_gc_removes_exactly_the_unreachable_artifacts_and_the_next_run_recompute
 
 def test_gc_keeps_the_union_of_several_graphs(changed):
     cwd, workdir = changed["cwd"], changed["workdir"]
-    keep = [["Evaluate"], ["Evaluate", "--use-bapg"]]
+    keep = [["Evaluate"], ["Evaluate", "--bapg"]]
     reachable = set()
     for task, *flags in keep:
         got = json.loads(ok(installed("tal-pipeline", "plan", task, *CHANGED, *flags, "--json", cwd=cwd)).stdout)
