@@ -143,24 +143,16 @@ class _DetectorSettings(_Section):
                                                          "(hidden, channel_dropout, input_dropout, lr_scale)")
 
 
-class AfsdSettings(_DetectorSettings):  # [afsd] model = {...}, or --afsd-model '{...}'
-    section = "afsd"
+DETECTOR_SETTINGS: dict[str, type[_DetectorSettings]] = {}  # section name -> class (pipeline.detectors registers)
 
 
-class ActionFormerSettings(_DetectorSettings):  # [actionformer] train = {"epochs": 40}, --actionformer-train
-    section = "actionformer"
-
-
-class TriDetSettings(_DetectorSettings):  # [tridet] model = {"num_bins": 16}, --tridet-model '{...}'
-    section = "tridet"
-
-
-class TadTRSettings(_DetectorSettings):  # [tadtr] model = {"queries": 40}, --tadtr-model '{...}'
-    section = "tadtr"
-
-
-DETECTOR_SETTINGS = {cls.section: cls for cls in (AfsdSettings, ActionFormerSettings, TriDetSettings,
-                                                  TadTRSettings)}
+def detector_section(name: str) -> type[_DetectorSettings]:
+    """The configuration section [name] of a detector (model, train and fusion JSON; --<name>-train '{...}'),
+    made once when the detector is registered (pipeline.detectors.register_detector)."""
+    if name not in DETECTOR_SETTINGS:
+        DETECTOR_SETTINGS[name] = type(f"{name.title().replace('_', '')}Settings", (_DetectorSettings,),
+                                       {"section": name, "__module__": __name__})
+    return DETECTOR_SETTINGS[name]
 
 
 def dataset_preset():

@@ -13,6 +13,7 @@ import luigi
 from pipeline.bapg_tasks import GroupsParameter, ProposalFeatures, TrainEncoder
 from pipeline.base import StageTask, gpu_resources, task_threads, write_csv
 from pipeline.data_tasks import dataset_annotations, features_task
+from pipeline.detectors import DetectorParameter
 from pipeline.specs import DetectorSpec, DetectSpec, detector_spec
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
@@ -28,16 +29,12 @@ def variant_params(variant: Variant) -> dict:
             "bapg_groups": list(variant.bapg_groups or DEFAULT_GROUPS)}
 
 
-# The names of models.detector_registry.DETECTORS, written out so that importing the tasks loads no torch
-# (tests/test_task_graph.py checks they agree).
-DETECTOR_NAMES = ["afsd", "actionformer", "tridet", "tadtr"]
-
-
 class DetectorTask(StageTask):
     """Shared parameters of a detector variant: which detector, with or without BAPG (from which boundaries, with
     which channel groups), which seed, trained or not (Variant's fields, under the same names)."""
 
-    detector = luigi.ChoiceParameter(default="actionformer", choices=DETECTOR_NAMES)
+    detector = DetectorParameter(default="actionformer", description="a registered detector (pipeline.detectors): "
+                                                                     "afsd, actionformer, tridet, tadtr, ...")
     bapg = luigi.BoolParameter(default=False, description="fuse ProposalFeatures into the video features")
     bapg_source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
                                         description="with --bapg: boundaries from tsc (the method), raw (TSC "

@@ -133,10 +133,11 @@ def test_oracle_variant_runs_in_a_fresh_workdir(tiny_synthetic, tmp_path):
 
 def test_detector_choices_are_the_registry():
     from pipeline.config import DETECTOR_SETTINGS
-    from pipeline.detector_tasks import DETECTOR_NAMES
+    from pipeline.detectors import BUILTIN, detector_names
     from tal_pipeline.models.detector_registry import DETECTORS
 
-    assert sorted(DETECTOR_NAMES) == sorted(DETECTORS) == sorted(DETECTOR_SETTINGS)
+    assert set(BUILTIN) <= set(detector_names()) == set(DETECTOR_SETTINGS) <= set(DETECTORS)
+    assert set(BUILTIN) == {"afsd", "actionformer", "tridet", "tadtr"}
 
 
 def test_cross_fitting_folds_rank_videos_in_sorted_order():
