@@ -176,19 +176,11 @@ def detector_settings(name: str) -> dict:
     """{"model", "train", "fusion", "recipe", "post"} of detector `name`: the recipe's model options and training
     settings (stages.detectors.recipes; small: the dataset preset's training settings, thumos14 adds none) under
     the detector's own JSON from luigi.cfg / the command line; post: the recipe's Detect settings."""
+    from pipeline.specs import plain
     from tal_pipeline.stages.detectors.recipes import recipe_entry
 
     section = DETECTOR_SETTINGS[name]()
     recipe = detector_recipe()
     entry = recipe_entry(recipe, dataset_preset(), name)
-    return {"model": {**entry["model"], **_plain(section.model)}, "train": {**entry["train"], **_plain(section.train)},
-            "fusion": _plain(section.fusion), "recipe": recipe, "post": entry["post"]}
-
-
-def _plain(value):
-    """luigi's frozen JSON containers -> plain dicts and lists (for hashing and torch.save)."""
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    return {"model": {**entry["model"], **plain(section.model)}, "train": {**entry["train"], **plain(section.train)},
+            "fusion": plain(section.fusion), "recipe": recipe, "post": entry["post"]}

@@ -164,7 +164,6 @@ class TrainDetector(DetectorTask):
             BapgRecipe,
             DetectorInputRecipe,
             FeaturesRecipe,
-            FramesRecipe,
             InferenceRecipe,
         )
 
@@ -183,7 +182,7 @@ class TrainDetector(DetectorTask):
         return InferenceRecipe(
             features=FeaturesRecipe(task=features.task, window=features.window, stride=features.stride,
                                     weights=features.weights),
-            frames=FramesRecipe(fps=frames.fps, size=frames.size) if frames is not None else None, bapg=bapg,
+            frames=frames, bapg=bapg,
             detector_input=DetectorInputRecipe(length=spec.train["input_length"],
                                                class_agnostic=spec.train["class_agnostic"]))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from tal_pipeline.stages.bapg.proposal_features import PROJECTION_SEED, channel_layout, normalise_groups
 from tal_pipeline.stages.bapg.scales import Scales
+from tal_pipeline.stages.detectors.recipe import FramesRecipe
 
 I3D_WEIGHTS = "i3d-rgb-k400"  # Kinetics-400 RGB I3D (models/i3d_weights.py)
 I3D_WIDTH = 1024  # models.i3d.FEATURE_DIM, written out so that building a spec loads no torch (test_specs checks)
@@ -28,12 +29,8 @@ def plain(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class FramesSpec:
-    """SampleFrames: sampling rate (frames per second) and frame size (short side, centre crop)."""
-
-    fps: float
-    size: int
+# SampleFrames' spec is the inference recipe's frames section: sampling rate (frames per second), frame size.
+FramesSpec = FramesRecipe
 
 
 @dataclass(frozen=True)
