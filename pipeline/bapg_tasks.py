@@ -262,7 +262,8 @@ class TSCProposals(DatasetStage):
                         gt_seconds=gt_segments(ann) if spec.source == "oracle" else None, scales=spec.scales)
 
     def write_recall(self, store, done_videos: list[str]) -> None:
-        """recall.csv / recall.json and boundary_accuracy.csv / boundary_accuracy.json into the store's folder."""
+        """recall.csv / recall.json (when a video has ground truth) and boundary_accuracy.csv / .json (always: empty
+        without ground truth) into the store's folder."""
         import pandas as pd
 
         from tal_pipeline.stages.bapg.proposals import recall_table_from_store
@@ -273,14 +274,13 @@ class TSCProposals(DatasetStage):
             gt = {v: g for v, g in gt_segments(ann.subset(subset)).items() if v in set(done_videos) and len(g)}
             if gt:
                 tables.append(recall_table_from_store(str(store.path), gt).assign(subset=subset))
-        if not tables:
+        if tables:
+            table = pd.concat(tables, ignore_index=True)
+            table.to_csv(store.path / "recall.csv", index=False)
+            (store.path / "recall.json").write_text(table.to_json(orient="records", indent=1))
+            log.info("proposals (%s): recall per scale\n%s", self.source, table.to_string(index=False))
+        else:
             log.warning("proposals: no video with ground truth; no recall table")
-            return
-        table = pd.concat(tables, ignore_index=True)
-        table.to_csv(store.path / "recall.csv", index=False)
-        (store.path / "recall.json").write_text(table.to_json(orient="records", indent=1))
-        log.info("proposals (%s): recall per scale\n%s", self.source, table.to_string(index=False))
-
         accuracy = boundary_accuracy_by_subset(str(store.path), ann, (self.data.test_subset, self.data.train_subset),
                                                done_videos)
         accuracy.to_csv(store.path / BOUNDARY_ACCURACY_CSV, index=False)

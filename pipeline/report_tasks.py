@@ -14,7 +14,6 @@ from pipeline.bapg_tasks import (
     GroupListsParameter,
     TrainEncoder,
     TSCProposals,
-    boundary_accuracy_by_subset,
 )
 from pipeline.base import StageTask
 from pipeline.classification_tasks import FuseVideoClasses
@@ -153,21 +152,17 @@ class Report(StageTask):
                 if s in self.boundary_sources}
 
     def boundary_accuracy(self, stores: dict) -> dict:
-        """report.json's "boundary_accuracy" from each source's boundary_accuracy.json (computed from the store
-        when a store written before that file existed lacks it)."""
+        """report.json's "boundary_accuracy" from each source's boundary_accuracy.json (TSCProposals writes it)."""
         from tal_pipeline.stages.evaluation.report_boundaries import boundary_accuracy_section
 
         subsets = {"test": self.data.test_subset, "train": self.data.train_subset}
         tables = {}
         for source, target in stores.items():
             file = Path(target.path) / BOUNDARY_ACCURACY_JSON
-            if file.is_file():
-                tables[source] = json.loads(file.read_text())
-            else:
-                log.info("report: %s has no %s; computing it from the store", target.path, BOUNDARY_ACCURACY_JSON)
-                tables[source] = boundary_accuracy_by_subset(
-                    target.path, dataset_annotations(self.data), subsets.values(), target.store.videos()
-                ).to_dict(orient="records")
+            if not file.is_file():
+                raise FileNotFoundError(f"Report: {file} is missing from the {source} proposals store: rerun it "
+                                        f"(--TSCProposals-force --TSCProposals-source {source})")
+            tables[source] = json.loads(file.read_text())
         return boundary_accuracy_section(tables, subsets, {s: Path(t.path).name for s, t in stores.items()})
 
     def run(self):

@@ -221,7 +221,8 @@ def _fake_checkpoint(path: Path, **inputs) -> Path:
     from tal_pipeline.models.detector_registry import resolve_model_config
 
     config = {"name": "actionformer", "labels": ["a", "b"], "use_bapg": False, "in_channels": 1024,
-              "num_classes": 2, "model": resolve_model_config("actionformer"), "inputs": inputs}
+              "num_classes": 2, "model": resolve_model_config("actionformer"),
+              "inputs": {"detector_input": {"length": None, "class_agnostic": False}, **inputs}}
     torch.save({"state": {}, "config": config}, path)
     return path
 
