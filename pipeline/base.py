@@ -145,7 +145,8 @@ _MEMO: list[dict] = []  # the specs and hashes of the artifact hash being comput
 @contextmanager
 def resolving():
     """A memo shared by the nested calls of one artifact hash: each upstream task's spec and hash are resolved once
-    per outermost call (never across calls: the configuration may change between them)."""
+    per outermost block. Open only while the configuration is fixed: one hash, or one walk of a graph
+    (pipeline.graph.build_plan); luigi's scheduler opens none, so a later configuration is never read stale."""
     outer = not _MEMO
     if outer:
         _MEMO.append({})

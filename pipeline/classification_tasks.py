@@ -14,7 +14,8 @@ import luigi
 from pipeline.base import StageTask, task_threads
 from pipeline.data_tasks import dataset_annotations, features_task
 from pipeline.detector_tasks import Detect, DetectorTask
-from pipeline.specs import ClassifySpec, FuseSpec, plain
+from pipeline.hashing import plain
+from pipeline.specs import ClassifySpec, FuseSpec
 
 log = logging.getLogger("pipeline")
 

@@ -176,7 +176,7 @@ def detector_settings(name: str) -> dict:
     """{"model", "train", "fusion", "recipe", "post"} of detector `name`: the recipe's model options and training
     settings (stages.detectors.recipes; small: the dataset preset's training settings, thumos14 adds none) under
     the detector's own JSON from luigi.cfg / the command line; post: the recipe's Detect settings."""
-    from pipeline.specs import plain
+    from pipeline.hashing import plain
     from tal_pipeline.stages.detectors.recipes import recipe_entry
 
     section = DETECTOR_SETTINGS[name]()

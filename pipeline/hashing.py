@@ -35,6 +35,15 @@ def canonical(value: Any) -> Any:
     raise TypeError(f"cannot hash a value of type {type(value).__name__}: {value!r}")
 
 
+def plain(value: Any) -> Any:
+    """luigi's frozen JSON containers -> plain dicts and lists (specs and checkpoints hold plain data)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def param_hash(params: Any, length: int = 10) -> str:
     """sha1 of the canonical JSON of `params` (sorted keys), first `length` hex digits."""
     text = json.dumps(canonical(params), sort_keys=True, separators=(",", ":"))

@@ -10,23 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from pipeline.hashing import plain
 from tal_pipeline.stages.bapg.proposal_features import PROJECTION_SEED, channel_layout, normalise_groups
 from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.stages.detectors.recipe import FramesRecipe
 
 I3D_WEIGHTS = "i3d-rgb-k400"  # Kinetics-400 RGB I3D (models/i3d_weights.py)
 I3D_WIDTH = 1024  # models.i3d.FEATURE_DIM, written out so that building a spec loads no torch (test_specs checks)
-
-
-def plain(value: Any) -> Any:
-    """luigi's frozen JSON containers -> plain dicts and lists (specs hold plain data)."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 # SampleFrames' spec is the inference recipe's frames section: sampling rate (frames per second), frame size.
