@@ -85,10 +85,18 @@ def _key(node: dict, family: str, flag: str) -> tuple:
     return node["family"], tuple(sorted(params.items()))
 
 
+@pytest.fixture(scope="module")
+def small_graphs(tmp_path_factory):
+    """{preset: (workdir, flags, graph)} of FullRun with one seed: the graphs before any change, built once."""
+    workdir = tmp_path_factory.mktemp("specs")
+    flags = {p: [*PRESETS[p], "--Report-seeds", "1"] for p in PRESETS}
+    return {p: (workdir, flags[p], _graph(workdir, flags[p])) for p in PRESETS}
+
+
 @pytest.mark.parametrize("flags, family, which, preset", CHANGES, ids=[c[1] for c in CHANGES])
-def test_one_changed_value_moves_its_stage_and_everything_downstream_only(tmp_path, flags, family, which, preset):
-    small = [*PRESETS[preset], "--Report-seeds", "1"]
-    before, after = _graph(tmp_path, small), _graph(tmp_path, [*small, *flags])
+def test_one_changed_value_moves_its_stage_and_everything_downstream_only(small_graphs, flags, family, which, preset):
+    workdir, small, before = small_graphs[preset]
+    after = _graph(workdir, [*small, *flags])
 
     def shaped(node: dict) -> bool:
         return node["family"] == family and all(getattr(node["task"], k) == v for k, v in (which or {}).items())
