@@ -19,7 +19,6 @@ from tal_pipeline.stages.detectors.recipe import FramesRecipe
 I3D_WEIGHTS = "i3d-rgb-k400"  # Kinetics-400 RGB I3D (models/i3d_weights.py)
 I3D_WIDTH = 1024  # models.i3d.FEATURE_DIM, written out so that building a spec loads no torch (test_specs checks)
 
-
 # SampleFrames' spec is the inference recipe's frames section: sampling rate (frames per second), frame size.
 FramesSpec = FramesRecipe
 
