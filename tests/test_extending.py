@@ -1,31 +1,19 @@
 """docs/extending.md's worked detector example, run: a toy detector registered in one place gets its --detector
 choice, its [section], its small recipe and its report rows, and trains for one epoch through the pipeline
-(ImportFeatures -> TrainDetector -> Detect -> Evaluate, in-process luigi on a tiny feature benchmark)."""
+(ImportFeatures -> TrainDetector -> Detect -> Evaluate, the real `luigi --module tests.toy_detector` command on a
+tiny feature benchmark)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import luigi
 import pytest
 from luigi.cmdline_parser import CmdlineParser
 
-from tal_pipeline.models.actionformer.model import ActionFormer
-
-
-class TinyFormer(ActionFormer):
-    """A detector the package does not ship: ActionFormer cut to two pyramid levels of width 16."""
-
-    def __init__(self, in_channels: int, num_classes: int, width: int = 16, levels: int = 2):
-        super().__init__(in_channels, num_classes, width=width, levels=levels, heads=2, window=5, stem_blocks=1)
-
-
-@pytest.fixture(scope="module")
-def registered():
-    from pipeline.detectors import register_detector
-
-    register_detector("tinyformer", TinyFormer, small_train={"epochs": 1, "batch_size": 2, "max_seq_len": 64})
-    return "tinyformer"
+import tests.toy_detector  # noqa: F401 - registers tinyformer in this process too
+from tests.conftest import BIN, REPO, luigi_env
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +26,7 @@ def features(tmp_path_factory) -> Path:
     return out
 
 
-def _args(features: Path, workdir: Path) -> list[str]:
-    return ["Evaluate", "--no-lock", "--dataset-features", str(features / "features"), "--dataset-annotations",
-            str(features / "annotations.json"), "--dataset-train-subset", "validation", "--dataset-test-subset",
-            "test", "--detectors-recipe", "small", "--paths-workdir", str(workdir)]
-
-
-def test_one_registration_gives_choice_section_recipe_and_rows(registered, tmp_path):
+def test_one_registration_gives_choice_section_recipe_and_rows(tmp_path):
     from pipeline import config
     from pipeline.detector_tasks import TrainDetector
     from pipeline.report_tasks import Report
@@ -61,15 +43,20 @@ def test_one_registration_gives_choice_section_recipe_and_rows(registered, tmp_p
             TrainDetector(detector="nosuch")
 
 
-def test_a_registered_detector_trains_one_epoch_through_the_pipeline(registered, features, tmp_path):
-    from pipeline.report_tasks import Evaluate
-
-    with CmdlineParser.global_instance(_args(features, tmp_path)):
-        task = Evaluate(detector="tinyformer")
-        assert luigi.build([task], local_scheduler=True, workers=1, log_level="WARNING")
-        result = json.loads((Path(task.output().path) / "evaluation.json").read_text())
+def test_a_registered_detector_trains_one_epoch_through_the_pipeline(features, tmp_path):
+    """The documented command line: luigi imports the module that registers the detector, then runs the chain."""
+    data = ["--dataset-features", str(features / "features"), "--dataset-annotations",
+            str(features / "annotations.json")]
+    cmd = [str(BIN / "luigi"), "--module", "tests.toy_detector", "Evaluate", "--Evaluate-detector", "tinyformer", *data,
+           "--dataset-train-subset", "validation", "--dataset-test-subset", "test", "--detectors-recipe", "small",
+           "--paths-workdir", str(tmp_path / "runs")]
+    result = subprocess.run(cmd, cwd=tmp_path, env={**luigi_env(), "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [evaluation] = (tmp_path / "runs").glob("evaluation-*/evaluation.json")
+    result = json.loads(evaluation.read_text())
     assert result["variant"]["detector"] == "tinyformer" and 0.0 <= result["average_mAP"] <= 1.0
-    [detector] = tmp_path.glob("detector-*")
+    [detector] = (tmp_path / "runs").glob("detector-*")
     config = json.loads((detector / "config.json").read_text())
     assert config["name"] == "tinyformer" and config["model"] == {"width": 16, "levels": 2}
     assert config["spec"]["detector"] == "tinyformer" and config["spec"]["train"]["epochs"] == 1
