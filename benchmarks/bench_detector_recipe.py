@@ -1,14 +1,14 @@
 """Detector recipes compared on held-out TRAINING videos (never the test split), over seeds and folds.
 
     PYTHONPATH=. python benchmarks/bench_detector_recipe.py --detector actionformer \
-        --candidates '[{"epochs": 40}, {"epochs": 80}, {"epochs": 120}]' --seeds 3 --folds 2 [--use-bapg] \
+        --candidates '[{"epochs": 40}, {"epochs": 80}, {"epochs": 120}]' --seeds 3 --folds 2 [--bapg] \
         [--luigi-args "--paths-workdir runs"] [--out benchmarks/out/recipe.json]
 
 The training videos of the configured dataset (the synthetic one by default; any --luigi-args of `luigi --module
 pipeline FullRun` select another, e.g. --dataset-features ...) are split into --folds folds by sorted id; each
 candidate (training settings, plus "model" / "fusion" options) is trained on the other folds and evaluated on
 the held-out fold (average mAP over tIoU 0.3:0.1:0.7, anet mode), for every seed. The features (and with
---use-bapg the ProposalFeatures, whose training videos are cross-fitted) come from the pipeline's own stores,
+--bapg the ProposalFeatures, whose training videos are cross-fitted) come from the pipeline's own stores,
 built first when missing. Printed per candidate: mean ± std of the held-out average mAP over seeds x folds, the
 worst run, and how many runs passed the training health check. This is how the detector defaults in
 stages/detectors/training.py are chosen; the test split is not read.
@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--candidates", default='[{}]', help="JSON list of settings (training keys, \"model\", \"fusion\")")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--folds", type=int, default=2)
-    ap.add_argument("--use-bapg", action="store_true", help="train on features + ProposalFeatures (fused)")
+    ap.add_argument("--bapg", action="store_true", help="train on features + ProposalFeatures (fused)")
     ap.add_argument("--bapg-source", default="tsc", choices=["tsc", "raw", "random", "oracle"])  # BOUNDARY_SOURCES
     ap.add_argument("--luigi-args", default="", help="arguments of `luigi --module pipeline FullRun` (dataset, "
                                                      "workdir, stage options)")
@@ -78,20 +78,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     candidates = json.loads(args.candidates)
     with CmdlineParser.global_instance(["FullRun", *shlex.split(args.luigi_args)]):
-        needed = [features_task()] + ([ProposalFeatures(source=args.bapg_source)] if args.use_bapg else [])
+        needed = [features_task()] + ([ProposalFeatures(source=args.bapg_source)] if args.bapg else [])
         if not luigi.build(needed, local_scheduler=True, log_level="WARNING"):
             raise SystemExit("building the features failed (see the luigi log above)")
         spec = dataset.current()
         ann = dataset_annotations(spec)
         train = ann.subset(spec.train_subset)
         videos = sorted(train.videos["video"])
-        bapg = needed[1].output().path if args.use_bapg else None
+        bapg = needed[1].output().path if args.bapg else None
         features, grids = load_feature_dict(needed[0].output().path, videos, bapg)
-        video_width = load_feature_dict(needed[0].output().path, videos[:1])[0][videos[0]].shape[1]
-    bapg_channels = features[videos[0]].shape[1] - video_width if args.use_bapg else 0
+        bapg_channels = needed[1].spec().channels if args.bapg else 0  # B's width, from its spec
     labels = ann.labels
     folds = [[v for i, v in enumerate(videos) if i % args.folds == f] for f in range(args.folds)]
-    print(f"{args.detector}{' + BAPG (' + args.bapg_source + ')' if args.use_bapg else ''}: {len(videos)} training "
+    print(f"{args.detector}{' + BAPG (' + args.bapg_source + ')' if args.bapg else ''}: {len(videos)} training "
           f"videos in {args.folds} folds {[len(f) for f in folds]}, {args.seeds} seeds; held-out average mAP "
           "(tIoU 0.3:0.1:0.7) on training videos only")
     table = []
@@ -111,7 +110,7 @@ def main() -> None:
               f"{100 * row['min']:5.1f}; healthy {healthy}/{len(maps)}; {row['seconds']:.0f} s)", flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"detector": args.detector, "use_bapg": args.use_bapg,
+        Path(args.out).write_text(json.dumps({"detector": args.detector, "bapg": args.bapg,
                                               "folds": args.folds, "seeds": args.seeds, "table": table}, indent=1))
 
 

@@ -29,6 +29,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def encoder_flags(options: str) -> list[str]:
+    """--encoder-options JSON as luigi flags: the keys with a TrainEncoder flag of their own (margin, epochs, ...)
+    as that flag, the others as --TrainEncoder-options."""
+    from pipeline.specs import ENCODER_FLAGS
+
+    given = json.loads(options) if options else {}
+    flags = [f for k in ENCODER_FLAGS if k in given for f in (f"--TrainEncoder-{k}", str(given[k]))]
+    rest = {k: v for k, v in given.items() if k not in ENCODER_FLAGS}
+    return flags + (["--TrainEncoder-options", json.dumps(rest)] if rest else [])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="runs/data/thumos_like")
@@ -52,7 +63,7 @@ def main() -> None:
            "--Report-detectors", json.dumps(args.detectors), "--Report-seeds", str(args.seeds),
            "--Report-ablations", json.dumps(args.ablations), "--Report-ablation-seeds", str(args.ablation_seeds),
            *(["--Report-group-ablations", args.group_ablations] if args.group_ablations else []),
-           *(["--TrainEncoder-options", args.encoder_options] if args.encoder_options else []),
+           *encoder_flags(args.encoder_options),
            *shlex.split(args.luigi_args)]
     print("$ " + shlex.join(cmd[1:]), flush=True)
     t0 = time.perf_counter()

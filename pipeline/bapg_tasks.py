@@ -15,11 +15,18 @@ import luigi
 from pipeline import dataset
 from pipeline.base import StageTask, gpu_resources, write_csv
 from pipeline.data_tasks import DatasetStage, SampleFrames, dataset_annotations, features_task, gt_segments
+from pipeline.specs import (
+    BapgFeaturesSpec,
+    EncoderSpec,
+    ProposalsSpec,
+    SimilaritySpec,
+    bapg_features_spec,
+    encoder_config,
+    scales_of,
+)
 from tal_pipeline.stages.bapg.encoder_separation import encoder_report
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS, needs_similarity
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES, SIMILARITY_SOURCES
-from tal_pipeline.stages.bapg.scales import Scales
-from tal_pipeline.stages.precision import DEFAULT_PRECISION
 from tal_pipeline.storage.training_board import TrainingBoard
 from tal_pipeline.storage.zarr_store import ArtifactStore
 
@@ -76,8 +83,13 @@ class TrainEncoder(StageTask):
     deterministic = luigi.BoolParameter(default=False, significant=False, description="repeatable seeded CUDA runs "
                                         "(slower; stages.runtime.deterministic_mode)")
     options = luigi.DictParameter(default={}, description="JSON over the encoder config (stages.bapg.encoder."
-                                  "DEFAULT_ENCODER), merged last, e.g. '{\"context\": 5, \"margin\": 1.0}' "
-                                  "(benchmarks/bench_encoder_boundaries.py); unknown keys are refused")
+                                  "DEFAULT_ENCODER) but its flags (loss, margin, gamma, epochs), e.g. "
+                                  "'{\"context\": 5}' (benchmarks/bench_encoder_boundaries.py); unknown keys and "
+                                  "flags are refused")
+
+    def spec(self) -> EncoderSpec:
+        return EncoderSpec(seed=int(self.seed), folds=int(self.folds), fold=int(self.fold),
+                           config=encoder_config(self.loss, self.margin, self.gamma, self.epochs, self.options))
 
     @property
     def on_frames(self) -> bool:
@@ -85,25 +97,9 @@ class TrainEncoder(StageTask):
         return self.options.get("encoder", "mlp") == "cnn"
 
     def requires(self):
-        if not self.on_frames:  # the default: the features alone (the same artifact path as ever)
-            return features_task()
+        if not self.on_frames:  # the default: the features alone
+            return {"features": features_task()}
         return {"features": features_task(), "frames": frames_for_encoder()}
-
-    def shaping_params(self) -> dict:
-        params = super().shaping_params()
-        params["params"].pop("options", None)
-        # No options (or only the default fp32 precision): the same artifact path as before options existed.
-        if options := {k: v for k, v in sorted(self.options.items()) if (k, v) != ("precision", DEFAULT_PRECISION)}:
-            params["params"]["options"] = options
-        return params
-
-    def config(self) -> dict:
-        cfg = {"loss": self.loss, "gamma": self.gamma}
-        if self.margin:
-            cfg["margin"] = self.margin
-        if self.epochs:
-            cfg["epochs"] = self.epochs
-        return {**cfg, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}}
 
     def run(self):
         import torch
@@ -119,7 +115,8 @@ class TrainEncoder(StageTask):
                 raise ValueError(f"TrainEncoder: fold must be in [0, {self.folds}), got {self.fold}")
             fold_by_video = cross_fitting_folds(videos, self.folds)
             videos = [v for v in videos if fold_by_video[v] != self.fold]
-        features_path = self.input()["features"].path if self.on_frames else self.input().path
+        spec = self.spec()
+        features_path = self.input()["features"].path
         if self.on_frames:  # the frame at each feature step's centre time, so Phi's steps are the feature steps
             from tal_pipeline.stages.data.frame_steps import load_step_frames, read_step_frames
 
@@ -129,18 +126,18 @@ class TrainEncoder(StageTask):
             features, grids = load_feature_dict(features_path, videos)
         actions = train.actions[train.actions["video"].isin(set(features))]
         board = TrainingBoard(self.output().path)  # live TensorBoard events in the run's folder
-        state, cfg, log_rows = train_encoder(features, actions, grids, self.config(), seed=self.seed,
+        state, cfg, log_rows = train_encoder(features, actions, grids, spec.config, seed=spec.seed,
                                              device=self.device, deterministic=self.deterministic, on_log=board.rows,
                                              on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
-        cfg = {**cfg, "train_videos": sorted(features), "folds": self.folds, "fold": self.fold}
+        cfg = {**cfg, "train_videos": sorted(features), "folds": spec.folds, "fold": spec.fold}
         del features  # the held-out videos' frames are read one video at a time
         # Evidence it learns: s(anchor, positive) - s(anchor, hard negative) on held-out videos.
         held_out, held_grids = load_feature_dict(features_path, test.videos["video"].tolist())
         inputs = ((lambda v: read_step_frames(frames_path, v, held_grids[v], len(held_out[v])))
                   if self.on_frames else None)
-        report = encoder_report(state, cfg, held_out, test.actions, held_grids, self.config(), self.seed, self.device,
+        report = encoder_report(state, cfg, held_out, test.actions, held_grids, spec.config, spec.seed, self.device,
                                 inputs)
-        with self.output().writer() as folder:
+        with self.writer() as folder:
             torch.save({"state": state, "config": cfg}, folder / "checkpoint.pt")
             (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
             (folder / "separation.json").write_text(json.dumps(report, indent=1))
@@ -162,6 +159,10 @@ class SimilarityMatrices(DatasetStage):
     block = luigi.IntParameter(default=1024, significant=False, description="tile size (rows = cols = Zarr chunk)")
     device = luigi.Parameter(default="cpu", significant=False, description="device for the encoder embeddings")
     resources = property(lambda self: gpu_resources(self.device))  # cuda (or auto) holds the GPU (pipeline.base)
+
+    def spec(self) -> SimilaritySpec:
+        return SimilaritySpec(use_encoder=bool(self.use_encoder), cross_fit=int(self.cross_fit) if self.use_encoder
+                              else 0, block=int(self.block))
 
     def requires(self):
         req = {"features": features_task()}
@@ -192,7 +193,7 @@ class SimilarityMatrices(DatasetStage):
         scheduler, workers = self.dask_scheduler()
         self.run_videos(similarity_matrix_to_store, videos, self.skip_bad_videos,
                         features_store=str(features.path),
-                        encoder=self.encoder_by_video(videos) if self.use_encoder else None, block=self.block,
+                        encoder=self.encoder_by_video(videos) if self.use_encoder else None, block=self.spec().block,
                         device=self.device, num_threads=threads_per_worker(scheduler, workers),
                         **({"frames_store": self.input()["frames"].path} if "frames" in self.input() else {}))
 
@@ -222,28 +223,25 @@ class TSCProposals(DatasetStage):
     source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
                                    description="tsc | raw (no encoder) | random (same counts) | oracle (ground truth)")
 
-    def resolved_rates(self) -> tuple:
-        """The rates given, or the dataset preset's."""
+    def spec(self) -> ProposalsSpec:
+        """The scales as the stage functions take them (rates: as given, or the dataset preset's), converted once."""
         from pipeline.config import dataset_preset
 
-        return tuple(dataset_preset().tsc_rates if self.rates is None else self.rates)
+        rates = dataset_preset().tsc_rates if self.rates is None else self.rates
+        return ProposalsSpec(source=self.source, scales=scales_of(self.ms, rates, self.penalty, self.min_size),
+                             max_union=int(self.max_union))
 
-    def scales(self) -> Scales:
-        """The scale parameters as the stage functions take them (converted here, once)."""
-        return Scales(self.ms, self.resolved_rates(), self.penalty, self.min_size)
-
-    def shaping_params(self) -> dict:
-        params = super().shaping_params()
-        params["params"]["rates"] = list(self.resolved_rates())  # the preset's rates shape the path as given ones
-        return params
+    def similarity_task(self) -> SimilarityMatrices | None:
+        """The SimilarityMatrices whose S gave these boundaries (random: its tsc store's); None for the oracle."""
+        req = self.requires()
+        if "tsc" in req:
+            return req["tsc"].similarity_task()
+        return req.get("similarity")
 
     def requires(self):
         if self.source in SIMILARITY_SOURCES:
             return {"similarity": SimilarityMatrices(use_encoder=self.source == "tsc")}
-        if self.source == "random":
-            # This task's own parameter values, not Scales' converted ones: rates [8, 16, 32] from luigi.cfg and
-            # (8.0, 16.0, 32.0) compare equal (luigi reuses whichever instance came first) but hash differently, so
-            # the tsc store's path would depend on which task was created first.
+        if self.source == "random":  # as many change points as tsc finds at each of these scales
             return {"tsc": TSCProposals(ms=self.ms, rates=self.rates, penalty=self.penalty, min_size=self.min_size,
                                         max_union=self.max_union, source="tsc")}
         return {"features": features_task()}
@@ -251,19 +249,21 @@ class TSCProposals(DatasetStage):
     def run(self):
         from tal_pipeline.stages.bapg.proposals import tsc_proposals_to_store
 
+        spec = self.spec()
         inputs = {k: t.path for k, t in self.input().items()}
         ann = dataset_annotations(self.data)
         durations = dict(zip(ann.videos["video"], ann.videos["duration"].astype(float)))
         videos = ArtifactStore(next(iter(inputs.values()))).videos()
         # The DP kernel is single-threaded Numba with nogil=True: Dask threads run videos side by side.
         self.run_videos(tsc_proposals_to_store, videos, self.skip_bad_videos,
-                        before_complete=self.write_recall, source=self.source,
+                        before_complete=self.write_recall, source=spec.source,
                         similarity_store=inputs.get("similarity"), tsc_store=inputs.get("tsc"),
-                        features_store=inputs.get("features"), max_union=self.max_union, durations=durations,
-                        gt_seconds=gt_segments(ann) if self.source == "oracle" else None, scales=self.scales())
+                        features_store=inputs.get("features"), max_union=spec.max_union, durations=durations,
+                        gt_seconds=gt_segments(ann) if spec.source == "oracle" else None, scales=spec.scales)
 
     def write_recall(self, store, done_videos: list[str]) -> None:
-        """recall.csv / recall.json and boundary_accuracy.csv / boundary_accuracy.json into the store's folder."""
+        """recall.csv / recall.json (when a video has ground truth) and boundary_accuracy.csv / .json (always: empty
+        without ground truth) into the store's folder."""
         import pandas as pd
 
         from tal_pipeline.stages.bapg.proposals import recall_table_from_store
@@ -274,14 +274,13 @@ class TSCProposals(DatasetStage):
             gt = {v: g for v, g in gt_segments(ann.subset(subset)).items() if v in set(done_videos) and len(g)}
             if gt:
                 tables.append(recall_table_from_store(str(store.path), gt).assign(subset=subset))
-        if not tables:
+        if tables:
+            table = pd.concat(tables, ignore_index=True)
+            table.to_csv(store.path / "recall.csv", index=False)
+            (store.path / "recall.json").write_text(table.to_json(orient="records", indent=1))
+            log.info("proposals (%s): recall per scale\n%s", self.source, table.to_string(index=False))
+        else:
             log.warning("proposals: no video with ground truth; no recall table")
-            return
-        table = pd.concat(tables, ignore_index=True)
-        table.to_csv(store.path / "recall.csv", index=False)
-        (store.path / "recall.json").write_text(table.to_json(orient="records", indent=1))
-        log.info("proposals (%s): recall per scale\n%s", self.source, table.to_string(index=False))
-
         accuracy = boundary_accuracy_by_subset(str(store.path), ann, (self.data.test_subset, self.data.train_subset),
                                                done_videos)
         accuracy.to_csv(store.path / BOUNDARY_ACCURACY_CSV, index=False)
@@ -363,18 +362,24 @@ class ProposalFeatures(DatasetStage):
             req["similarity"] = SimilarityMatrices(use_encoder=self.source != "raw")
         return req
 
-    def shaping_params(self) -> dict:
-        params = super().shaping_params()
-        if tuple(self.groups) == DEFAULT_GROUPS:  # B as before the groups existed: the same artifact path
-            params["params"] = {k: v for k, v in params["params"].items() if k != "groups"}
-        return params
+    def similarity_task(self) -> SimilarityMatrices | None:
+        """The S behind B: the one its novelty / strength groups read, else the one its boundaries came from."""
+        req = self.requires()
+        return req.get("similarity") or req["proposals"].similarity_task()
+
+    def spec(self) -> BapgFeaturesSpec:
+        """B's channels from the upstream specs: the proposals' scales and the features' width."""
+        req = self.requires()
+        return bapg_features_spec(self.source, self.groups, self.projection_dim, req["proposals"].spec().scales,
+                                  req["features"].spec().width)
 
     def run(self):
         from tal_pipeline.stages.bapg.proposal_features import proposal_features_to_store
 
+        spec = self.spec()
         proposals = self.input()["proposals"].store
         similarity = self.input().get("similarity")
         self.run_videos(proposal_features_to_store, proposals.videos(), self.skip_bad_videos,
                         features_store=self.input()["features"].path, proposals_store=str(proposals.path),
-                        projection_dim=self.projection_dim, groups=list(self.groups),
+                        projection_dim=spec.projection_dim, groups=list(spec.groups),
                         similarity_store=similarity.path if similarity is not None else None)

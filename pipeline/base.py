@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -12,7 +13,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import config, dataset, workdir_lock
-from pipeline.hashing import param_hash
+from pipeline.hashing import canonical, param_hash, spec_hash
 from tal_pipeline.stages.parallel import run_per_video
 from tal_pipeline.storage.atomic import atomic_folder
 from tal_pipeline.storage.manifest import write_manifest
@@ -46,18 +47,6 @@ def task_threads() -> int:
     from tal_pipeline.stages.parallel import usable_cores
 
     return max(1, usable_cores() // max(1, luigi.interface.core().workers))
-
-
-def upstream(task: luigi.Task, cls: type, where=lambda t: True):
-    """The first task of type `cls` (for which `where` holds) upstream of `task`, reading each task's requires()
-    depth first; None when there is none. Downstream tasks read their upstream ones from the graph this way."""
-    for dep in luigi.task.flatten(task.requires()):
-        if isinstance(dep, cls) and where(dep):
-            return dep
-        found = upstream(dep, cls, where)
-        if found is not None:
-            return found
-    return None
 
 
 class StageFailed(RuntimeError):
@@ -150,11 +139,40 @@ def _kept_if_done(run):
     return checked_run
 
 
+_MEMO: list[dict] = []  # the specs and hashes of the artifact hash being computed (see resolving)
+
+
+@contextmanager
+def resolving():
+    """A memo shared by the nested calls of one artifact hash: each upstream task's spec and hash are resolved once
+    per outermost block. Open only while the configuration is fixed: one hash, or one walk of a graph
+    (pipeline.graph.build_plan); luigi's scheduler opens none, so a later configuration is never read stale."""
+    outer = not _MEMO
+    if outer:
+        _MEMO.append({})
+    try:
+        yield _MEMO[0]
+    finally:
+        if outer:
+            _MEMO.clear()
+
+
+def _memoised_spec(spec):
+    @functools.wraps(spec)
+    def memoised(self):
+        with resolving() as memo:
+            key = ("spec", self.task_id)
+            if key not in memo:
+                memo[key] = spec(self)
+            return memo[key]
+    return memoised
+
+
 class StageTask(luigi.Task):
     """A pipeline stage: output path = <workdir>/<artifact>-<hash of what shapes it>.
 
-    Subclasses set `artifact` (path stem) and `suffix`, list their shaping parameters as luigi
-    parameters, and implement `run()` by calling a pure function in stages/.
+    Subclasses set `artifact` (path stem) and `suffix`, build their spec (pipeline.specs) in `spec()` and
+    implement `run()` by calling a pure function in stages/ with it.
     """
 
     artifact = "artifact"
@@ -166,6 +184,8 @@ class StageTask(luigi.Task):
         super().__init_subclass__(**kwargs)
         if "run" in vars(cls):
             cls.run = _kept_if_done(vars(cls)["run"])
+        if "spec" in vars(cls):
+            cls.spec = _memoised_spec(vars(cls)["spec"])
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -178,25 +198,45 @@ class StageTask(luigi.Task):
     def data(self) -> dataset.DatasetSpec:
         return dataset.current()
 
-    def shaping_params(self) -> dict:
-        """Significant parameters, the dataset identity and the upstream artifacts' paths."""
-        significant = {name for name, param in self.get_params() if param.significant}  # once, not per parameter
-        params = {name: value for name, value in self.param_kwargs.items() if name in significant}
-        upstream = luigi.task.flatten(self.requires())  # nested dicts/lists of tasks alike
-        return {
-            "stage": self.artifact,
-            "params": params,
-            "dataset": dataset.identity(self.data),
-            "inputs": sorted(Path(t.output().path).name for t in upstream if t is not None),
-        }
+    def spec(self):
+        """The frozen spec of this stage (pipeline.specs): exactly the values that shape its artifact."""
+        raise NotImplementedError(f"{type(self).__name__} defines no spec()")
+
+    def upstream_hashes(self) -> dict[str, str]:
+        """{role: hash} of the artifacts this stage reads (its requires(), by key) and of the dataset."""
+        with resolving() as memo:
+            if "dataset" not in memo:
+                memo["dataset"] = param_hash(dataset.identity(self.data))
+            hashes = {"dataset": memo["dataset"]}
+            for role, dep in named_requirements(self.requires()).items():
+                if isinstance(dep, StageTask):
+                    hashes[role] = dep.artifact_hash()
+        return hashes
+
+    def artifact_hash(self) -> str:
+        with resolving() as memo:
+            key = ("hash", self.task_id)
+            if key not in memo:
+                memo[key] = spec_hash(self.artifact, self.spec(), self.upstream_hashes())
+            return memo[key]
+
+    def spec_record(self) -> dict:
+        """What config.json (and a store's attributes) record: the stage, its spec, its inputs' hashes."""
+        return {"stage": self.artifact, "spec": canonical(self.spec()), "upstream": self.upstream_hashes()}
 
     def artifact_path(self) -> Path:
         workdir = config.PathsConfig().workdir
         workdir_lock.hold_shared(workdir)  # held until this process exits: gc deletes nothing meanwhile
-        return Path(workdir) / f"{self.artifact}-{param_hash(self.shaping_params())}{self.suffix}"
+        return Path(workdir) / f"{self.artifact}-{self.artifact_hash()}{self.suffix}"
 
-    def get_params_dict(self) -> dict:
-        return dict(self.get_params())
+    @contextmanager
+    def writer(self):
+        """The folder artifact's writer (DoneFileTarget.writer), its spec record merged into config.json."""
+        with self.output().writer() as folder:
+            yield folder
+            file = folder / "config.json"
+            written = json.loads(file.read_text()) if file.is_file() else {}
+            file.write_text(json.dumps({**written, **self.spec_record()}, indent=1, default=str))
 
     def output(self):
         if self.suffix == ".zarr":
@@ -238,7 +278,8 @@ class StageTask(luigi.Task):
         videos and before the flag, so a crash there never leaves a store that looks complete.
         """
         store = self.output().store
-        store.begin({"stage": self.artifact, "params": self.shaping_params(),
+        record = self.spec_record()
+        store.begin({"stage": self.artifact, "params": {"params": record["spec"], "upstream": record["upstream"]},
                      "provenance": {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename}})
         done = store.done_videos()
         todo = [v for v in videos if v not in done]
@@ -260,6 +301,19 @@ class StageTask(luigi.Task):
             before_complete(store, sorted(set(videos) - set(result.failures)))
         store.mark_complete(videos, skipped=result.failures)
         return result.failures
+
+
+def named_requirements(requirements, prefix: str = "") -> dict:
+    """{role: task} of a requires() value: dict keys and list positions joined by dots ("fold_encoders.0")."""
+    if requirements is None:
+        return {}
+    if isinstance(requirements, luigi.Task):
+        return {prefix or "input": requirements}
+    items = requirements.items() if isinstance(requirements, dict) else enumerate(requirements)
+    out = {}
+    for key, value in items:
+        out.update(named_requirements(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 @StageTask.event_handler(luigi.Event.DEPENDENCY_DISCOVERED)

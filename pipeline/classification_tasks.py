@@ -14,6 +14,8 @@ import luigi
 from pipeline.base import StageTask, task_threads
 from pipeline.data_tasks import dataset_annotations, features_task
 from pipeline.detector_tasks import Detect, DetectorTask
+from pipeline.hashing import plain
+from pipeline.specs import ClassifySpec, FuseSpec
 
 log = logging.getLogger("pipeline")
 
@@ -45,16 +47,19 @@ class ClassifyVideos(StageTask):
     def requires(self):
         return {} if self.scores_file else {"features": features_task()}
 
-    def shaping_params(self) -> dict:
-        params = super().shaping_params()
-        if self.scores_file:  # a changed file gets a new path (as the dataset's own files do)
-            if not Path(self.scores_file).is_file():
-                raise ValueError(f"--ClassifyVideos-scores-file {self.scores_file}: no such file")
-            st = Path(self.scores_file).stat()
-            params["scores_file"] = {"path": str(Path(self.scores_file).resolve()), "size": st.st_size,
-                                     "mtime_ns": st.st_mtime_ns}
-            params["params"] = {k: v for k, v in params["params"].items() if k not in ("settings", "seed")}
-        return params
+    def spec(self) -> ClassifySpec:
+        """External scores: their file (a changed file gets a new path, as the dataset's own files do); else the
+        classifier's resolved settings and seed."""
+        from tal_pipeline.stages.classification.video_classifier import resolve_classifier_config
+
+        if not self.scores_file:
+            return ClassifySpec(scores_file=None, settings=resolve_classifier_config(plain(self.settings)),
+                                seed=int(self.seed))
+        if not Path(self.scores_file).is_file():
+            raise ValueError(f"--ClassifyVideos-scores-file {self.scores_file}: no such file")
+        st = Path(self.scores_file).stat()
+        return ClassifySpec(scores_file={"path": str(Path(self.scores_file).resolve()), "size": st.st_size,
+                                         "mtime_ns": st.st_mtime_ns}, settings=None, seed=None)
 
     def run(self):
         from tal_pipeline.stages.classification.video_classifier import top1_accuracy
@@ -85,7 +90,7 @@ class ClassifyVideos(StageTask):
                        test_top1=top1_accuracy(scores, labels, classes))
         log.info("video classes (%s): top-1 accuracy on the %d test videos %s", metrics["source"], len(test_videos),
                  "n/a" if metrics["test_top1"] is None else f"{metrics['test_top1']:.3f}")
-        with self.output().writer() as folder:
+        with self.writer() as folder:
             (folder / SCORES_JSON).write_text(json.dumps(scores_payload(scores, classes)))
             (folder / METRICS_JSON).write_text(json.dumps(metrics, indent=1))
             if extra:
@@ -96,7 +101,6 @@ class ClassifyVideos(StageTask):
     def _train(self, ann, test_videos):
         import torch
 
-        from pipeline.config import _plain
         from tal_pipeline.stages.classification.video_classifier import (
             pooled_features,
             train_video_classifier,
@@ -110,7 +114,7 @@ class ClassifyVideos(StageTask):
         store = self.input()["features"].path
         pooled = {v: pooled_features(read_features(store, v)[0], v) for v in dict.fromkeys(train_videos + test_videos)}
         state, config = train_video_classifier({v: pooled[v] for v in train_videos},
-                                               _video_labels(train, train_videos), _plain(self.settings), self.seed)
+                                               _video_labels(train, train_videos), self.spec().settings, self.seed)
         scores = video_class_scores(state, config, pooled, test_videos)
         return state, config, scores, config["classes"]
 
@@ -128,10 +132,8 @@ class FuseVideoClasses(DetectorTask):
     def requires(self):
         return {"detections": Detect(**self.variant(), max_dets=self.max_dets), "classes": ClassifyVideos()}
 
-    def shaping_params(self) -> dict:
-        params = super().shaping_params()  # max_dets shapes the Detect artifact, whose path is an input already
-        params["params"] = {k: v for k, v in params["params"].items() if k != "max_dets"}
-        return params
+    def spec(self) -> FuseSpec:
+        return FuseSpec(topk=int(self.topk))
 
     def run(self):
         from tal_pipeline.stages.classification.video_scores import fuse_video_classes, read_video_scores
@@ -145,9 +147,9 @@ class FuseVideoClasses(DetectorTask):
                              f"{other[:5]}: the detector is not class-agnostic")
         source = Path(self.input()["classes"].path) / SCORES_JSON
         scores, classes = read_video_scores(source, sorted(results))
-        fused = fuse_video_classes(results, scores, classes, topk=self.topk, source=str(source))
+        fused = fuse_video_classes(results, scores, classes, topk=self.spec().topk, source=str(source))
         payload = {**payload, "results": fused,
                    "video_classes": {"artifact": Path(self.input()["classes"].path).name, "topk": self.topk,
                                      **json.loads((Path(self.input()["classes"].path) / METRICS_JSON).read_text())}}
-        with self.output().writer() as folder:
+        with self.writer() as folder:
             (folder / "detections.json").write_text(json.dumps(payload))

@@ -143,24 +143,16 @@ class _DetectorSettings(_Section):
                                                          "(hidden, channel_dropout, input_dropout, lr_scale)")
 
 
-class AfsdSettings(_DetectorSettings):  # [afsd] model = {...}, or --afsd-model '{...}'
-    section = "afsd"
+DETECTOR_SETTINGS: dict[str, type[_DetectorSettings]] = {}  # section name -> class (pipeline.detectors registers)
 
 
-class ActionFormerSettings(_DetectorSettings):  # [actionformer] train = {"epochs": 40}, --actionformer-train
-    section = "actionformer"
-
-
-class TriDetSettings(_DetectorSettings):  # [tridet] model = {"num_bins": 16}, --tridet-model '{...}'
-    section = "tridet"
-
-
-class TadTRSettings(_DetectorSettings):  # [tadtr] model = {"queries": 40}, --tadtr-model '{...}'
-    section = "tadtr"
-
-
-DETECTOR_SETTINGS = {cls.section: cls for cls in (AfsdSettings, ActionFormerSettings, TriDetSettings,
-                                                  TadTRSettings)}
+def detector_section(name: str) -> type[_DetectorSettings]:
+    """The configuration section [name] of a detector (model, train and fusion JSON; --<name>-train '{...}'),
+    made once when the detector is registered (pipeline.detectors.register_detector)."""
+    if name not in DETECTOR_SETTINGS:
+        DETECTOR_SETTINGS[name] = type(f"{name.title().replace('_', '')}Settings", (_DetectorSettings,),
+                                       {"section": name, "__module__": __name__})
+    return DETECTOR_SETTINGS[name]
 
 
 def dataset_preset():
@@ -184,19 +176,11 @@ def detector_settings(name: str) -> dict:
     """{"model", "train", "fusion", "recipe", "post"} of detector `name`: the recipe's model options and training
     settings (stages.detectors.recipes; small: the dataset preset's training settings, thumos14 adds none) under
     the detector's own JSON from luigi.cfg / the command line; post: the recipe's Detect settings."""
+    from pipeline.hashing import plain
     from tal_pipeline.stages.detectors.recipes import recipe_entry
 
     section = DETECTOR_SETTINGS[name]()
     recipe = detector_recipe()
     entry = recipe_entry(recipe, dataset_preset(), name)
-    return {"model": {**entry["model"], **_plain(section.model)}, "train": {**entry["train"], **_plain(section.train)},
-            "fusion": _plain(section.fusion), "recipe": recipe, "post": entry["post"]}
-
-
-def _plain(value):
-    """luigi's frozen JSON containers -> plain dicts and lists (for hashing and torch.save)."""
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    return {"model": {**entry["model"], **plain(section.model)}, "train": {**entry["train"], **plain(section.train)},
+            "fusion": plain(section.fusion), "recipe": recipe, "post": entry["post"]}

@@ -13,6 +13,7 @@ import luigi
 from pipeline import dataset
 from pipeline.base import DoneFileTarget, StageTask, gpu_resources
 from pipeline.hashing import param_hash
+from pipeline.specs import I3D_WEIGHTS, I3D_WIDTH, FeaturesSpec, FramesSpec
 from tal_pipeline.storage.annotations import Annotations, load_annotations
 
 log = logging.getLogger("pipeline")
@@ -65,13 +66,9 @@ class SampleFrames(DatasetStage):
     size = luigi.IntParameter(default=0, description="output frame size (short side resize, centre crop); "
                                                      "0: 64 for the synthetic dataset, 224 otherwise")
 
-    @property
-    def frame_size(self) -> int:
-        # 64 px keeps the default synthetic run within budget on 2 cores (benchmarks/bench_i3d.py).
-        return self.size or (64 if self.data.synthetic else 224)
-
-    def shaping_params(self) -> dict:
-        return {**super().shaping_params(), "frame_size": self.frame_size}
+    def spec(self) -> FramesSpec:
+        # size 0: 64 px keeps the default synthetic run within budget on 2 cores (benchmarks/bench_i3d.py)
+        return FramesSpec(fps=float(self.fps), size=int(self.size or (64 if self.data.synthetic else 224)))
 
     def requires(self):
         return self.dataset_requirement()
@@ -79,16 +76,16 @@ class SampleFrames(DatasetStage):
     def run(self):
         from tal_pipeline.stages.data.sample_frames import sample_frames_to_store
 
+        spec = self.spec()
         videos = dataset_annotations(self.data).videos["video"].tolist()
         self.run_videos(sample_frames_to_store, videos, self.skip_bad_videos,
-                        videos_dir=self.data.videos, fps=self.fps, size=self.frame_size)
+                        videos_dir=self.data.videos, fps=spec.fps, size=spec.size)
 
 
 class ExtractFeatures(DatasetStage):
     """I3D RGB features (Kinetics-400 weights) over sliding windows of the sampled frames."""
 
     artifact = "features"
-    weights_name = "i3d-rgb-k400"  # Kinetics-400 RGB I3D (models/i3d_weights.py)
 
     @property
     def resources(self):  # two GPU stages never share one GPU (pipeline.base.gpu_resources)
@@ -104,31 +101,27 @@ class ExtractFeatures(DatasetStage):
                                                   "reduced precision shapes the features' path")
 
     def requires(self):
-        return SampleFrames()
+        return {"frames": SampleFrames()}
 
-    def feature_grid(self) -> tuple[int, int]:
-        return self.window, self.stride
-
-    def shaping_params(self) -> dict:
-        # The weights are part of what shapes the features (their sha256 is recorded per video), and so is a
-        # reduced precision: fp16 GPU features never share a path with fp32 ones. fp32 adds nothing, so the
-        # default path is the one it always was.
-        reduced = {"precision": self.precision} if self.precision != "fp32" else {}
-        return {**super().shaping_params(), "weights": self.weights_name, **reduced}
+    def spec(self) -> FeaturesSpec:
+        # the precision shapes the path: fp16 GPU features never share one with fp32 ones
+        return FeaturesSpec(task="ExtractFeatures", window=int(self.window), stride=int(self.stride), fps=None,
+                            width=I3D_WIDTH, weights=I3D_WEIGHTS, precision=self.precision)
 
     def run(self):
         from tal_pipeline.models.i3d_weights import ensure_i3d_weights, weights_sha256
         from tal_pipeline.stages.data.features import extract_video_features
         from tal_pipeline.stages.parallel import threads_per_worker
 
+        spec = self.spec()
         weights = ensure_i3d_weights(progress=log.info)
-        frames = self.input().store
+        frames = self.input()["frames"].store
         videos = sorted(frames.completion()["videos"])
         scheduler, workers = self.dask_scheduler()
         self.run_videos(extract_video_features, videos, self.skip_bad_videos, frames_store=str(frames.path),
-                        window=self.window, stride=self.stride, weights=str(weights),
+                        window=spec.window, stride=spec.stride, weights=str(weights),
                         weights_sha256=weights_sha256(weights), device=self.device, batch_size=self.batch_size,
-                        num_threads=threads_per_worker(scheduler, workers), precision=self.precision)
+                        num_threads=threads_per_worker(scheduler, workers), precision=spec.precision)
 
     def dask_scheduler(self):
         # torch parallelises one video over all cores; locally, run videos one after another.
@@ -158,23 +151,16 @@ class ImportFeatures(DatasetStage):
                                                                  "fps (default: the preset's: thumos14 0, anet 15)")
     width = luigi.IntParameter(default=0, description="expected feature width; 0: that of the first video")
 
-    def grid(self) -> tuple[int, int, float]:
-        """(window, stride, fps) as given, or the dataset preset's (fps 0: each video's)."""
+    def spec(self) -> FeaturesSpec:
+        """The grid as given, or the dataset preset's (fps 0: each video's); the width as given, or that of the
+        source's first readable video."""
         from pipeline.config import dataset_preset
 
         preset = dataset_preset().features
-        return (int(preset.window if self.window is None else self.window),
-                int(preset.stride if self.stride is None else self.stride),
-                float((preset.fps or 0.0) if self.fps is None else self.fps))
-
-    def feature_grid(self) -> tuple[int, int]:
-        return self.grid()[:2]
-
-    def shaping_params(self) -> dict:
-        params = super().shaping_params()
-        # the resolved grid shapes the path as given values do (thumos14: 16, 4, 0.0, the paths of before presets)
-        params["params"].update(zip(("window", "stride", "fps"), self.grid()))
-        return params
+        return FeaturesSpec(task="ImportFeatures", window=int(preset.window if self.window is None else self.window),
+                            stride=int(preset.stride if self.stride is None else self.stride),
+                            fps=float((preset.fps or 0.0) if self.fps is None else self.fps),
+                            width=int(self.width or source_width(self.data)), weights=None, precision="fp32")
 
     def requires(self):
         return None
@@ -182,10 +168,11 @@ class ImportFeatures(DatasetStage):
     def run(self):
         from tal_pipeline.stages.data.import_features import import_video_features, infer_width
 
+        spec = self.spec()
         ann = dataset_annotations(self.data)
         videos = ann.videos["video"].tolist()
-        width = self.width or infer_width(self.data.features, videos)
-        window, stride, grid_fps = self.grid()
+        window, stride, grid_fps = spec.window, spec.stride, spec.fps
+        width = spec.width or infer_width(self.data.features, videos)  # 0: unreadable, this raises naming why
         fps = dict(zip(ann.videos["video"], ann.videos["fps"]))
         if not grid_fps and any(f != f for f in fps.values()):
             missing = [v for v, f in fps.items() if f != f][:5]
@@ -194,6 +181,23 @@ class ImportFeatures(DatasetStage):
                         fps_by_video={v: (grid_fps or fps[v]) for v in videos}, window=window, stride=stride,
                         width=width, durations=dict(zip(ann.videos["video"], ann.videos["duration"])),
                         video_fps=fps)
+
+
+_SOURCE_WIDTHS: dict[str, int] = {}  # per process: (source, its files' fingerprint) -> width
+
+
+def source_width(spec: dataset.DatasetSpec) -> int:
+    """Channels of the imported features: those of the source's first readable video (read once per process while
+    the source's files are unchanged); 0 when none can be read (ImportFeatures.run then says why)."""
+    from tal_pipeline.stages.data.import_features import infer_width
+
+    key = param_hash(dataset.identity(spec))
+    if key not in _SOURCE_WIDTHS:
+        try:
+            _SOURCE_WIDTHS[key] = infer_width(spec.features, dataset_annotations(spec).videos["video"].tolist())
+        except (OSError, ValueError):
+            _SOURCE_WIDTHS[key] = 0
+    return _SOURCE_WIDTHS[key]
 
 
 def gt_segments(ann) -> dict:

@@ -10,42 +10,37 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.bapg_tasks import GroupsParameter, ProposalFeatures, SimilarityMatrices, TrainEncoder, TSCProposals
-from pipeline.base import StageTask, gpu_resources, task_threads, upstream, write_csv
-from pipeline.data_tasks import ExtractFeatures, SampleFrames, dataset_annotations, features_task
+from pipeline.bapg_tasks import GroupsParameter, ProposalFeatures, TrainEncoder
+from pipeline.base import StageTask, gpu_resources, task_threads, write_csv
+from pipeline.data_tasks import dataset_annotations, features_task
+from pipeline.detectors import DetectorParameter
+from pipeline.specs import DetectorSpec, DetectSpec, detector_spec
 from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
 from tal_pipeline.stages.evaluation.variant import Variant
-from tal_pipeline.stages.precision import DEFAULT_PRECISION
 from tal_pipeline.storage.training_board import TrainingBoard
 
 log = logging.getLogger("pipeline")
 
 
 def variant_params(variant: Variant) -> dict:
-    """The DetectorTask parameters of `variant` (Detect(**variant_params(v)), ...)."""
-    return {"detector": variant.detector, "use_bapg": variant.bapg, "bapg_source": variant.source or "tsc",
-            "bapg_groups": list(variant.groups or DEFAULT_GROUPS), "seed": variant.seed,
-            "untrained": variant.untrained}
-
-
-# The names of models.detector_registry.DETECTORS, written out so that importing the tasks loads no torch
-# (tests/test_task_graph.py checks they agree).
-DETECTOR_NAMES = ["afsd", "actionformer", "tridet", "tadtr"]
+    """The DetectorTask parameters of `variant` (Detect(**variant_params(v)), ...): the same names."""
+    return {**variant._asdict(), "bapg_source": variant.bapg_source or "tsc",
+            "bapg_groups": list(variant.bapg_groups or DEFAULT_GROUPS)}
 
 
 class DetectorTask(StageTask):
     """Shared parameters of a detector variant: which detector, with or without BAPG (from which boundaries, with
-    which channel groups), which seed, and the detector's model / training / fusion settings (JSON, all part of
-    the artifact hash)."""
+    which channel groups), which seed, trained or not (Variant's fields, under the same names)."""
 
-    detector = luigi.ChoiceParameter(default="actionformer", choices=DETECTOR_NAMES)
-    use_bapg = luigi.BoolParameter(default=False, description="fuse ProposalFeatures into the video features")
+    detector = DetectorParameter(default="actionformer", description="a registered detector (pipeline.detectors): "
+                                                                     "afsd, actionformer, tridet, tadtr, ...")
+    bapg = luigi.BoolParameter(default=False, description="fuse ProposalFeatures into the video features")
     bapg_source = luigi.ChoiceParameter(default="tsc", choices=BOUNDARY_SOURCES,
-                                        description="with --use-bapg: boundaries from tsc (the method), raw (TSC "
+                                        description="with --bapg: boundaries from tsc (the method), raw (TSC "
                                                     "without encoder), random (same counts) or oracle (ground truth)")
     bapg_groups = GroupsParameter(default=list(DEFAULT_GROUPS),
-                                  description="with --use-bapg: the channel groups of B (ProposalFeatures --groups): "
+                                  description="with --bapg: the channel groups of B (ProposalFeatures --groups): "
                                               "pooled, boundary, novelty, strength")
     seed = luigi.IntParameter(default=0)
     untrained = luigi.BoolParameter(default=False, description="keep the initial weights: the report's sanity "
@@ -54,24 +49,19 @@ class DetectorTask(StageTask):
 
     def run_variant(self) -> Variant:
         """The detector variant this task computes (written into detections and evaluations as "variant")."""
-        return Variant.of(self.detector, self.use_bapg, self.bapg_source, self.seed, self.untrained, self.bapg_groups)
+        return Variant.of(self.detector, self.bapg, self.bapg_source, self.seed, self.untrained, self.bapg_groups)
 
     def variant(self) -> dict:
         """The parameters that name this detector variant, passed on to the tasks it requires."""
         return variant_params(self.run_variant())
 
-    def shaping_params(self) -> dict:
-        params = super().shaping_params()
-        # The boundary source and groups do not shape a baseline; the default groups keep the path they had
-        # before groups existed.
-        drop = {"bapg_source", "bapg_groups"} if not self.use_bapg else \
-            {"bapg_groups"} if tuple(self.bapg_groups) == DEFAULT_GROUPS else set()
-        params["params"] = {k: v for k, v in params["params"].items() if k not in drop}
-        return params
+    def trained(self) -> TrainDetector:
+        """The TrainDetector of this variant (its spec holds the detector's resolved settings)."""
+        return TrainDetector(**self.variant())
 
     def feature_inputs(self) -> dict:
         inputs = {"features": features_task()}
-        if self.use_bapg:
+        if self.bapg:
             inputs["bapg"] = ProposalFeatures(source=self.bapg_source, groups=list(self.bapg_groups))
         return inputs
 
@@ -79,25 +69,9 @@ class DetectorTask(StageTask):
         from tal_pipeline.storage.features import load_feature_dict
 
         ann = dataset_annotations(self.data).subset(subset)
-        bapg = self.input()["bapg"].path if self.use_bapg else None
+        bapg = self.input()["bapg"].path if self.bapg else None
         features, grids = load_feature_dict(self.input()["features"].path, ann.videos["video"].tolist(), bapg)
         return ann, features, grids
-
-    def class_agnostic(self) -> bool:
-        """Whether this detector trains (trained) class-agnostic: its resolved `class_agnostic` training setting (the
-        anet preset sets it); its detections then take their classes from ClassifyVideos (FuseVideoClasses)."""
-        from pipeline.config import detector_settings
-        from tal_pipeline.stages.detectors.training import resolve_train_config
-
-        return bool(resolve_train_config(self.detector, detector_settings(self.detector)["train"])["class_agnostic"])
-
-    def bapg_channels(self) -> int:
-        from tal_pipeline.storage.zarr_store import ArtifactStore
-
-        if not self.use_bapg:
-            return 0
-        store = ArtifactStore(self.input()["bapg"].path)
-        return int(store.read(store.videos()[0]).shape[1])
 
 
 class TrainDetector(DetectorTask):
@@ -116,128 +90,101 @@ class TrainDetector(DetectorTask):
                                         description="cuDNN's and torch's deterministic algorithms, so a seeded CUDA "
                                                     "run repeats exactly (slower; stages.runtime.deterministic_mode)")
 
-    def settings(self) -> dict:
-        """Model, training and fusion settings of this detector ([afsd] / [actionformer] in luigi.cfg)."""
-        from pipeline.config import detector_settings
-
-        settings = detector_settings(self.detector)
-        settings.pop("post")  # Detect's (post-processing shapes the detections, not the detector)
-        if self.epochs:
-            settings["train"]["epochs"] = self.epochs
-        if self.untrained:
-            settings["train"]["epochs"] = 0
-        if not self.use_bapg:
-            settings.pop("fusion")
-        return settings
-
-    def shaping_params(self) -> dict:
-        from tal_pipeline.stages.detectors.training import RECIPE_KEY_DEFAULTS, resolve_train_config
-
-        settings = self.settings()
-        # The resolved training settings (given values over the detector's recipe over DEFAULT_TRAIN), not only the
-        # given ones: a changed recipe default must not leave an artifact trained with the old one looking current.
-        # Recipe-shaped settings at their defaults and the small recipe's name are left out: the paths of the runs
-        # from before recipes had names stay.
-        train = resolve_train_config(self.detector, settings["train"])
-        # Keys at their defaults keep the artifact paths of before they existed: the recipe keys of the published
-        # recipes, and fp32 (the default precision; bf16 shapes the path).
-        settings["train"] = {k: v for k, v in train.items() if k not in ("model", "fusion") and
-                             not (k in RECIPE_KEY_DEFAULTS and v == RECIPE_KEY_DEFAULTS[k]) and
-                             not (k == "precision" and v == DEFAULT_PRECISION)}
-        if settings["recipe"] == "small":
-            settings.pop("recipe")
-        return {**super().shaping_params(), "settings": settings}
+    def spec(self) -> DetectorSpec:
+        """The settings of [<detector>] over its recipe, resolved once; the BAPG width from ProposalFeatures' spec."""
+        channels = self.requires()["bapg"].spec().channels if self.bapg else 0
+        return detector_spec(self.detector, self.bapg, self.bapg_source, self.bapg_groups, self.seed, self.untrained,
+                             self.epochs, channels)
 
     def requires(self):
         inputs = self.feature_inputs()
-        encoder = self._encoder(inputs)
-        if encoder is not None:  # its checkpoint goes into this one (run)
-            inputs["encoder"] = encoder
+        if self.bapg:
+            similarity = inputs["bapg"].similarity_task()
+            if similarity is not None and similarity.use_encoder:  # its checkpoint goes into this one (run)
+                inputs["encoder"] = TrainEncoder()
         return inputs
-
-    @staticmethod
-    def _encoder(inputs: dict):
-        """The contrastive encoder behind the +BAPG boundaries (the one trained on every training video), or None
-        when they come without one (raw: S of the features; oracle: ground truth)."""
-        similarity = upstream(inputs["bapg"], SimilarityMatrices) if "bapg" in inputs else None
-        if similarity is None or not similarity.use_encoder:
-            return None
-        return upstream(similarity, TrainEncoder, where=lambda t: not t.folds)
 
     def run(self):
         import torch
 
         from tal_pipeline.stages.detectors.training import train_detector
-        from tal_pipeline.storage.manifest import verified_file
 
         torch.set_num_threads(task_threads())
+        spec = self.spec()
         ann, features, grids = self.load_features(self.data.train_subset)
-        labels = dataset_annotations(self.data).labels
-        settings = self.settings()
-        config = {**settings["train"], "model": settings["model"], "fusion": settings.get("fusion", {})}
-
+        self.check_width(features, spec)
+        config = {**spec.train, "model": spec.model, "fusion": spec.fusion or {}}
         board = TrainingBoard(self.output().path)  # live TensorBoard events in the run's folder
-        state, cfg, log_rows = train_detector(self.detector, features, ann.actions, labels, grids, config,
-                                              seed=self.seed, device=self.device, deterministic=self.deterministic,
-                                              bapg_channels=self.bapg_channels(), on_log=board.rows,
+        labels = dataset_annotations(self.data).labels
+        state, cfg, log_rows = train_detector(spec.detector, features, ann.actions, labels, grids, config,
+                                              seed=spec.seed, device=self.device,
+                                              deterministic=self.deterministic, bapg_channels=spec.bapg_channels,
+                                              on_log=board.rows,
                                               on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         recipe = self.inference_recipe()
         # cfg["labels"]: the dataset's classes, or [FOREGROUND] for a class-agnostic detector
-        cfg = {**cfg, "use_bapg": self.use_bapg, "train_videos": sorted(features), "inputs": recipe.to_dict(),
-               "recipe": settings["recipe"]}
-        if self.use_bapg:
-            cfg["bapg_groups"] = list(self.bapg_groups)
+        cfg = {**cfg, "use_bapg": spec.bapg, "train_videos": sorted(features), "inputs": recipe.to_dict(),
+               "recipe": spec.recipe, "bapg_groups": list(spec.bapg_groups) if spec.bapg else None}
         health = cfg["health"]
         board.figures("health", health, cfg["iterations"])
         if health["healthy"] is False:
-            log.warning("detector %s seed %d: UNHEALTHY training run: %s", self.detector + (" + BAPG" if self.use_bapg
-                        else ""), self.seed, "; ".join(health["problems"]))
-        checkpoint = {"state": state, "config": cfg}
+            log.warning("detector %s seed %d: UNHEALTHY training run: %s", spec.detector + (" + BAPG" if spec.bapg
+                        else ""), spec.seed, "; ".join(health["problems"]))
+        checkpoint = {"state": state, "config": {**cfg, "spec": self.spec_record()}}
         if recipe.bapg is not None and recipe.bapg.use_encoder:
-            # Self-contained: single-video inference rebuilds the BAPG features without the run folder.
-            encoder_file = Path(self.input()["encoder"].path) / "checkpoint.pt"
-            encoder = torch.load(verified_file(encoder_file), map_location="cpu", weights_only=True)
-            checkpoint["encoder"] = {"state": encoder["state"], "config": encoder["config"]}
-        with self.output().writer() as folder:
+            checkpoint["encoder"] = self.encoder_checkpoint()  # single-video inference needs no run folder
+        with self.writer() as folder:
             torch.save(checkpoint, folder / "checkpoint.pt")
             (folder / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
             (folder / "health.json").write_text(json.dumps(health, indent=1))
             write_csv(folder / "train_log.csv", log_rows)
             board.move_into(folder)
 
+    def check_width(self, features: dict, spec: DetectorSpec) -> None:
+        """Every training input is the features' width plus B's, as the specs say (ValueError naming a video)."""
+        width = self.requires()["features"].spec().width + spec.bapg_channels
+        for video, x in features.items():
+            if x.shape[1] != width:
+                raise ValueError(f"TrainDetector: video {video!r} has {x.shape[1]} input channels, the specs say "
+                                 f"{width} (features + {spec.bapg_channels} BAPG channels)")
+
+    def encoder_checkpoint(self) -> dict:
+        import torch
+
+        from tal_pipeline.storage.manifest import verified_file
+
+        encoder_file = Path(self.input()["encoder"].path) / "checkpoint.pt"
+        encoder = torch.load(verified_file(encoder_file), map_location="cpu", weights_only=True)
+        return {"state": encoder["state"], "config": encoder["config"]}
+
     def inference_recipe(self):
-        """How this detector's input was made from a raw video (stages.recipe), for `tal-pipeline detect`: the
-        parameters of the tasks this one requires and of those they require in turn."""
-        from tal_pipeline.stages.bapg.proposal_features import PROJECTION_SEED
+        """How this detector's input was made from a raw video (stages.detectors.recipe), for `tal-pipeline
+        detect`: the specs of the tasks this one reads, and of those they read."""
         from tal_pipeline.stages.detectors.recipe import (
             BapgRecipe,
             DetectorInputRecipe,
             FeaturesRecipe,
-            FramesRecipe,
             InferenceRecipe,
         )
-        from tal_pipeline.stages.detectors.training import resolve_train_config
 
-        inputs = self.requires()
-        feats = inputs["features"]
-        frames = upstream(feats, SampleFrames)  # None for imported features
+        inputs, spec = self.requires(), self.spec()
+        features = inputs["features"].spec()
+        frames = inputs["features"].requires()["frames"].spec() if features.task == "ExtractFeatures" else None
         bapg = None
-        if self.use_bapg:
-            pf = inputs["bapg"]
-            tsc = upstream(pf, TSCProposals, where=lambda t: t.source == pf.source)
-            similarity = upstream(pf, SimilarityMatrices)  # None for the oracle: no S
+        if self.bapg:
+            pf = inputs["bapg"].spec()
+            proposals = inputs["bapg"].requires()["proposals"]
+            similarity = inputs["bapg"].similarity_task()
             bapg = BapgRecipe(source=pf.source, use_encoder="encoder" in inputs,
-                              block=similarity.block if similarity is not None else None,
-                              **asdict(tsc.scales()), max_union=tsc.max_union,
-                              projection_dim=pf.projection_dim, projection_seed=PROJECTION_SEED,
-                              groups=tuple(pf.groups))
+                              block=similarity.spec().block if similarity is not None else None,
+                              **asdict(proposals.spec().scales), max_union=proposals.spec().max_union,
+                              projection_dim=pf.projection_dim, projection_seed=pf.projection_seed, groups=pf.groups)
         return InferenceRecipe(
-            features=FeaturesRecipe(task=type(feats).__name__, **dict(zip(("window", "stride"), feats.feature_grid())),
-                                    weights=feats.weights_name if isinstance(feats, ExtractFeatures) else None),
-            frames=FramesRecipe(fps=frames.fps, size=frames.frame_size) if frames is not None else None,
-            bapg=bapg, detector_input=DetectorInputRecipe(**{
-                k: resolve_train_config(self.detector, self.settings()["train"])[key]
-                for k, key in (("length", "input_length"), ("class_agnostic", "class_agnostic"))}))
+            features=FeaturesRecipe(task=features.task, window=features.window, stride=features.stride,
+                                    weights=features.weights),
+            frames=frames, bapg=bapg,
+            detector_input=DetectorInputRecipe(length=spec.train["input_length"],
+                                               class_agnostic=spec.train["class_agnostic"]))
 
 
 class Detect(DetectorTask):
@@ -258,9 +205,9 @@ class Detect(DetectorTask):
     def resources(self):  # inference on device auto uses CUDA too: never beside a TrainDetector on one GPU
         return gpu_resources(self.device)
 
-    def postprocessing(self) -> dict:
-        """{"max_dets", "nms_sigma" (None: the detector's own), "voting_thresh"}: given values over the detector
-        recipe's (published: the reference's test settings) over the preset's."""
+    def spec(self) -> DetectSpec:
+        """Given values over the detector recipe's (published: the reference's test settings) over the preset's
+        (nms_sigma None: the detector's own Soft-NMS)."""
         from pipeline.config import dataset_preset, detector_settings
 
         preset = dataset_preset()
@@ -268,26 +215,14 @@ class Detect(DetectorTask):
         default = {"max_dets": preset.max_dets, "nms_sigma": None if exempt else preset.nms_sigma,
                    "voting_thresh": 0.0 if exempt else preset.voting_thresh,
                    **detector_settings(self.detector)["post"]}
-        return {"max_dets": int(default["max_dets"] if self.max_dets is None else self.max_dets),
-                "nms_sigma": default["nms_sigma"] if self.nms_sigma is None else self.nms_sigma,
-                "voting_thresh": float(default["voting_thresh"] if self.voting_thresh is None
-                                       else self.voting_thresh)}
-
-    def shaping_params(self) -> dict:
-        params = super().shaping_params()
-        post = self.postprocessing()
-        # The resolved values; the detector's own Soft-NMS and no voting keep the path of before they existed.
-        params["params"] = {k: v for k, v in params["params"].items() if k not in ("nms_sigma", "voting_thresh")}
-        params["params"]["max_dets"] = post["max_dets"]
-        if post["nms_sigma"] is not None:
-            params["params"]["nms_sigma"] = post["nms_sigma"]
-        if post["voting_thresh"]:
-            params["params"]["voting_thresh"] = post["voting_thresh"]
-        return params
+        sigma = default["nms_sigma"] if self.nms_sigma is None else self.nms_sigma
+        return DetectSpec(max_dets=int(default["max_dets"] if self.max_dets is None else self.max_dets),
+                          nms_sigma=None if sigma is None else float(sigma),
+                          voting_thresh=float(default["voting_thresh"] if self.voting_thresh is None
+                                              else self.voting_thresh))
 
     def requires(self):
-        return {"model": TrainDetector(**self.variant()),
-                **self.feature_inputs()}
+        return {"model": self.trained(), **self.feature_inputs()}
 
     def run(self):
         from tal_pipeline.stages.detectors.detection import detect
@@ -296,11 +231,11 @@ class Detect(DetectorTask):
         ckpt = load_checkpoint_file(checkpoint_file(self.input()["model"].path))
         ann, features, grids = self.load_features(self.data.test_subset)
         durations = {v: ann.duration(v) for v in features}
-        post = self.postprocessing()
+        post = self.spec()
         results = detect(self.detector, ckpt["state"], ckpt["config"], features, ckpt["config"]["labels"], grids,
-                         durations, max_dets=post["max_dets"], device=self.device, nms_sigma=post["nms_sigma"],
-                         voting_thresh=post["voting_thresh"])
+                         durations, max_dets=post.max_dets, device=self.device, nms_sigma=post.nms_sigma,
+                         voting_thresh=post.voting_thresh)
         payload = {"version": "tal-pipeline", "results": results, "external_data": self.run_variant().record(),
-                   "postprocessing": post}
-        with self.output().writer() as folder:
+                   "postprocessing": asdict(post)}
+        with self.writer() as folder:
             (folder / "detections.json").write_text(json.dumps(payload))

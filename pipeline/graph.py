@@ -117,8 +117,9 @@ def artifact_paths(task: luigi.Task, workdir: Path) -> tuple[str, ...]:
 def build_plan(task: str, luigi_args: list[str]) -> tuple[Path, list[PlannedTask]]:
     """(workdir, every task of the graph with its state, artifacts and their size on disk)."""
     from pipeline import config
+    from pipeline.base import resolving
 
-    with parsed(task, luigi_args) as root:
+    with parsed(task, luigi_args) as root, resolving():  # each spec and artifact hash resolved once for the graph
         workdir = Path(config.PathsConfig().workdir)
         planned = []
         for t in walk(root):

@@ -12,15 +12,14 @@ from pipeline import config
 from pipeline.bapg_tasks import (
     BOUNDARY_ACCURACY_JSON,
     GroupListsParameter,
-    SimilarityMatrices,
     TrainEncoder,
     TSCProposals,
-    boundary_accuracy_by_subset,
 )
-from pipeline.base import StageTask, upstream
+from pipeline.base import StageTask
 from pipeline.classification_tasks import FuseVideoClasses
-from pipeline.data_tasks import dataset_annotations
-from pipeline.detector_tasks import Detect, DetectorTask, TrainDetector, variant_params
+from pipeline.data_tasks import dataset_annotations, features_task
+from pipeline.detector_tasks import Detect, DetectorTask, variant_params
+from pipeline.specs import EvaluateSpec, ReportSpec
 from tal_pipeline.stages.bapg.proposals import BOUNDARY_SOURCES
 from tal_pipeline.stages.evaluation.variant import Variant
 
@@ -40,16 +39,17 @@ class Evaluate(DetectorTask):
     max_dets = luigi.OptionalIntParameter(default=None, description="detections kept per video, passed on to Detect "
                                                                     "(empty: the preset's, 200)")
 
-    def thresholds(self) -> list[float]:
-        return list(config.dataset_preset().tiou_thresholds if self.tiou_thresholds is None else self.tiou_thresholds)
+    def spec(self) -> EvaluateSpec:
+        """The tIoU thresholds and detections per video as given, or the dataset preset's."""
+        preset = config.dataset_preset()
+        return EvaluateSpec(tiou_thresholds=tuple(float(t) for t in (
+            preset.tiou_thresholds if self.tiou_thresholds is None else self.tiou_thresholds)), mode=self.mode,
+            max_dets=int(preset.eval_max_dets if self.max_dets is None else self.max_dets))
 
-    def cap(self) -> int:
-        return config.dataset_preset().eval_max_dets if self.max_dets is None else int(self.max_dets)
-
-    def shaping_params(self) -> dict:
-        params = super().shaping_params()  # the resolved values: the thumos14 preset keeps the paths of before
-        params["params"].update(tiou_thresholds=self.thresholds(), max_dets=self.cap())
-        return params
+    def class_agnostic(self) -> bool:
+        """Whether the detector trains class-agnostic (its resolved training settings; the anet preset): its
+        detections then take their classes from ClassifyVideos (FuseVideoClasses)."""
+        return bool(self.trained().spec().train["class_agnostic"])
 
     def requires(self):
         if self.class_agnostic():
@@ -62,25 +62,26 @@ class Evaluate(DetectorTask):
         ann = dataset_annotations(self.data).subset(self.data.test_subset)
         file = Path(self.input().path) / "detections.json"
         predictions = load_predictions(file)
-        result = evaluate_detections(ann, predictions, thresholds=self.thresholds(), mode=self.mode,
-                                     max_dets=self.cap())
+        spec = self.spec()
+        result = evaluate_detections(ann, predictions, thresholds=list(spec.tiou_thresholds), mode=spec.mode,
+                                     max_dets=spec.max_dets)
         result["variant"] = self.run_variant().record()
         video_classes = json.loads(file.read_text()).get("video_classes")
         if video_classes is not None:
             result["video_classes"] = video_classes
-        with self.output().writer() as folder:
+        with self.writer() as folder:
             (folder / "evaluation.json").write_text(json.dumps(result, indent=1))
         self.write_board(result)
         groups = "" if self.run_variant().default_groups else f" [{', '.join(self.bapg_groups)}]"
         log.info("evaluation: %s%s%s seed %d: average mAP %.4f", self.detector,
-                 f" + BAPG ({self.bapg_source}){groups}" if self.use_bapg else "",
+                 f" + BAPG ({self.bapg_source}){groups}" if self.bapg else "",
                  " (untrained)" if self.untrained else "", self.seed, result["average_mAP"])
 
     def write_board(self, result: dict) -> None:
         """mAP per tIoU into the TensorBoard run of the detector these detections came from (its folder)."""
         from tal_pipeline.storage.training_board import write_evaluation
 
-        run = Path(upstream(self, TrainDetector).output().path)
+        run = Path(self.trained().output().path)
         step = json.loads((run / "config.json").read_text()).get("iterations", 0)
         write_evaluation(run, Path(self.output().path).name, dict(zip(result["thresholds"], result["mAP"])),
                          result["average_mAP"], step)
@@ -116,31 +117,29 @@ class Report(StageTask):
         seeds = range(self.ablation_seeds or self.seeds)
         main = [Variant.of(d, b, "tsc", s) for d in self.detectors for b in (False, True) for s in range(self.seeds)]
         extra = [Variant.of(d, True, a, s) for d in self.detectors for a in self.ablations for s in seeds]
-        extra += [Variant.of(d, True, "tsc", s, groups=g) for d in self.detectors for g in self.group_ablations
+        extra += [Variant.of(d, True, "tsc", s, bapg_groups=g) for d in self.detectors for g in self.group_ablations
                   for s in seeds]
-        extra += [Variant.of(d, True, a, s, groups=g) for d in self.detectors for a in self.ablations
+        extra += [Variant.of(d, True, a, s, bapg_groups=g) for d in self.detectors for a in self.ablations
                   for g in self.ablation_groups for s in seeds]
         untrained = [Variant.of(d, untrained=True) for d in self.detectors]
         return list(dict.fromkeys(main + extra + untrained))
 
+    def spec(self) -> ReportSpec:
+        return ReportSpec(examples=int(self.examples))
+
     def requires(self):
         evals = {v: Evaluate(**variant_params(v)) for v in self.variants()}
-        # Everything else is read from the evaluations' own chains, so it is what those rows were computed from.
-        detections = {v: e.requires() for v, e in evals.items()}  # Detect, or FuseVideoClasses (class-agnostic)
-        trainings = {v: upstream(e, TrainDetector) for v, e in evals.items()}
-        examples = {v: detections[v] for v in evals
-                    if v.seed == 0 and not v.untrained and v.source in (None, "tsc") and v.default_groups}
-        req = {"evaluations": evals, "trainings": trainings, "detections": examples}
-        method = next((d for v, d in examples.items() if v.bapg), None)  # a +BAPG (TSC) run: the method's chain
-        if method is None:
+        examples = {v: e.requires() for v, e in evals.items()  # Detect, or FuseVideoClasses (class-agnostic)
+                    if v.seed == 0 and not v.untrained and v.bapg_source in (None, "tsc") and v.default_groups}
+        if not any(v.bapg for v in examples):  # a +BAPG (TSC) run: the method's chain
             raise ValueError("Report: no run to report on: it needs a detector (--Report-detectors) and a seed "
                              "(--Report-seeds >= 1)")
-        req["features"] = (method if isinstance(method, Detect) else upstream(method, Detect)).requires()["features"]
-        req["proposals"] = upstream(method, TSCProposals, where=lambda t: t.source == "tsc")
-        req["similarity"] = upstream(req["proposals"], SimilarityMatrices)
-        req["encoder"] = upstream(req["similarity"], TrainEncoder, where=lambda t: not t.folds)
-        req["boundaries"] = self.boundary_stores(req["proposals"])
-        return req
+        # The method's chain, as every +BAPG (TSC) detector reads it (DetectorTask.feature_inputs, TrainDetector)
+        proposals = TSCProposals(source="tsc")
+        return {"evaluations": evals, "trainings": {v: e.trained() for v, e in evals.items()},
+                "detections": examples, "features": features_task(), "proposals": proposals,
+                "similarity": proposals.similarity_task(), "encoder": TrainEncoder(),
+                "boundaries": self.boundary_stores(proposals)}
 
     def boundary_stores(self, tsc: TSCProposals) -> dict[str, TSCProposals]:
         """{source: TSCProposals} of the boundary accuracy table: the method's own store for tsc, for the others the
@@ -153,21 +152,17 @@ class Report(StageTask):
                 if s in self.boundary_sources}
 
     def boundary_accuracy(self, stores: dict) -> dict:
-        """report.json's "boundary_accuracy" from each source's boundary_accuracy.json (computed from the store
-        when a store written before that file existed lacks it)."""
+        """report.json's "boundary_accuracy" from each source's boundary_accuracy.json (TSCProposals writes it)."""
         from tal_pipeline.stages.evaluation.report_boundaries import boundary_accuracy_section
 
         subsets = {"test": self.data.test_subset, "train": self.data.train_subset}
         tables = {}
         for source, target in stores.items():
             file = Path(target.path) / BOUNDARY_ACCURACY_JSON
-            if file.is_file():
-                tables[source] = json.loads(file.read_text())
-            else:
-                log.info("report: %s has no %s; computing it from the store", target.path, BOUNDARY_ACCURACY_JSON)
-                tables[source] = boundary_accuracy_by_subset(
-                    target.path, dataset_annotations(self.data), subsets.values(), target.store.videos()
-                ).to_dict(orient="records")
+            if not file.is_file():
+                raise FileNotFoundError(f"Report: {file} is missing from the {source} proposals store: rerun it "
+                                        f"(--TSCProposals-force --TSCProposals-source {source})")
+            tables[source] = json.loads(file.read_text())
         return boundary_accuracy_section(tables, subsets, {s: Path(t.path).name for s, t in stores.items()})
 
     def run(self):
@@ -191,7 +186,7 @@ class Report(StageTask):
                                  proposals_store=inputs["proposals"].path, detections=detections,
                                  count=self.examples)
         artifacts = {name: Path(t.path).name for name, t in inputs.items() if not isinstance(t, dict)}
-        with self.output().writer() as folder:
+        with self.writer() as folder:
             write_report(folder, evaluations, recall, encoder, examples, artifacts=artifacts,
                          boundary_accuracy=self.boundary_accuracy(inputs["boundaries"]))
         latest = Path(config.PathsConfig().workdir) / "report"

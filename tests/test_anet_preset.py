@@ -3,6 +3,8 @@ voting after Soft-NMS, class-agnostic training recorded in the checkpoint's reci
 tasks resolve them (thumos14: the values of before presets existed)."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -13,11 +15,13 @@ from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.detectors.data import build_training_set
 from tal_pipeline.stages.detectors.detection import detect
 from tal_pipeline.stages.detectors.inference import load_checkpoint_file
-from tal_pipeline.stages.detectors.recipe import NATIVE_INPUT, DetectorInputRecipe, FeaturesRecipe, InferenceRecipe
+from tal_pipeline.stages.detectors.recipe import DetectorInputRecipe, FeaturesRecipe, InferenceRecipe
 from tal_pipeline.stages.detectors.resize import resize_features, resize_videos
 from tal_pipeline.stages.detectors.training import FOREGROUND, train_detector
 from tal_pipeline.stages.presets import ANET_TIOUS
 from tests.synthetic_features import synthetic_feature_dataset
+
+NATIVE_INPUT = DetectorInputRecipe(length=None, class_agnostic=False)  # the native grid, multi-class
 
 
 @pytest.mark.parametrize("length", [192, 40, 137, 1])
@@ -117,7 +121,8 @@ def test_class_agnostic_fixed_length_training_and_checkpoint_round_trip(tmp_path
     with pytest.raises(ValueError, match="not what the detector was trained on"):
         load_checkpoint_file(file)
     old = {k: v for k, v in wrong.to_dict().items() if k != "detector_input"}
-    assert InferenceRecipe.from_dict(old, False).detector_input == NATIVE_INPUT
+    with pytest.raises(ValueError, match=r"\['detector_input'\]: expected a mapping"):
+        InferenceRecipe.from_dict(old, False)
 
 
 def _resolve(args):
@@ -128,13 +133,13 @@ def _resolve(args):
 
     with CmdlineParser.global_instance(["Evaluate", "--no-lock", *args]):
         ev, det = Evaluate(), Detect()
-        return {"train": detector_settings("actionformer")["train"], "tious": ev.thresholds(), "cap": ev.cap(),
-                "post": det.postprocessing(), "tadtr": Detect(detector="tadtr").postprocessing(),
-                "requires": type(ev.requires()).__name__, "agnostic": TrainDetector().class_agnostic(),
+        return {"train": detector_settings("actionformer")["train"], "tious": list(ev.spec().tiou_thresholds),
+                "cap": ev.spec().max_dets, "post": asdict(det.spec()), "tadtr": asdict(Detect(detector="tadtr").spec()),
+                "requires": type(ev.requires()).__name__, "agnostic": ev.class_agnostic(),
                 "recipe": TrainDetector().inference_recipe().detector_input,
                 "paths": (ev.output().path, det.output().path),
-                "rates": TSCProposals().scales().rates, "tsc": TSCProposals().output().path,
-                "recipe_rates": TrainDetector(use_bapg=True).inference_recipe().bapg.rates}
+                "rates": TSCProposals().spec().scales.rates, "tsc": TSCProposals().output().path,
+                "recipe_rates": TrainDetector(bapg=True).inference_recipe().bapg.rates}
 
 
 def test_presets_as_the_tasks_resolve_them(tmp_path):

@@ -148,7 +148,7 @@ def configured(tmp_path):
 def test_novelty_and_strength_require_the_similarity_of_the_source(configured, source, use_encoder):
     default = ProposalFeatures(source=source)
     assert set(default.requires()) == {"features", "proposals"}
-    assert "groups" not in default.shaping_params()["params"]  # the path it had before groups existed
+    assert default.spec().groups == ("pooled", "boundary")
     assert ProposalFeatures(source=source, groups=["boundary", "pooled"]).output().path == default.output().path
     for groups in (["novelty"], ["pooled", "strength"]):
         task = ProposalFeatures(source=source, groups=groups)
@@ -158,23 +158,23 @@ def test_novelty_and_strength_require_the_similarity_of_the_source(configured, s
 
 
 def test_detector_groups_reach_proposal_features_the_recipe_and_the_variant(configured):
-    task = TrainDetector(detector="afsd", use_bapg=True, bapg_groups=["strength", "pooled"])
+    task = TrainDetector(detector="afsd", bapg=True, bapg_groups=["strength", "pooled"])
     assert task.bapg_groups == ("pooled", "strength")
     assert task.requires()["bapg"].groups == ("pooled", "strength")
     assert task.inference_recipe().bapg.groups == ("pooled", "strength")
-    assert task.run_variant().groups == ("pooled", "strength")
-    assert TrainDetector(detector="afsd", use_bapg=True).inference_recipe().bapg.groups == DEFAULT_GROUPS
-    assert task.output().path != TrainDetector(detector="afsd", use_bapg=True).output().path
+    assert task.run_variant().bapg_groups == ("pooled", "strength")
+    assert TrainDetector(detector="afsd", bapg=True).inference_recipe().bapg.groups == DEFAULT_GROUPS
+    assert task.output().path != TrainDetector(detector="afsd", bapg=True).output().path
     assert Detect(**task.variant()).requires()["model"].task_id == task.task_id
     # a baseline ignores the groups; the oracle's novelty comes from the encoder's similarity, so it embeds it
     assert TrainDetector(detector="afsd", bapg_groups=["novelty"]).output().path == \
         TrainDetector(detector="afsd").output().path
-    oracle = TrainDetector(detector="afsd", use_bapg=True, bapg_source="oracle", bapg_groups=ALL)
+    oracle = TrainDetector(detector="afsd", bapg=True, bapg_source="oracle", bapg_groups=ALL)
     recipe = oracle.inference_recipe().bapg
     assert "encoder" in oracle.requires() and (recipe.use_encoder, recipe.block, recipe.groups) == (True, 1024,
                                                                                                    tuple(ALL))
     with pytest.raises(ValueError, match=r"unknown channel group\(s\) \['edges'\]"):
-        TrainDetector(use_bapg=True, bapg_groups=["edges"])
+        TrainDetector(bapg=True, bapg_groups=["edges"])
 
 
 def test_report_group_ablations_are_tsc_rows_with_their_own_key(configured):
@@ -183,11 +183,11 @@ def test_report_group_ablations_are_tsc_rows_with_their_own_key(configured):
     variants = report.variants()
     assert len(variants) == len(set(variants))  # the default groups are the + BAPG row itself, once
     extra = [v for v in variants if v.bapg and not v.default_groups]
-    assert extra == [Variant.of("afsd", True, "tsc", 0, groups=["pooled"]), Variant.of("afsd", True, "tsc", 0,
-                                                                                         groups=ALL)]
+    assert extra == [Variant.of("afsd", True, "tsc", 0, bapg_groups=["pooled"]),
+                     Variant.of("afsd", True, "tsc", 0, bapg_groups=ALL)]
     req = report.requires()
     for v in extra:
-        assert req["evaluations"][v].bapg_groups == v.groups and req["evaluations"][v].bapg_source == "tsc"
+        assert req["evaluations"][v].bapg_groups == v.bapg_groups and req["evaluations"][v].bapg_source == "tsc"
     assert set(req["detections"]) == {Variant.of("afsd"), Variant.of("afsd", True)}  # the plots keep the main rows
     with pytest.raises(ValueError, match="unknown channel group"):
         Report(group_ablations=[["pooled"], ["bogus"]])
@@ -197,11 +197,11 @@ def test_report_ablation_groups_give_other_sources_other_groups(configured):
     report = Report(detectors=["afsd"], seeds=1, ablations=["oracle", "raw"], ablation_groups=[ALL])
     variants = report.variants()
     with_groups = [v for v in variants if v.bapg and not v.default_groups]
-    assert with_groups == [Variant.of("afsd", True, "oracle", 0, groups=ALL), Variant.of("afsd", True, "raw", 0,
-                                                                                          groups=ALL)]
+    assert with_groups == [Variant.of("afsd", True, "oracle", 0, bapg_groups=ALL),
+                           Variant.of("afsd", True, "raw", 0, bapg_groups=ALL)]
     assert Variant.of("afsd", True, "oracle", 0) in variants  # the default-groups ablation rows stay
     req = report.requires()
     for v in with_groups:
-        assert (req["evaluations"][v].bapg_source, req["evaluations"][v].bapg_groups) == (v.source, v.groups)
+        assert (req["evaluations"][v].bapg_source, req["evaluations"][v].bapg_groups) == (v.bapg_source, v.bapg_groups)
     assert Report(detectors=["afsd"], seeds=1, ablation_groups=[ALL]).variants() == \
         Report(detectors=["afsd"], seeds=1).variants()  # no --Report-ablations: no extra row

@@ -167,7 +167,7 @@ def test_newcomer_inspects_the_proposals_store(chain, outside):
     expected = ArtifactStore(store)
     assert info["complete"] is True and info["skipped"] == {}
     assert sorted(info["videos"]) == sorted(expected.videos()) == ["synth_0000", "synth_0001", "synth_0002"]
-    assert info["attrs"]["params"]["params"]["ms"] == [2, 4]
+    assert info["attrs"]["params"]["params"]["scales"]["ms"] == [2, 4]
     for video, meta in info["videos"].items():
         array = expected.read(video)
         assert meta["shape"] == list(array.shape) and meta["shape"][1] == 7, meta["shape"]

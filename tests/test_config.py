@@ -8,14 +8,15 @@ from luigi.cmdline_parser import CmdlineParser
 from luigi.configuration import LuigiConfigParser
 from luigi.task_register import Register
 
+import pipeline  # noqa: F401 - registers the tasks and the detectors' sections
 from pipeline import config, dataset
 from pipeline.data_tasks import SampleFrames
 
 
 def test_sections_are_registered_under_their_luigi_cfg_names():
     for name, cls in (("dataset", config.DatasetConfig), ("dask", config.DaskConfig), ("paths", config.PathsConfig),
-                      ("synthetic", config.SyntheticConfig), ("afsd", config.AfsdSettings),
-                      ("actionformer", config.ActionFormerSettings)):
+                      ("synthetic", config.SyntheticConfig), ("afsd", config.DETECTOR_SETTINGS["afsd"]),
+                      ("actionformer", config.DETECTOR_SETTINGS["actionformer"])):
         assert Register.get_task_cls(name) is cls
     assert not {"DatasetConfig", "DaskConfig", "PathsConfig"} & set(Register.task_names())
     sections = {row["section"] for row in config.resolved_config()}  # what `tal-pipeline config` prints

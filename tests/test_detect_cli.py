@@ -37,7 +37,7 @@ def chain(tiny_synthetic, tmp_path_factory) -> dict:
     """The real chain up to Detect for actionformer + BAPG (which trains the detector on the way)."""
     work = tmp_path_factory.mktemp("detect_cli")
     workdir = work / "runs"
-    result = run_luigi(["Detect", "--Detect-use-bapg", "--Detect-detector", "actionformer", *SMALL,
+    result = run_luigi(["Detect", "--Detect-bapg", "--Detect-detector", "actionformer", *SMALL,
                         *dataset_args(tiny_synthetic, workdir)], work)
     _ok(result, "luigi Detect (+BAPG)")
     return {"data": tiny_synthetic, "work": work, "workdir": workdir,
@@ -103,7 +103,7 @@ def chain_all_groups(chain) -> dict:
     """The same chain for actionformer + BAPG with every channel group of B (novelty and strength read S)."""
     import torch
 
-    result = run_luigi(["Detect", "--Detect-use-bapg", "--Detect-detector", "actionformer", "--Detect-bapg-groups",
+    result = run_luigi(["Detect", "--Detect-bapg", "--Detect-detector", "actionformer", "--Detect-bapg-groups",
                         json.dumps(ALL_GROUPS), *SMALL, *dataset_args(chain["data"], chain["workdir"])], chain["work"])
     _ok(result, "luigi Detect (+BAPG, all groups)")
     found = {}
@@ -221,7 +221,8 @@ def _fake_checkpoint(path: Path, **inputs) -> Path:
     from tal_pipeline.models.detector_registry import resolve_model_config
 
     config = {"name": "actionformer", "labels": ["a", "b"], "use_bapg": False, "in_channels": 1024,
-              "num_classes": 2, "model": resolve_model_config("actionformer"), "inputs": inputs}
+              "num_classes": 2, "model": resolve_model_config("actionformer"),
+              "inputs": {"detector_input": {"length": None, "class_agnostic": False}, **inputs}}
     torch.save({"state": {}, "config": config}, path)
     return path
 

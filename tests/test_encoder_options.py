@@ -179,17 +179,17 @@ def test_a_few_steps_lower_the_loss_with_each_option(data, option):
     assert config["train"]["hard_negative_tau"] == option.get("hard_negative_tau", 0.0)
 
 
-def test_train_encoder_task_options_are_merged_and_keep_the_default_path():
+def test_train_encoder_task_options_are_merged_over_the_flags():
     import pipeline  # noqa: F401  (reads luigi's files, registers the tasks)
     from pipeline.bapg_tasks import TrainEncoder
+    from tal_pipeline.stages.bapg.encoder import DEFAULT_ENCODER
 
     default = TrainEncoder()
-    assert "options" not in default.shaping_params()["params"]  # the artifact path from before the option
-    task = TrainEncoder(options={"context": 5, "margin": 1.0, "lr_milestones": [0.5]})
-    assert task.config() == {"loss": "triplet", "gamma": 1.0, "context": 5, "margin": 1.0, "lr_milestones": [0.5]}
+    assert default.spec().config == DEFAULT_ENCODER
+    task = TrainEncoder(margin=1.0, options={"context": 5, "lr_milestones": [0.5]})
+    assert task.spec().config == {**DEFAULT_ENCODER, "context": 5, "margin": 1.0, "lr_milestones": [0.5]}
     assert task.artifact_path() != default.artifact_path()
-    assert TrainEncoder(options={"margin": 1.0, "context": 5}).artifact_path() == \
-        TrainEncoder(options={"context": 5, "margin": 1.0}).artifact_path()
+    assert TrainEncoder(margin=1.0, options={"lr_milestones": [0.5], "context": 5}).artifact_path() == \
+        task.artifact_path()
     with pytest.raises(ValueError, match=r"unknown encoder config keys \['contxt'\]"):
-        train_encoder({"v": np.zeros((5, 3), np.float32)}, ann((1, 2)), UNIT,
-                      TrainEncoder(options={"contxt": 5}).config(), progress=False)
+        TrainEncoder(options={"contxt": 5}).spec()

@@ -98,7 +98,9 @@ def _paths(args):
 
     with CmdlineParser.global_instance(["ImportFeatures", "--no-lock", *args]):
         spec = current()
-        return ImportFeatures().output().path, (spec.train_subset, spec.test_subset), ImportFeatures().grid()
+        grid = ImportFeatures().spec()
+        return ImportFeatures().output().path, (spec.train_subset, spec.test_subset), (grid.window, grid.stride,
+                                                                                        grid.fps)
 
 
 def test_the_preset_resolves_grid_and_subsets_and_given_values_win(tmp_path):

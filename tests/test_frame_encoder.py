@@ -135,7 +135,8 @@ def test_frame_encoder_is_refused_without_videos(tmp_path):
             TrainEncoder().requires()
         with pytest.raises(ValueError, match=message):
             SimilarityMatrices().requires()
-        assert TrainEncoder(options={}).requires().get_task_family() == "ImportFeatures"  # the feature encoder runs
+        # the feature encoder runs
+        assert TrainEncoder(options={}).requires()["features"].get_task_family() == "ImportFeatures"
 
 
 def test_a_frame_encoder_given_features_says_it_embeds_frames():

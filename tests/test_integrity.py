@@ -125,7 +125,7 @@ def test_manifest_names_the_changed_file(tmp_path):
 
 # ----------------------------------------------------------------------------- a real run, damaged and repaired
 
-CHAIN = ["Detect", "--Detect-detector", "actionformer", "--Detect-use-bapg", "--Detect-bapg-source", "raw",
+CHAIN = ["Detect", "--Detect-detector", "actionformer", "--Detect-bapg", "--Detect-bapg-source", "raw",
          "--TrainDetector-epochs", "1", "--TSCProposals-ms", "[2,4]", "--TSCProposals-rates", "[]",
          "--synthetic-videos", "3", "--synthetic-seed", "3", "--synthetic-duration", "10", "--synthetic-size", "32",
          "--SampleFrames-size", "32"]

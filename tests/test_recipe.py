@@ -23,10 +23,10 @@ def test_recipe_round_trips_through_a_weights_only_checkpoint(tmp_path):
     recipe = _recipe()
     torch.save({"inputs": recipe.to_dict()}, tmp_path / "c.pt")
     stored = torch.load(tmp_path / "c.pt", weights_only=True)["inputs"]
-    assert InferenceRecipe.from_dict(stored, use_bapg=True) == recipe
+    assert InferenceRecipe.from_dict(stored, bapg=True) == recipe
     assert stored["bapg"]["rates"] == [8.0, 16.0] and stored["bapg"]["block"] == 512
     baseline = _recipe(bapg=None)
-    assert InferenceRecipe.from_dict(baseline.to_dict(), use_bapg=False) == baseline
+    assert InferenceRecipe.from_dict(baseline.to_dict(), bapg=False) == baseline
     assert "bapg" not in baseline.to_dict()
 
 
@@ -34,24 +34,24 @@ def test_reader_names_the_missing_or_malformed_key():
     data = _recipe().to_dict()
     del data["bapg"]["block"]
     with pytest.raises(ValueError, match=r"ckpt.pt: config\['inputs'\]\['bapg'\].*missing key\(s\) \['block'\]"):
-        InferenceRecipe.from_dict(data, use_bapg=True, where="ckpt.pt")
+        InferenceRecipe.from_dict(data, bapg=True, where="ckpt.pt")
     # A baseline does not need the BAPG section, so the same recipe reads as one.
-    assert InferenceRecipe.from_dict(data, use_bapg=False).bapg is None
+    assert InferenceRecipe.from_dict(data, bapg=False).bapg is None
 
     data = _recipe().to_dict()
     data["bapg"]["use_encoder"] = "yes"
     with pytest.raises(ValueError, match="use_encoder = 'yes' is not of type bool"):
-        InferenceRecipe.from_dict(data, use_bapg=True)
+        InferenceRecipe.from_dict(data, bapg=True)
     data = _recipe().to_dict()
     data["frames"]["size"] = 64.5
     with pytest.raises(ValueError, match="size = 64.5 is not of type int"):
-        InferenceRecipe.from_dict(data, use_bapg=True)
+        InferenceRecipe.from_dict(data, bapg=True)
     data = _recipe().to_dict()
     del data["frames"]
     with pytest.raises(ValueError, match="no 'frames' section"):
-        InferenceRecipe.from_dict(data, use_bapg=True)
+        InferenceRecipe.from_dict(data, bapg=True)
     with pytest.raises(ValueError, match="expected a mapping"):
-        InferenceRecipe.from_dict([1, 2], use_bapg=False)
+        InferenceRecipe.from_dict([1, 2], bapg=False)
 
 
 def test_only_inputs_computed_from_the_video_run_on_a_raw_video():
@@ -67,32 +67,29 @@ def test_only_inputs_computed_from_the_video_run_on_a_raw_video():
 
 def test_a_recipe_without_a_similarity_records_no_tiling():
     oracle = _recipe(bapg=_bapg(source="oracle", use_encoder=False, block=None))
-    assert InferenceRecipe.from_dict(oracle.to_dict(), use_bapg=True) == oracle
+    assert InferenceRecipe.from_dict(oracle.to_dict(), bapg=True) == oracle
     assert oracle.to_dict()["bapg"]["block"] is None
     for bad in ("512", True, 512.5):  # a number in a string, a bool passing as 1, a fraction
         data = _recipe().to_dict()
         data["bapg"]["block"] = bad
         with pytest.raises(ValueError, match=r"block = .* is not of type int \| None"):
-            InferenceRecipe.from_dict(data, use_bapg=True)
+            InferenceRecipe.from_dict(data, bapg=True)
     with pytest.raises(ValueError, match="no similarity tiling"):
         _recipe(bapg=_bapg(block=None)).require_raw_video_inference()
 
 
-def test_channel_groups_round_trip_and_a_recipe_from_before_them_reads_as_the_legacy_groups(tmp_path):
-    from tal_pipeline.stages.detectors.recipe import LEGACY_GROUPS
-
+def test_channel_groups_round_trip_and_a_recipe_without_them_is_refused(tmp_path):
     every = _recipe(bapg=_bapg(groups=("pooled", "boundary", "novelty", "strength")))
     torch.save({"inputs": every.to_dict()}, tmp_path / "c.pt")
     stored = torch.load(tmp_path / "c.pt", weights_only=True)["inputs"]
     assert stored["bapg"]["groups"] == ["pooled", "boundary", "novelty", "strength"]
-    assert InferenceRecipe.from_dict(stored, use_bapg=True) == every
+    assert InferenceRecipe.from_dict(stored, bapg=True) == every
     novelty = _recipe(bapg=_bapg(groups=("novelty",)))
-    assert InferenceRecipe.from_dict(novelty.to_dict(), use_bapg=True).bapg.groups == ("novelty",)
-    # written before B had groups: the only B there was, pooled then boundary channels per scale
-    old = _recipe().to_dict()
+    assert InferenceRecipe.from_dict(novelty.to_dict(), bapg=True).bapg.groups == ("novelty",)
+    old = _recipe().to_dict()  # written before B had groups: retrain
     del old["bapg"]["groups"]
-    assert LEGACY_GROUPS == ("pooled", "boundary")
-    assert InferenceRecipe.from_dict(old, use_bapg=True).bapg.groups == LEGACY_GROUPS
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['groups'\].*retrain"):
+        InferenceRecipe.from_dict(old, bapg=True)
     for bad, message in ((["pooled", "edges"], r"unknown channel group\(s\) \['edges'\].*retrain"),
                          ([], "at least one channel group"), ("pooled", "groups = 'pooled' is not of type"),
                          ([1, 2], r"groups = \[1, 2\] is not of type tuple\[str, \.\.\.\]"),
@@ -100,4 +97,4 @@ def test_channel_groups_round_trip_and_a_recipe_from_before_them_reads_as_the_le
         data = _recipe().to_dict()
         data["bapg"]["groups"] = bad
         with pytest.raises(ValueError, match=message):
-            InferenceRecipe.from_dict(data, use_bapg=True, where="ckpt.pt")
+            InferenceRecipe.from_dict(data, bapg=True, where="ckpt.pt")

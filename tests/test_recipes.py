@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import asdict
 
 import pytest
 from luigi.cmdline_parser import CmdlineParser
@@ -96,26 +97,20 @@ def _train_task(args: list[str]):
         from pipeline.detector_tasks import Detect
 
         detect = Detect(**task.variant())
-        return task.output().path, task.shaping_params(), detect.postprocessing(), detect.output().path
+        return task.output().path, task.spec(), asdict(detect.spec()), detect.output().path
 
 
-# The artifact hashes of these variants before recipes had names (commit f9a7734, built-in synthetic dataset):
-# the small recipe keeps every path.
-# (The anet preset's paths change for the detectors with per-detector ActivityNet settings; TadTR has none.)
-OLD_PATHS = {("actionformer",): ("aac41b85c1", "c37867942f"), ("tadtr", "--dataset-preset", "anet"):
-             ("33b3cbcfbf", "07a39fad5a"), ("tadtr", "--use-bapg"): ("b973936f45", "c55cf00b79"),
-             ("tridet",): ("2e720acc3d", "d58be4e91f"), ("afsd", "--use-bapg"): ("6697b098c4", "40b57c835b")}
-
-
-def test_auto_picks_small_on_synthetic_data_with_the_old_paths():
+def test_auto_picks_small_on_synthetic_data_and_the_recipe_shapes_the_path():
     from pipeline.config import detector_recipe
 
-    for (detector, *extra), (train_hash, detect_hash) in OLD_PATHS.items():
-        train_path, params, _, detect_path = _train_task(["--detector", detector, *extra])
-        assert train_path.endswith(f"detector-{train_hash}") and detect_path.endswith(detect_hash)
-        assert "recipe" not in params["settings"]
+    for detector, *extra in (("actionformer",), ("tadtr", "--dataset-preset", "anet"), ("afsd", "--bapg")):
+        small, spec, _, detect_small = _train_task(["--detector", detector, *extra])
+        assert spec.recipe == "small"
         with CmdlineParser.global_instance(["TrainDetector"]):
             assert detector_recipe() == "small"
+        published, spec, _, detect_published = _train_task(["--detector", detector, *extra, "--detectors-recipe",
+                                                            "published"])
+        assert spec.recipe == "published" and published != small and detect_published != detect_small
 
 
 def test_auto_picks_published_on_the_users_features_and_given_json_wins(config_file, tmp_path):
@@ -132,8 +127,8 @@ def test_auto_picks_published_on_the_users_features_and_given_json_wins(config_f
         assert settings["recipe"] == "published"
         assert settings["model"]["num_bins"] == 8 and settings["model"]["window"] == 15  # given over the recipe
         assert settings["train"]["epochs"] == 2 and settings["train"]["max_seq_len"] == 768
-    _, params, post, _ = _train_task(["--detector", "tridet"])
-    assert params["settings"]["recipe"] == "published" and params["settings"]["train"]["lr_min"] == 5e-5
+    _, spec, post, _ = _train_task(["--detector", "tridet"])
+    assert spec.recipe == "published" and spec.train["lr_min"] == 5e-5
     assert post == {"max_dets": 200, "nms_sigma": 0.7, "voting_thresh": 0.95}  # TriDet's anet test_cfg
     _, _, post, _ = _train_task(["--detector", "tridet", "--detectors-recipe", "small"])
     assert post == {"max_dets": 200, "nms_sigma": 0.7, "voting_thresh": 0.95}  # the anet preset's TriDet settings

@@ -254,15 +254,15 @@ def test_group_ablation_rows_are_named_ordered_and_paired(tmp_path):
 def test_variant_records_its_groups_and_reads_older_records():
     from tal_pipeline.stages.evaluation.variant import Variant
 
-    v = Variant.of("afsd", True, "tsc", 1, groups=["strength", "pooled"])
-    assert v.groups == ("pooled", "strength") and not v.default_groups
+    v = Variant.of("afsd", True, "tsc", 1, bapg_groups=["strength", "pooled"])
+    assert v.bapg_groups == ("pooled", "strength") and not v.default_groups
     assert v.record()["bapg_groups"] == ["pooled", "strength"] and Variant.from_record(v.record()) == v
     old = {"detector": "afsd", "bapg": True, "bapg_source": "tsc", "seed": 1, "untrained": False}  # no bapg_groups
     assert Variant.from_record(old) == Variant.of("afsd", True, "tsc", 1) != v
-    assert Variant.from_record(old).groups == ("pooled", "boundary") and Variant.from_record(old).default_groups
-    assert Variant.of("afsd", False, groups=["pooled"]).groups is None  # a baseline has no groups
+    assert Variant.from_record(old).bapg_groups == ("pooled", "boundary") and Variant.from_record(old).default_groups
+    assert Variant.of("afsd", False, bapg_groups=["pooled"]).bapg_groups is None  # a baseline has no groups
     with pytest.raises(ValueError, match="unknown channel group"):
-        Variant.of("afsd", True, groups=["edges"])
+        Variant.of("afsd", True, bapg_groups=["edges"])
 
 
 def test_video_classes_of_class_agnostic_runs_are_reported(tmp_path):

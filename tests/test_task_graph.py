@@ -41,7 +41,7 @@ def configured(tmp_path):
     ("tsc", True, True, 1024), ("random", True, True, 1024), ("raw", False, True, 1024),
     ("oracle", False, False, None)])
 def test_each_boundary_source_requires_what_it_uses(configured, source, encoder, similarity, block):
-    task = TrainDetector(detector="afsd", use_bapg=True, bapg_source=source)
+    task = TrainDetector(detector="afsd", bapg=True, bapg_source=source)
     upstream = _upstream_families(task)
     assert ("encoder" in task.requires()) is encoder and ("TrainEncoder" in upstream) is encoder
     assert ("SimilarityMatrices" in upstream) is similarity
@@ -56,7 +56,7 @@ def test_recipe_values_come_from_the_required_tasks(tmp_path):
     args = ["TrainDetector", "--paths-workdir", str(tmp_path), "--no-lock", "--SampleFrames-fps", "5",
             "--SimilarityMatrices-block", "256", "--TSCProposals-ms", "[3]", "--ProposalFeatures-projection-dim", "64"]
     with CmdlineParser.global_instance(args):
-        recipe = TrainDetector(use_bapg=True).inference_recipe()
+        recipe = TrainDetector(bapg=True).inference_recipe()
     assert (recipe.frames.fps, recipe.bapg.block, recipe.bapg.ms, recipe.bapg.projection_dim) == (5.0, 256, (3,), 64)
 
 
@@ -88,7 +88,7 @@ def test_report_requires_the_proposals_of_every_boundary_source_but_no_extra_det
     assert set(req["boundaries"]["oracle"].requires()) == {"features"}  # the oracle needs no S
     raw = req["boundaries"]["raw"].requires()["similarity"]
     assert isinstance(raw, SimilarityMatrices) and not raw.use_encoder
-    assert {v.source for v in req["evaluations"]} == {None, "tsc"}  # the table needs no ablation detector
+    assert {v.bapg_source for v in req["evaluations"]} == {None, "tsc"}  # the table needs no ablation detector
     families = {t.get_task_family() for t in luigi.task.flatten(req["boundaries"])}
     assert families == {"TSCProposals"}
     fewer = Report(detectors=["afsd"], seeds=1, boundary_sources=["oracle", "tsc"]).requires()["boundaries"]
@@ -111,7 +111,7 @@ def test_random_source_reads_the_tsc_store_of_the_configured_scales(configured):
 
 def test_oracle_variant_runs_in_a_fresh_workdir(tiny_synthetic, tmp_path):
     workdir = tmp_path / "runs"
-    result = run_luigi(["Evaluate", "--Evaluate-use-bapg", "--Evaluate-bapg-source", "oracle", "--Evaluate-detector",
+    result = run_luigi(["Evaluate", "--Evaluate-bapg", "--Evaluate-bapg-source", "oracle", "--Evaluate-detector",
                         "actionformer", *SMALL, *dataset_args(tiny_synthetic, workdir)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     made = {p.name.split("-")[0] for p in workdir.iterdir() if not p.name.startswith(("synthetic-", "."))}
@@ -133,10 +133,11 @@ def test_oracle_variant_runs_in_a_fresh_workdir(tiny_synthetic, tmp_path):
 
 def test_detector_choices_are_the_registry():
     from pipeline.config import DETECTOR_SETTINGS
-    from pipeline.detector_tasks import DETECTOR_NAMES
+    from pipeline.detectors import BUILTIN, detector_names
     from tal_pipeline.models.detector_registry import DETECTORS
 
-    assert sorted(DETECTOR_NAMES) == sorted(DETECTORS) == sorted(DETECTOR_SETTINGS)
+    assert set(BUILTIN) <= set(detector_names()) == set(DETECTOR_SETTINGS) <= set(DETECTORS)
+    assert set(BUILTIN) == {"afsd", "actionformer", "tridet", "tadtr"}
 
 
 def test_cross_fitting_folds_rank_videos_in_sorted_order():

@@ -51,7 +51,7 @@ DEFAULT_ENCODER: dict[str, Any] = {
     "epochs": 30,
     "iterations_per_epoch": None,  # None: ceil(positive steps / batch_size), i.e. each positive is ~once an anchor
     # fp32 | bf16: Phi's forward pass (training and embedding) under bf16 autocast; similarities and the loss in
-    # fp32 (stages.precision). fp32 does not shape the artifact path.
+    # fp32 (stages.precision).
     "precision": DEFAULT_PRECISION,
 }
 # Frames per forward pass when the cnn encoder embeds a video (GroupNorm: the embedding of a frame does not depend on

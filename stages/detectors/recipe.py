@@ -1,13 +1,10 @@
 """The inference recipe: how a detector's input was made from a raw video, recorded in its checkpoint.
 
-TrainDetector writes it (config["inputs"]) from the parameters of the tasks upstream of the detector; Detect
-and `tal-pipeline detect` read it back through `InferenceRecipe.from_dict`, the one validated reader, and
+TrainDetector writes it (config["inputs"]) from the specs of the stages upstream of the detector (pipeline.specs);
+Detect and `tal-pipeline detect` read it back through `InferenceRecipe.from_dict`, the one validated reader, and
 single-video inference (stages.inference) rebuilds frames -> I3D features -> (+BAPG) S -> change points -> B
 with exactly these values. Every field is required when read: a default here would silently disagree with the
-pipeline's on the day one of them changes, so an old checkpoint without a field is refused (retrain it). The
-exceptions are facts about the past, not defaults: a +BAPG recipe written before B had channel groups (no
-"groups") was made with the only B there was, LEGACY_GROUPS; one written before the detector stage could resize
-its inputs or train class-agnostic (no "detector_input") was NATIVE_INPUT.
+pipeline's on the day one of them changes, so a checkpoint without a field is refused (retrain it).
 """
 from __future__ import annotations
 
@@ -17,9 +14,6 @@ from typing import Any
 
 # Features that single-video inference can recompute from a raw video (models/i3d_weights.py).
 SUPPORTED_WEIGHTS = ("i3d-rgb-k400",)
-# The channel groups of every +BAPG input made before BapgRecipe recorded them: pooled then boundary channels per
-# scale. A constant, never to follow stages.bapg.proposal_features.DEFAULT_GROUPS should that change.
-LEGACY_GROUPS = ("pooled", "boundary")
 
 
 def _section(data: Any, cls, where: str):
@@ -111,9 +105,6 @@ class DetectorInputRecipe:
     class_agnostic: bool
 
 
-# What every detector input was before DetectorInputRecipe existed (and is for the thumos14 preset).
-NATIVE_INPUT = DetectorInputRecipe(length=None, class_agnostic=False)
-
 
 @dataclass(frozen=True)
 class InferenceRecipe:
@@ -123,7 +114,7 @@ class InferenceRecipe:
     features: FeaturesRecipe
     frames: FramesRecipe | None = None
     bapg: BapgRecipe | None = None
-    detector_input: DetectorInputRecipe = NATIVE_INPUT
+    detector_input: DetectorInputRecipe = DetectorInputRecipe(length=None, class_agnostic=False)  # native, classes
 
     def to_dict(self) -> dict:
         """JSON-able and loadable with torch.load(weights_only=True): plain dicts, lists and scalars."""
@@ -136,7 +127,7 @@ class InferenceRecipe:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, use_bapg: bool, where: str = "checkpoint") -> InferenceRecipe:
+    def from_dict(cls, data: Any, bapg: bool, where: str = "checkpoint") -> InferenceRecipe:
         """The recipe recorded as config["inputs"], validated; ValueError naming `where` and the key."""
         where = f"{where}: config['inputs']"
         if not isinstance(data, Mapping):
@@ -145,26 +136,21 @@ class InferenceRecipe:
         frames = _section(data["frames"], FramesRecipe, f"{where}['frames']") if "frames" in data else None
         if features.task == "ExtractFeatures" and frames is None:
             raise ValueError(f"{where}: features extracted from frames, but no 'frames' section")
-        bapg = None
-        if use_bapg:
+        recipe = _section(data["bapg"], BapgRecipe, f"{where}['bapg'] (a +BAPG detector)") if bapg else None
+        if recipe is not None:
             from tal_pipeline.stages.bapg.proposal_features import normalise_groups
 
-            section, name = data.get("bapg"), f"{where}['bapg'] (a +BAPG detector)"
-            if isinstance(section, Mapping) and "groups" not in section:
-                section = {**section, "groups": list(LEGACY_GROUPS)}  # written before B had channel groups
-            bapg = _section(section, BapgRecipe, name)
+            name = f"{where}['bapg']"
             try:
-                groups = normalise_groups(bapg.groups, f"{name}: groups")
+                groups = normalise_groups(recipe.groups, f"{name}: groups")
             except ValueError as exc:
                 raise ValueError(f"{exc} (written by another version: retrain the detector)") from None
-            if groups != bapg.groups:
-                raise ValueError(f"{name}: groups {list(bapg.groups)} are not in the channel order {list(groups)}")
-        detector_input = NATIVE_INPUT  # a recipe written before it existed: native inputs, multi-class
-        if "detector_input" in data:
-            detector_input = _section(data["detector_input"], DetectorInputRecipe, f"{where}['detector_input']")
-            if detector_input.length is not None and detector_input.length < 1:
-                raise ValueError(f"{where}['detector_input']: length must be >= 1 or None, got {detector_input.length}")
-        return cls(features=features, frames=frames, bapg=bapg, detector_input=detector_input)
+            if groups != recipe.groups:
+                raise ValueError(f"{name}: groups {list(recipe.groups)} are not in the channel order {list(groups)}")
+        detector_input = _section(data.get("detector_input"), DetectorInputRecipe, f"{where}['detector_input']")
+        if detector_input.length is not None and detector_input.length < 1:
+            raise ValueError(f"{where}['detector_input']: length must be >= 1 or None, got {detector_input.length}")
+        return cls(features=features, frames=frames, bapg=recipe, detector_input=detector_input)
 
     def require_raw_video_inference(self, where: str = "checkpoint") -> None:
         """ValueError unless this input can be rebuilt from a raw video (single-video inference)."""

@@ -73,14 +73,9 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "lr_gamma": 0.1,
     "slice_overlap": None,
     "inference_len": None,
-    # fp32 | bf16: the forward pass of training and of detection under bf16 autocast (stages.precision); fp32 does
-    # not shape the artifact path (the paths of before the setting existed).
+    # fp32 | bf16: the forward pass of training and of detection under bf16 autocast (stages.precision).
     "precision": DEFAULT_PRECISION,
 }
-# The recipe-shaped settings' defaults: left out of an artifact's hash while they hold them, so the paths of the
-# runs from before they existed stay (pipeline.detector_tasks.TrainDetector.shaping_params).
-RECIPE_KEY_DEFAULTS = {k: DEFAULT_TRAIN[k] for k in ("decay_exempt", "lr_min", "lr_steps", "lr_gamma",
-                                                      "slice_overlap", "inference_len")}
 # The one class of a class-agnostic detector.
 FOREGROUND = "action"
 # The small-data recipes live with the published ones (stages.detectors.recipes).

@@ -53,8 +53,8 @@ def aggregate_results(evaluations: list[dict]) -> list[dict]:
         groups.setdefault(Variant.from_record(ev["variant"])._replace(seed=0), []).append(ev)
     rows = []
     for key in sorted(groups, key=row_order):
-        detector, bapg, source, untrained = key.detector, key.bapg, key.source, key.untrained
-        channel_groups = list(key.groups) if key.groups is not None else None
+        detector, bapg, source, untrained = key.detector, key.bapg, key.bapg_source, key.untrained
+        channel_groups = list(key.bapg_groups) if key.bapg_groups is not None else None
         evs = sorted(groups[key], key=lambda e: e["variant"]["seed"])
         thresholds = evs[0]["thresholds"]
         maps = np.array([e["mAP"] for e in evs], dtype=np.float64)  # (seeds, thresholds)

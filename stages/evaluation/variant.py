@@ -13,19 +13,19 @@ from tal_pipeline.stages.bapg.proposal_features import DEFAULT_GROUPS, GROUPS, n
 class Variant(NamedTuple):
     detector: str
     bapg: bool = False
-    source: str | None = None  # where the BAPG boundaries came from (proposals.BOUNDARY_SOURCES); None without
+    bapg_source: str | None = None  # where the BAPG boundaries came from (proposals.BOUNDARY_SOURCES); None without
     seed: int = 0
     untrained: bool = False
     # the channel groups of the BAPG input (proposal_features.GROUPS, in their order); None without BAPG
-    groups: tuple[str, ...] | None = None
+    bapg_groups: tuple[str, ...] | None = None
 
     @classmethod
-    def of(cls, detector: str, bapg: bool = False, source: str | None = "tsc", seed: int = 0,
-           untrained: bool = False, groups=None) -> Variant:
+    def of(cls, detector: str, bapg: bool = False, bapg_source: str | None = "tsc", seed: int = 0,
+           untrained: bool = False, bapg_groups=None) -> Variant:
         """The variant with its source and groups normalised: None without BAPG (they shape nothing), "tsc" and
         proposal_features.DEFAULT_GROUPS when not given."""
-        return cls(str(detector), bool(bapg), (source or "tsc") if bapg else None, int(seed), bool(untrained),
-                   normalise_groups(groups or DEFAULT_GROUPS) if bapg else None)
+        return cls(str(detector), bool(bapg), (bapg_source or "tsc") if bapg else None, int(seed), bool(untrained),
+                   normalise_groups(bapg_groups or DEFAULT_GROUPS) if bapg else None)
 
     @classmethod
     def from_record(cls, record: Mapping) -> Variant:
@@ -36,13 +36,14 @@ class Variant(NamedTuple):
 
     def record(self) -> dict:
         """The "variant" of detections.json and evaluation.json (what the report groups by)."""
-        return {"detector": self.detector, "bapg": self.bapg, "bapg_source": self.source, "seed": self.seed,
-                "untrained": self.untrained, "bapg_groups": list(self.groups) if self.groups is not None else None}
+        return {"detector": self.detector, "bapg": self.bapg, "bapg_source": self.bapg_source, "seed": self.seed,
+                "untrained": self.untrained,
+                "bapg_groups": list(self.bapg_groups) if self.bapg_groups is not None else None}
 
     @property
     def default_groups(self) -> bool:
         """True without BAPG or with the default channel groups (the row name then names no groups)."""
-        return self.groups is None or tuple(self.groups) == DEFAULT_GROUPS
+        return self.bapg_groups is None or tuple(self.bapg_groups) == DEFAULT_GROUPS
 
 
 # Where the BAPG boundaries came from -> the row name's suffix; the dict order is the row order.
@@ -65,7 +66,7 @@ def row_name(detector: str, bapg: bool, source: str | None = None, untrained: bo
 
 def variant_name(variant: Variant) -> str:
     """The report row name of a variant (row_name)."""
-    return row_name(variant.detector, variant.bapg, variant.source, variant.untrained, variant.groups)
+    return row_name(variant.detector, variant.bapg, variant.bapg_source, variant.untrained, variant.bapg_groups)
 
 
 def row_order(variant: Variant) -> tuple:
@@ -73,6 +74,6 @@ def row_order(variant: Variant) -> tuple:
     in BAPG_SOURCES order, each source's default channel groups first, then other groups by how many and which
     (the seed is not part of a row)."""
     sources = list(BAPG_SOURCES)
-    rank = sources.index(variant.source) if variant.source in sources else len(sources)
-    groups = () if variant.default_groups else tuple(GROUPS.index(g) for g in variant.groups)
-    return variant.detector, variant.untrained, variant.bapg, rank, variant.source or "", len(groups), groups
+    rank = sources.index(variant.bapg_source) if variant.bapg_source in sources else len(sources)
+    groups = () if variant.default_groups else tuple(GROUPS.index(g) for g in variant.bapg_groups)
+    return variant.detector, variant.untrained, variant.bapg, rank, variant.bapg_source or "", len(groups), groups
