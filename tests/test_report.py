@@ -8,7 +8,7 @@ from tal_pipeline.stages.evaluation.report import aggregate_results, paired_diff
 
 THRESHOLDS = [0.3, 0.5, 0.7]
 HEALTHY = {"healthy": True, "problems": [], "loss_first_epoch": 2.0, "loss_last_epoch": 0.5, "positive_share": 1.0}
-RECALL = [{"m": "all", "n_gt": 4, "recall@0.5": 0.75}]
+RECALL = [{"scale": "all", "n_gt": 4, "recall@0.5": 0.75}]
 ENCODER = {"after": {"positive": 0.9, "hard_negative": 0.2, "easy_negative": 0.0, "gap": 0.7}}
 
 # Baseline mAP per seed (tIoU 0.3, 0.5, 0.7), the same for both detectors.

@@ -68,9 +68,9 @@ def gt_boundary_steps(gt_seconds, num_steps: int, fps: float, window: int, strid
     """Ground-truth boundaries of one video as change-point steps: (B,) int64 ascending, unique, in (0, T).
 
     gt_seconds: (G, 2) action [start, end] in seconds. The same placement as the `oracle` boundary source
-    (proposals.oracle_change_points): deduplicated, the video's ends dropped.
+    (boundary_sources.oracle_change_points): deduplicated, the video's ends dropped.
     """
-    from tal_pipeline.stages.bapg.proposals import oracle_change_points
+    from tal_pipeline.stages.bapg.boundary_sources import oracle_change_points
 
     gt = np.asarray(gt_seconds, dtype=np.float64).reshape(-1, 2)  # (G, 2)
     return oracle_change_points(gt, int(num_steps), fps, window, stride)

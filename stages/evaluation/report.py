@@ -200,12 +200,12 @@ def recall_markdown(recall: list[dict]) -> str:
     """Table IV: proposal recall per scale (a rate "8/min", a count "m=10", ...) and all scales together."""
     if not recall:
         return "_no proposal recall (no test video with ground truth)_\n"
-    cols = [c for c in recall[0] if c != "m"]
+    cols = [c for c in recall[0] if c != "scale"]
     text = "| scale | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
     for row in recall:
         cells = ["" if row[c] is None or (isinstance(row[c], float) and row[c] != row[c]) else
                  f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
-        text += f"| {row['m']} | " + " | ".join(cells) + " |\n"
+        text += f"| {row['scale']} | " + " | ".join(cells) + " |\n"
     return text
 
 
@@ -247,7 +247,7 @@ def write_report(folder: str | Path, evaluations: list[dict], recall: list[dict]
         "health": health,
         "evaluation": {"mode": first.get("report", {}).get("mode", "anet"), "thresholds": first.get("thresholds", []),
                        "max_dets": first.get("report", {}).get("max_dets")},
-        "proposal_recall": {str(r["m"]): {k: v for k, v in r.items() if k != "m"} for r in recall},
+        "proposal_recall": {str(r["scale"]): {k: v for k, v in r.items() if k != "scale"} for r in recall},
         "boundary_accuracy": dict(boundary_accuracy or {"tolerances": [], "subsets": {}, "sources": {}}),
         "encoder": dict(encoder),
         "plots": plots,
