@@ -121,7 +121,8 @@ def test_detect_matches_pipeline_with_every_channel_group(chain_all_groups, tmp_
     import numpy as np
     import torch
 
-    from tal_pipeline.stages.detectors.inference import detector_input, load_checkpoint
+    from tal_pipeline.stages.detectors.checkpoint import load_checkpoint
+    from tal_pipeline.stages.detectors.inference import detector_input
     from tal_pipeline.storage.features import load_feature_dict, read_features
 
     c = chain_all_groups

@@ -252,8 +252,8 @@ def test_a_few_training_steps_lower_the_loss_and_localise_the_actions():
 
 def test_checkpoint_round_trip_through_the_registry(tmp_path):
     from tal_pipeline.models.detector_registry import build_detector, resolve_model_config
+    from tal_pipeline.stages.detectors.checkpoint import load_checkpoint_file
     from tal_pipeline.stages.detectors.detection import detect, load_detector
-    from tal_pipeline.stages.detectors.inference import load_checkpoint_file
     from tal_pipeline.stages.detectors.recipe import FeaturesRecipe, InferenceRecipe
 
     feats, ann, labels, grid, durations = synthetic_feature_dataset(num_videos=2, channels=8, num_classes=2, seed=4,
