@@ -220,7 +220,7 @@ def test_fusion_lr_scale_is_a_fusion_setting(torch_one_thread):
     assert cfg["fusion_norm"] == 0.0 and not frozen["outer.weight"].any()  # lr 0: the fusion never moved
     _, learning, _ = train_detector("actionformer", both, ann, labels, grid, small, bapg_channels=3, progress=False)
     assert learning["fusion"]["lr_scale"] == 0.1 and learning["fusion_norm"] > 0
-    with pytest.raises(ValueError, match=r"fusion_lr_scale is now in the fusion settings.*\"lr_scale\""):
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['fusion_lr_scale'\]"):
         train_detector("actionformer", both, ann, labels, grid, {**small, "fusion_lr_scale": 0.5}, bapg_channels=3,
                        progress=False)
 

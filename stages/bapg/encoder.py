@@ -97,7 +97,7 @@ def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray, conte
 
 
 def _train_epochs(model, opt, sampler: TripletSampler, arrays: list, cfg: Mapping, per_epoch: int, dev,
-                  log: LossLog, bar: TrainingProgress, on_log=None) -> int:
+                  log: LossLog) -> int:
     """The epochs of training (Phi's forward pass under the precision's autocast, s and the loss in fp32); the
     logged values stay on the device until LossLog copies them out (and at every epoch's end for on_log). Returns
     the iterations."""
@@ -137,9 +137,7 @@ def _train_epochs(model, opt, sampler: TripletSampler, arrays: list, cfg: Mappin
             log.add({"epoch": epoch, "iteration": step, "lr": lr},
                     {**terms, "loss": loss, "s_ap": s_ap.mean(), "s_an": s_an.mean(), "grad_norm": grad_norm})
             step += 1
-            bar.iteration(None if log.pending else log.last("loss"))
-        bar.epoch(epoch)
-        log.publish(on_log)
+        log.epoch_done(epoch)
     log.flush()
     return step
 
@@ -192,8 +190,8 @@ def _train_encoder(features, actions, time_grid, cfg: dict, seed: int, device, p
     per_epoch = int(cfg["iterations_per_epoch"] or max(1, math.ceil(n_pos / cfg["batch_size"])))
     log_rows: list[dict] = []
     bar = TrainingProgress(per_epoch * cfg["epochs"], cfg["epochs"], "train encoder", progress, on_epoch)
-    step = _train_epochs(model, opt, sampler, arrays, cfg, per_epoch, dev, LossLog(log_rows, "encoder", "loss"), bar,
-                         on_log)
+    step = _train_epochs(model, opt, sampler, arrays, cfg, per_epoch, dev,
+                         LossLog(log_rows, "encoder", "loss", bar=bar, on_log=on_log))
     bar.close()
     train = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
     train["lr_milestones"] = [float(m) for m in cfg["lr_milestones"]]
