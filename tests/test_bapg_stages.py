@@ -21,6 +21,7 @@ from tal_pipeline.stages.bapg.similarity import similarity_matrix, similarity_ti
 from tal_pipeline.stages.bapg.tsc import change_points
 from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.evaluation.report import aggregate_results, results_markdown, write_report
+from tal_pipeline.stages.evaluation.variant import Variant
 from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.reference_similarity import cosine_similarity_matrix
 
@@ -119,7 +120,7 @@ def test_boundary_aware_features_layout_and_projection():
 
 
 def _evaluation(detector, bapg, seed, maps):
-    return {"variant": {"detector": detector, "bapg": bapg, "seed": seed}, "thresholds": [0.3, 0.5, 0.7],
+    return {"variant": Variant.of(detector, bapg, seed=seed).record(), "thresholds": [0.3, 0.5, 0.7],
             "mAP": maps, "average_mAP": float(np.mean(maps)), "report": {"mode": "anet", "max_dets": 200}}
 
 
