@@ -110,6 +110,8 @@ def _aftd_train_code(repo: str) -> dict[str, Ref]:
     }) | _refs(repo, "libs/core/config.py", {"lr_steps": (None, "opt.schedule_type cosine")})
 
 
+_AF_THUMOS = "configs/thumos_i3d.yaml"
+_AF_ANET = "configs/anet_i3d.yaml"
 _AF_DEFAULT_MODEL = _refs(AF, "libs/core/config.py", {
     **_AFTD_CONFIG,
     "levels": (6, "model.backbone_arch (2, 2, 5): 5 down-sampling blocks + the stem level"),
@@ -118,8 +120,6 @@ _AF_DEFAULT_MODEL = _refs(AF, "libs/core/config.py", {
     "dropout": (0.0, "train_cfg.dropout"),
     "regression_ranges": ([[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]], "model.regression_range"),
 }) | _refs(AF, "libs/modeling/blocks.py", {"mlp_ratio": (4, "TransformerBlock n_hidden = 4 * n_embd")}) | _aftd_code(AF)
-_AF_THUMOS = "configs/thumos_i3d.yaml"
-_AF_ANET = "configs/anet_i3d.yaml"
 _AF_ANET_MODEL = {**_AF_DEFAULT_MODEL, **_refs(AF, _AF_ANET, {
     **_AFTD_HEADS, **_AFTD_ANET,
     "width": (256, "model.embd_dim = fpn_dim = head_dim 256"),
@@ -163,13 +163,13 @@ ACTIONFORMER = {
     },
 }
 
+_TD_THUMOS = "configs/thumos_i3d.yaml"
+_TD_ANET = "configs/anet_tsp.yaml"
 _TD_DEFAULT_MODEL = _refs(TD, "libs/core/config.py", {
     **_AFTD_CONFIG,
     "levels": (6, "model.backbone_arch [2, 2, 5]: 5 down-sampling layers + the stem level"),
     "stem_layers": (2, "model.backbone_arch[1]"),
 }) | _refs(TD, "libs/modeling/blocks.py", {"groups": (16, "SGPBlock nn.GroupNorm(16, n_embd)")}) | _aftd_code(TD)
-_TD_THUMOS = "configs/thumos_i3d.yaml"
-_TD_ANET = "configs/anet_tsp.yaml"
 _TD_SHARED = {  # set alike in both configs
     **_AFTD_HEADS,
     "regression_ranges": ([[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]], "model.regression_range"),
@@ -303,39 +303,36 @@ _AS_SHARED = {  # set alike in both configs
 }
 _AS_THUMOS_MODEL = _refs(AS, _AS_THUMOS, {**_AS_SHARED, "nms_sigma": (0.5, "testing.nms_sigma")})
 _AS_ANET_MODEL = _refs(AS, _AS_ANET, {**_AS_SHARED, "nms_sigma": (0.85, "testing.nms_sigma")})
+_AS_THUMOS_TRAIN = {**_AS_TRAIN, **_refs(AS, _AS_THUMOS, {
+    "epochs": (16, "training.max_epoch"),
+    "batch_size": (1, "training.batch_size"),
+    "lr": (1e-5, "training.learning_rate"),
+    "weight_decay": (1e-3, "training.weight_decay"),
+    "max_seq_len": (192, "dataset.training.clip_length 256 frames at 10 fps = 25.6 s = 192 steps of the THUMOS14 "
+                         "I3D grid (stride 4 at 30 fps)"),
+    "slice_overlap": (0.883, "dataset.training.clip_stride 30 of clip_length 256 frames: 1 - 30 / 256"),
+    "inference_len": (192, "dataset.testing.clip_length 256 frames (clip_stride 128: half overlap)"),
+    "class_agnostic": (False, "dataset.num_classes 21 (20 + background)")})}
+# ActivityNet: one whole video, resized to the anet preset's 192 steps, per item.
+_AS_ANET_TRAIN = {**_AS_TRAIN, **_refs(AS, _AS_ANET, {
+    "input_length": (192, "dataset.training.clip_length 768 frames per video (fixed length): the anet preset's "
+                          "192 steps"),
+    "max_seq_len": (192, "dataset.training.clip_length = clip_stride 768: the whole video"),
+    "slice_overlap": (None, "clip_stride = clip_length: one whole video per item"),
+    "inference_len": (192, "dataset.testing.clip_length 768: the whole video"),
+    "epochs": (10, "testing.checkpoint_path checkpoint-10 (of training.max_epoch 16)"),
+    "batch_size": (1, "training.batch_size"),
+    "lr": (1e-4, "training.learning_rate"),
+    "weight_decay": (1e-4, "training.weight_decay"),
+    "class_agnostic": (True, "AFSD/anet/test.py num_classes 2 (action, background) + the external video classes "
+                             "(cuhk_val_simp_share.json)")})}
 AFSD = {
-    "thumos14": {
-        "model": _AS_THUMOS_MODEL,
-        "train": {**_AS_TRAIN, **_refs(AS, _AS_THUMOS, {
-            "epochs": (16, "training.max_epoch"),
-            "batch_size": (1, "training.batch_size"),
-            "lr": (1e-5, "training.learning_rate"),
-            "weight_decay": (1e-3, "training.weight_decay"),
-            "max_seq_len": (192, "dataset.training.clip_length 256 frames at 10 fps = 25.6 s = 192 steps of "
-                                 "the THUMOS14 I3D grid (stride 4 at 30 fps)"),
-            "slice_overlap": (0.883, "dataset.training.clip_stride 30 of clip_length 256 frames: 1 - 30 / 256"),
-            "inference_len": (192, "dataset.testing.clip_length 256 frames (clip_stride 128: half overlap)"),
-            "class_agnostic": (False, "dataset.num_classes 21 (20 + background)")})},
-        "post": _detect_post(_AS_THUMOS_MODEL, Ref(0.0, f"{AS} {_AS_THUMOS}: no voting"),
-                             Ref(200, f"{AS} {_AS_THUMOS}: none (testing.top_k 5000 before NMS): the preset's 200")),
-    },
-    "anet": {
-        "model": _AS_ANET_MODEL,
-        "train": {**_AS_TRAIN, **_refs(AS, _AS_ANET, {
-            "epochs": (10, "testing.checkpoint_path checkpoint-10 (of training.max_epoch 16)"),
-            "batch_size": (1, "training.batch_size"),
-            "lr": (1e-4, "training.learning_rate"),
-            "weight_decay": (1e-4, "training.weight_decay"),
-            "input_length": (192, "dataset.training.clip_length 768 frames per video (fixed length): the anet "
-                                  "preset's 192 steps"),
-            "max_seq_len": (192, "dataset.training.clip_length = clip_stride 768: the whole video"),
-            "slice_overlap": (None, "clip_stride = clip_length: one whole video per item"),
-            "inference_len": (192, "dataset.testing.clip_length 768: the whole video"),
-            "class_agnostic": (True, "AFSD/anet/test.py num_classes 2 (action, background) + the "
-                                     "external video classes (cuhk_val_simp_share.json)")})},
-        "post": _detect_post(_AS_ANET_MODEL, Ref(0.0, f"{AS} {_AS_ANET}: no voting"),
-                             Ref(100, f"{AS} {_AS_ANET}: none: the anet preset's 100")),
-    },
+    "thumos14": {"model": _AS_THUMOS_MODEL, "train": _AS_THUMOS_TRAIN,
+                 "post": _detect_post(_AS_THUMOS_MODEL, Ref(0.0, f"{AS} {_AS_THUMOS}: no voting"), Ref(
+                     200, f"{AS} {_AS_THUMOS}: none (testing.top_k 5000 before NMS): the preset's 200"))},
+    "anet": {"model": _AS_ANET_MODEL, "train": _AS_ANET_TRAIN,
+             "post": _detect_post(_AS_ANET_MODEL, Ref(0.0, f"{AS} {_AS_ANET}: no voting"),
+                                  Ref(100, f"{AS} {_AS_ANET}: none: the anet preset's 100"))},
 }
 
 PUBLISHED: dict[str, dict[str, dict[str, dict[str, Ref]]]] = {
