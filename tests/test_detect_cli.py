@@ -221,8 +221,9 @@ def _fake_checkpoint(path: Path, **inputs) -> Path:
 
     from tal_pipeline.models.detector_registry import resolve_model_config
 
-    config = {"name": "actionformer", "labels": ["a", "b"], "use_bapg": False, "in_channels": 1024,
-              "num_classes": 2, "model": resolve_model_config("actionformer"), "inputs": inputs}
+    config = {"name": "actionformer", "labels": ["a", "b"], "use_bapg": False, "in_channels": 1024, "bapg_channels": 0,
+              "num_classes": 2, "model": resolve_model_config("actionformer"), "fusion": None, "train": {},
+              "max_seq_len": 256, "input_length": None, "class_agnostic": False, "inputs": inputs}
     torch.save({"state": {}, "config": config}, path)
     return path
 

@@ -1,4 +1,4 @@
-"""BAPG II-B: contrastive encoder training on the sample pools (stages.sample_pools), and embedding.
+"""BAPG II-B: contrastive encoder training on the sample pools (stages.bapg.sample_pools), and embedding.
 
 Training (II-B): each sample is an anchor and a positive from one instance and a hard negative from that
 instance's hard pool (an easy negative of the same video if the instance has no hard negative; optionally an
@@ -214,8 +214,8 @@ def load_encoder(state: Mapping, config_dict: Mapping, device: str = "auto"):
     """Rebuild Phi from a checkpoint (strict weight loading), on `device`, in eval mode."""
     from tal_pipeline.models.encoder import build_encoder
 
-    model = build_encoder(config_dict["encoder"], config_dict.get("in_channels"), config_dict["hidden"],
-                          config_dict["dim"], config_dict.get("width", 32), config_dict.get("context", 0))
+    model = build_encoder(config_dict["encoder"], config_dict["in_channels"], config_dict["hidden"],
+                          config_dict["dim"], config_dict["width"], config_dict["context"])
     model.load_state_dict(dict(state), strict=True)
     return model.to(resolve_device(device)).eval()
 
@@ -232,10 +232,10 @@ def make_embedder(state: Mapping, config_dict: Mapping, device: str = "auto", ba
     model = load_encoder(state, config_dict, device)
     dev = next(model.parameters()).device
     want = tuple(config_dict["in_shape"])
-    context = int(config_dict.get("context", 0))
+    context = int(config_dict["context"])
 
     frames = config_dict["encoder"] == "cnn"
-    precision = config_dict.get("train", {}).get("precision", DEFAULT_PRECISION)  # the training's
+    precision = config_dict["train"]["precision"]  # the training's
 
     def run(inputs: np.ndarray) -> np.ndarray:
         if tuple(inputs.shape[1:]) != want:

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CONFIG_KEYS = ("name", "labels", "use_bapg", "in_channels", "num_classes", "model", "inputs")
+# what train_detector's config_dict and TrainDetector record, and detection reads
+CONFIG_KEYS = ("name", "labels", "use_bapg", "in_channels", "bapg_channels", "num_classes", "model", "fusion", "train",
+               "max_seq_len", "input_length", "class_agnostic", "inputs")
 RETRAIN = "; not a checkpoint of this version: retrain it (--TrainDetector-force)"
 
 
@@ -78,7 +80,7 @@ def _check_config(cfg: Any, where: str) -> None:
 def _check_detector_input(ckpt: Mapping, where: str) -> None:
     """The recipe's detector input is the one the detector was trained on."""
     cfg, recorded = ckpt["config"], ckpt["recipe"].detector_input
-    trained = (cfg.get("input_length"), bool(cfg.get("class_agnostic", False)))
+    trained = (cfg["input_length"], bool(cfg["class_agnostic"]))
     if (recorded.length, recorded.class_agnostic) != trained:
         raise ValueError(f"{where}: the recipe's detector input (length {recorded.length}, class_agnostic "
                          f"{recorded.class_agnostic}) is not what the detector was trained on (input_length "
