@@ -14,8 +14,9 @@ from tal_pipeline.stages.bapg.proposal_features import (
 )
 from tal_pipeline.stages.bapg.proposal_recall import recall_table_from_store
 from tal_pipeline.stages.bapg.proposal_scoring import score_proposals
+from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_proposals
 from tal_pipeline.stages.bapg.proposal_table import proposals_from_change_points
-from tal_pipeline.stages.bapg.proposals import read_change_points, read_proposals, tsc_proposals_to_store
+from tal_pipeline.stages.bapg.proposals import tsc_proposals_to_store
 from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.stages.bapg.similarity import similarity_matrix, similarity_tiles, write_similarity
 from tal_pipeline.stages.bapg.tsc import change_points

@@ -7,8 +7,9 @@ import pytest
 
 from tal_pipeline.stages.bapg.boundary_sources import oracle_change_points
 from tal_pipeline.stages.bapg.proposal_features import NEAREST_CLIP, boundary_aware_features, boundary_channels
+from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_scales
 from tal_pipeline.stages.bapg.proposal_table import proposals_from_change_points
-from tal_pipeline.stages.bapg.proposals import read_change_points, read_scales, tsc_proposals_to_store
+from tal_pipeline.stages.bapg.proposals import tsc_proposals_to_store
 from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.stages.bapg.similarity import write_similarity
 from tal_pipeline.stages.data.timegrid import TimeGrid

@@ -161,7 +161,7 @@ def boundary_accuracy_from_store(store_path: str, gt_by_video: Mapping[str, np.n
     gt_by_video: {video: (G, 2) action [start, end] in seconds}; each video's time grid and number of steps
     come from its proposal array's attributes, so the ground truth is placed exactly as the oracle source does.
     """
-    from tal_pipeline.stages.bapg.proposals import read_change_points, read_scales
+    from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_scales
     from tal_pipeline.stages.data.timegrid import TimeGrid
 
     change_points, gt_steps = {}, {}

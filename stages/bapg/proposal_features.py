@@ -191,7 +191,7 @@ def proposal_features_to_store(video: str, *, features_store: str, proposals_sto
     """ProposalFeatures for one video: B from the cached change points of every scale, in the feature-store layout.
 
     similarity_store: the SimilarityMatrices store, read when the groups include novelty or strength."""
-    from tal_pipeline.stages.bapg.proposals import read_change_points, read_scales
+    from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_scales
     from tal_pipeline.storage.features import read_features, write_features
     from tal_pipeline.storage.zarr_store import ArtifactStore
 

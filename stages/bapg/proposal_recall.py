@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from tal_pipeline.models.segments import pairwise_tiou
+from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_proposals, read_scales
 from tal_pipeline.stages.bapg.proposal_table import proposals_from_change_points
 from tal_pipeline.stages.data.timegrid import TimeGrid
 
@@ -99,8 +100,6 @@ def recall_table_from_store(store_path: str, gt_by_video: dict[str, np.ndarray])
     """Proposal recall of each scale alone and of all scales together ("all"), from the change points cached in
     a TSCProposals store, over the videos of gt_by_video. Column "scale" holds the scale's name (e.g. "8/min": the
     count differs per video); "change_points_per_video" is the mean count of that scale."""
-    from tal_pipeline.stages.bapg.proposals import read_change_points, read_proposals, read_scales
-
     tables, counts = {}, {}
     names: list[str] = []
     for video in gt_by_video:

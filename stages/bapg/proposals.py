@@ -1,10 +1,9 @@
 """The TSCProposals stage: a video's change points at every scale, from its boundary source
-(stages/bapg/boundary_sources.py), and its proposal table (stages/bapg/proposal_table.py), cached in Zarr; and
-the reads of such a store. Recall from a store: stages/bapg/proposal_recall.py."""
+(stages/bapg/boundary_sources.py), and its proposal table (stages/bapg/proposal_table.py), cached in Zarr.
+Reading such a store: stages/bapg/proposal_store.py; recall from it: stages/bapg/proposal_recall.py."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from tal_pipeline.stages.bapg.boundary_sources import (
     BOUNDARY_SOURCES,
@@ -16,13 +15,13 @@ from tal_pipeline.stages.bapg.boundary_sources import (
 )
 from tal_pipeline.stages.bapg.proposal_recall import recall_table_from_store
 from tal_pipeline.stages.bapg.proposal_scoring import score_proposals
+from tal_pipeline.stages.bapg.proposal_store import read_change_points
 from tal_pipeline.stages.bapg.proposal_table import COLUMNS, proposals_from_change_points
 from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.stages.data.timegrid import TimeGrid
 
 # pipeline/ imports the sources and the recall table through this module, the TSCProposals stage's
-__all__ = ["BOUNDARY_SOURCES", "SIMILARITY_SOURCES", "read_change_points", "read_proposals", "read_scales",
-           "recall_table_from_store", "tsc_proposals_to_store"]
+__all__ = ["BOUNDARY_SOURCES", "SIMILARITY_SOURCES", "recall_table_from_store", "tsc_proposals_to_store"]
 RANKS = {True: "score descending (contrast with the surroundings in S), then m, n_segments, start",
          False: "m ascending, then n_segments, then start (unscored)"}  # by: scored or not
 
@@ -68,28 +67,3 @@ def tsc_proposals_to_store(video: str, *, store_path: str, scales: Scales, sourc
             **grid.to_attrs(), "duration": duration, "max_union": int(max_union), "min_size": scales.min_size,
             "rank": RANKS[scored]}
     ArtifactStore(store_path).write_video(video, table.to_numpy(dtype=np.float64), 4096, ["proposal", "column"], meta)
-
-
-def read_change_points(store_path: str, video: str) -> tuple[dict[int, np.ndarray], dict]:
-    """Change points {m: (m,) int64} of one video from a TSCProposals store, and the array's attributes."""
-    from tal_pipeline.storage.zarr_store import ArtifactStore
-
-    attrs = dict(ArtifactStore(store_path).read(video).attrs)
-    return {int(m): np.asarray(c, dtype=np.int64) for m, c in attrs["change_points"].items()}, attrs
-
-
-def read_scales(store_path: str, video: str) -> list[tuple[str, np.ndarray]]:
-    """[(scale name, change points)] of one video in feature order."""
-    cps, attrs = read_change_points(store_path, video)
-    return [(s["name"], cps[int(s["m"])]) for s in attrs["scales"]]
-
-
-def read_proposals(store_path: str, video: str) -> pd.DataFrame:
-    """The cached (deduplicated, ranked) proposal table of one video."""
-    from tal_pipeline.storage.zarr_store import ArtifactStore
-
-    array = ArtifactStore(store_path).read(video)
-    table = pd.DataFrame(np.asarray(array[...]), columns=list(array.attrs["columns"]))
-    for col in ("start_step", "end_step", "m", "n_segments"):
-        table[col] = table[col].astype("int64")
-    return table
