@@ -38,9 +38,7 @@ class BAPGFusion(nn.Module):
         # working from Fv alone and uses the boundaries as extra evidence rather than a crutch.
         self.input_dropout = float(input_dropout)
         # The fusion starts at zero and the detector is already shaped by the video features, so the fusion learns
-        # at a fraction of the detector's rate. Chosen on held-out training videos (benchmarks/
-        # bench_detector_recipe.py --use-bapg, 2 folds x 2 seeds): ActionFormer + BAPG 60.7 (1.0), 73.8 (1.0 with
-        # input dropout 0.5), 78.5 (0.1); AFSD + BAPG 58.0, 55.8, 59.3.
+        # at a fraction of the detector's rate (docs/method.md §6: how the fraction was chosen).
         if not lr_scale >= 0:
             raise ValueError(f"fusion lr_scale must be >= 0, got {lr_scale}")
         self.lr_scale = float(lr_scale)

@@ -2,8 +2,9 @@
 `every` steps instead of one `float()` (a device sync) per loss term and step, and the non-finite check on the
 copied values, naming the first step whose total is not finite.
 
-The rows are the ones the loops always wrote: one dict per logged step, its fixed fields (epoch, iteration, lr,
-...) then its loss terms as Python floats, in the order given.
+The rows: one dict per logged step, its fixed fields (epoch, iteration, lr, ...) then its loss terms as Python
+floats, in the order given. The log also moves the progress bar and hands the rows to on_log at every epoch's end,
+the bookkeeping the encoder's and the detectors' loops share.
 """
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ LOG_EVERY = 25
 
 class LossLog:
     """rows: the list the rows are appended to (the caller's). check: the term whose non-finite value stops training
-    (FloatingPointError naming `what`, the epoch and iteration of its first such step, and every term's value)."""
+    (FloatingPointError naming `what`, the epoch and iteration of its first such step, and every term's value); the
+    bar shows its latest copied value. bar: a stages.runtime.TrainingProgress (None: no bar); on_log(rows): called
+    at every epoch's end with the rows so far (live logs; None: not called)."""
 
-    def __init__(self, rows: list[dict], what: str, check: str = "total", every: int = LOG_EVERY):
+    def __init__(self, rows: list[dict], what: str, check: str = "total", every: int = LOG_EVERY, bar=None,
+                 on_log=None):
         self.rows, self.what, self.check, self.every = rows, what, check, max(int(every), 1)
+        self.bar, self.on_log = bar, on_log
         self.pending: list[tuple[dict, dict]] = []  # (fixed fields, {term: 0-dim tensor}) not yet copied
 
     def add(self, fields: Mapping, terms: Mapping) -> None:
@@ -29,6 +34,8 @@ class LossLog:
         self.pending.append((dict(fields), {k: v.detach() if torch.is_tensor(v) else v for k, v in terms.items()}))
         if len(self.pending) >= self.every:
             self.flush()
+        if self.bar is not None:
+            self.bar.iteration(None if self.pending else self.last(self.check))
 
     def flush(self) -> None:
         """Copy every pending term to the host at once (one sync), append the rows, then check them."""
@@ -50,11 +57,13 @@ class LossLog:
                 raise FloatingPointError(f"{self.what}: non-finite loss at epoch {row['epoch']}, iteration "
                                          f"{row['iteration']}: {terms}")
 
-    def publish(self, on_log) -> None:
-        """At an epoch's end: copy what is pending and hand every row so far to on_log (live logs); None: nothing."""
-        if on_log is not None:
+    def epoch_done(self, epoch: int) -> None:
+        """At an epoch's end: the bar's epoch callback, then every row so far to on_log (what is pending copied)."""
+        if self.bar is not None:
+            self.bar.epoch(epoch)
+        if self.on_log is not None:
             self.flush()
-            on_log(self.rows)
+            self.on_log(self.rows)
 
     def last(self, key: str) -> float | None:
         """The latest copied value of `key` (for a progress bar), or None before the first copy."""

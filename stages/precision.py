@@ -2,7 +2,7 @@
 torch.autocast with bfloat16; targets, losses, NMS and coordinates stay in float32).
 
 The setting is recorded with the run (the detector's training settings, the encoder's config) and shapes the
-artifact hash of the stage that trains with it; fp32, the default, keeps the paths of before it existed.
+artifact hash of the stage that trains with it.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def check_precision(value: Any, what: str) -> str:
 
 def autocast(device, precision: str):
     """The context a forward pass runs in: torch.autocast to bfloat16 on `device` (a torch.device) for bf16, a
-    disabled one for fp32 (so fp32 runs exactly as before)."""
+    disabled one for fp32 (fp32 runs exactly as with no autocast at all)."""
     import torch
 
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=check_precision(precision, "run") == "bf16")

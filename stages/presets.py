@@ -1,7 +1,7 @@
 """Dataset presets: the recipe values that differ between a THUMOS14-style and an ActivityNet-style run.
 
-`[dataset] preset = thumos14` (the default) changes nothing: every value below is what the pipeline used before
-presets existed, so artifact paths and results stay as they were. `preset = anet` is ActionFormer's ActivityNet
+`[dataset] preset = thumos14` (the default) holds the pipeline's own defaults (docs/method.md §1-§10).
+`preset = anet` is ActionFormer's ActivityNet
 recipe (its configs/anet_i3d.yaml; docs/method.md §11):
 
 - every video's features linearly resized to 192 steps before the detector (training settings `input_length`
@@ -70,9 +70,8 @@ class Preset:
     # Evaluate: detections kept per video (after the top-2 class fusion of a class-agnostic detector).
     eval_max_dets: int = 200
     # TSCProposals: change points per minute of video, one scale each, unless --TSCProposals-rates is given.
-    # thumos14: chosen on training videos' proposal recall (docs/method.md §3); ints, as luigi.cfg gave them before
-    # presets set them, so the artifact paths stay. anet: chosen on the ActivityNet-shaped benchmark's cross-fitted
-    # training videos (best change-point F1 at +-2 steps in the middle, half and twice it; docs/method.md §11).
+    # thumos14: chosen on training videos' proposal recall (docs/method.md §3); anet: chosen on the
+    # ActivityNet-shaped benchmark's cross-fitted training videos by change-point F1 (docs/method.md §11).
     tsc_rates: tuple[float, ...] = (8, 16, 32)
     # ImportFeatures: the grid of the public features the preset is made for; the (train, test) subset names.
     features: FeatureGrid = THUMOS14_I3D
@@ -83,7 +82,7 @@ class Preset:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Per-detector dataset settings (issue 26 item 5). The options of each reference's ActivityNet config that are about
+# Per-detector dataset settings. The options of each reference's ActivityNet config that are about
 # the data rather than the training budget (losses, position encoding, Trident bins, SGP window, post-processing),
 # applied on this preset under either recipe (stages.detectors.recipes): the small recipe keeps its own width,
 # schedule and the preset's 192-step resize; the published one has them all already. Their values, each with its

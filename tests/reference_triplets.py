@@ -8,14 +8,7 @@ from tal_pipeline.stages.bapg.sample_pools import InstancePool, SamplePools
 
 
 class ReferenceTripletSampler:
-    """Draws (anchor, positive, negative[, easy]) step triplets as (video index, step) arrays, seeded.
-
-    A batch visits classes in a shuffled cycle and takes `per_class` samples from each visit (the paper's n = 2
-    per class); within a class the anchor is uniform over its positive steps, the positive another step of the
-    same instance (the anchor itself only if the instance has one step), the negative uniform over the
-    instance's hard pool (over its video's easy pool when the hard pool is empty); negative_prob (one entry per
-    pools.instances: (H,) probabilities over its hard pool, or None for uniform) weights the hard negatives.
-    """
+    """The draws of stages.bapg.triplets.TripletSampler (its docstring says which), one sample at a time."""
 
     def __init__(self, pools: SamplePools, rng: np.random.Generator, per_class: int = 2, easy: bool = False,
                  negative_prob: list[np.ndarray | None] | None = None):

@@ -12,9 +12,9 @@ from luigi.cmdline_parser import CmdlineParser
 
 from tal_pipeline.models.nms import select_detections
 from tal_pipeline.stages.data.timegrid import TimeGrid
+from tal_pipeline.stages.detectors.checkpoint import load_checkpoint_file
 from tal_pipeline.stages.detectors.data import build_training_set
 from tal_pipeline.stages.detectors.detection import detect
-from tal_pipeline.stages.detectors.inference import load_checkpoint_file
 from tal_pipeline.stages.detectors.recipe import DetectorInputRecipe, FeaturesRecipe, InferenceRecipe
 from tal_pipeline.stages.detectors.resize import resize_features, resize_videos
 from tal_pipeline.stages.detectors.training import FOREGROUND, train_detector

@@ -12,19 +12,17 @@ from tal_pipeline.stages.bapg.proposal_features import (
     projection_matrix,
     segment_pooling,
 )
-from tal_pipeline.stages.bapg.proposals import (
-    proposals_from_change_points,
-    read_change_points,
-    read_proposals,
-    recall_table_from_store,
-    score_proposals,
-    tsc_proposals_to_store,
-)
+from tal_pipeline.stages.bapg.proposal_recall import recall_table_from_store
+from tal_pipeline.stages.bapg.proposal_scoring import score_proposals
+from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_proposals
+from tal_pipeline.stages.bapg.proposal_table import proposals_from_change_points
+from tal_pipeline.stages.bapg.proposals import tsc_proposals_to_store
 from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.stages.bapg.similarity import similarity_matrix, similarity_tiles, write_similarity
 from tal_pipeline.stages.bapg.tsc import change_points
 from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.evaluation.report import aggregate_results, results_markdown, write_report
+from tal_pipeline.stages.evaluation.variant import Variant
 from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.reference_similarity import cosine_similarity_matrix
 
@@ -89,7 +87,7 @@ def test_tsc_proposals_store_roundtrip_and_recall(tmp_path):
     # A ground truth equal to the first segment of m=2 is recalled at every tIoU.
     first = ref[(ref["m"] == 2) & (ref["n_segments"] == 1)].iloc[0]
     recall = recall_table_from_store(str(props), {"v1": np.array([[first["start"], first["end"]]])})
-    row = recall.set_index("m").loc["m=2"]
+    row = recall.set_index("scale").loc["m=2"]
     assert row["recall@0.7"] == 1.0 and row["AR@100"] == 1.0
 
 
@@ -123,7 +121,7 @@ def test_boundary_aware_features_layout_and_projection():
 
 
 def _evaluation(detector, bapg, seed, maps):
-    return {"variant": {"detector": detector, "bapg": bapg, "seed": seed}, "thresholds": [0.3, 0.5, 0.7],
+    return {"variant": Variant.of(detector, bapg, seed=seed).record(), "thresholds": [0.3, 0.5, 0.7],
             "mAP": maps, "average_mAP": float(np.mean(maps)), "report": {"mode": "anet", "max_dets": 200}}
 
 
@@ -136,7 +134,7 @@ def test_report_aggregates_seeds_and_writes_files(tmp_path):
     assert rows[0]["average_mAP"] == pytest.approx([0.5, 0.1])
     assert rows[1]["mAP"]["0.7"] == pytest.approx([0.7, 0.0])
     assert "| afsd + BAPG | 1 | 90.0 ± 0.0" in results_markdown(rows)
-    recall = [{"m": 10, "n_gt": 4, "recall@0.5": 0.5}, {"m": "all", "n_gt": 4, "recall@0.5": 0.75}]
+    recall = [{"scale": "m=10", "n_gt": 4, "recall@0.5": 0.5}, {"scale": "all", "n_gt": 4, "recall@0.5": 0.75}]
     encoder = {"before": {"positive": 0.5, "hard_negative": 0.45, "easy_negative": 0.1, "gap": 0.05},
                "after": {"positive": 0.9, "hard_negative": 0.2, "easy_negative": 0.0, "gap": 0.7}}
     payload = write_report(tmp_path, evals, recall, encoder)

@@ -12,7 +12,7 @@ from tal_pipeline.stages.bapg.boundary_accuracy import (
     match_count,
     micro_average,
 )
-from tal_pipeline.stages.bapg.proposals import oracle_change_points
+from tal_pipeline.stages.bapg.boundary_sources import oracle_change_points
 
 
 def max_matching(p, g, k) -> int:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tal_pipeline.stages.bapg.boundary_accuracy import boundary_accuracy_from_store, gt_boundary_steps
-from tal_pipeline.stages.bapg.proposals import read_change_points
+from tal_pipeline.stages.bapg.proposal_store import read_change_points
 from tal_pipeline.storage.zarr_store import ArtifactStore
 from tests.conftest import dataset_args, run_luigi
 

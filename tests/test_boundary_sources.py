@@ -5,14 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tal_pipeline.stages.bapg.boundary_sources import oracle_change_points
 from tal_pipeline.stages.bapg.proposal_features import NEAREST_CLIP, boundary_aware_features, boundary_channels
-from tal_pipeline.stages.bapg.proposals import (
-    oracle_change_points,
-    proposals_from_change_points,
-    read_change_points,
-    read_scales,
-    tsc_proposals_to_store,
-)
+from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_scales
+from tal_pipeline.stages.bapg.proposal_table import proposals_from_change_points
+from tal_pipeline.stages.bapg.proposals import tsc_proposals_to_store
 from tal_pipeline.stages.bapg.scales import Scales
 from tal_pipeline.stages.bapg.similarity import write_similarity
 from tal_pipeline.stages.data.timegrid import TimeGrid
@@ -110,7 +107,7 @@ def test_boundary_channels_known_answer():
 
 
 def test_proposal_contrast_ranks_the_coherent_span_first():
-    from tal_pipeline.stages.bapg.proposals import proposal_contrast, soft_nms_rank
+    from tal_pipeline.stages.bapg.proposal_scoring import proposal_contrast, soft_nms_rank
 
     # three regimes: [0, 10) background A, [10, 20) action B, [20, 30) background A again
     x = np.zeros((30, 2))

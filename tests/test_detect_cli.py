@@ -121,7 +121,8 @@ def test_detect_matches_pipeline_with_every_channel_group(chain_all_groups, tmp_
     import numpy as np
     import torch
 
-    from tal_pipeline.stages.detectors.inference import detector_input, load_checkpoint
+    from tal_pipeline.stages.detectors.checkpoint import load_checkpoint
+    from tal_pipeline.stages.detectors.inference import detector_input
     from tal_pipeline.storage.features import load_feature_dict, read_features
 
     c = chain_all_groups
@@ -220,8 +221,9 @@ def _fake_checkpoint(path: Path, **inputs) -> Path:
 
     from tal_pipeline.models.detector_registry import resolve_model_config
 
-    config = {"name": "actionformer", "labels": ["a", "b"], "use_bapg": False, "in_channels": 1024,
-              "num_classes": 2, "model": resolve_model_config("actionformer"),
+    config = {"name": "actionformer", "labels": ["a", "b"], "use_bapg": False, "in_channels": 1024, "bapg_channels": 0,
+              "num_classes": 2, "model": resolve_model_config("actionformer"), "fusion": None, "train": {},
+              "max_seq_len": 256, "input_length": None, "class_agnostic": False,
               "inputs": {"detector_input": {"length": None, "class_agnostic": False}, **inputs}}
     torch.save({"state": {}, "config": config}, path)
     return path

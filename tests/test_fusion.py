@@ -220,7 +220,7 @@ def test_fusion_lr_scale_is_a_fusion_setting(torch_one_thread):
     assert cfg["fusion_norm"] == 0.0 and not frozen["outer.weight"].any()  # lr 0: the fusion never moved
     _, learning, _ = train_detector("actionformer", both, ann, labels, grid, small, bapg_channels=3, progress=False)
     assert learning["fusion"]["lr_scale"] == 0.1 and learning["fusion_norm"] > 0
-    with pytest.raises(ValueError, match=r"fusion_lr_scale is now in the fusion settings.*\"lr_scale\""):
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['fusion_lr_scale'\]"):
         train_detector("actionformer", both, ann, labels, grid, {**small, "fusion_lr_scale": 0.5}, bapg_channels=3,
                        progress=False)
 
@@ -239,7 +239,7 @@ def test_build_detector_builds_only_resolved_settings():
 
 
 def test_checkpoint_loader_refuses_settings_of_another_version(tmp_path, torch_one_thread):
-    from tal_pipeline.stages.detectors.inference import load_checkpoint_file
+    from tal_pipeline.stages.detectors.checkpoint import load_checkpoint_file
     from tal_pipeline.stages.detectors.recipe import BapgRecipe, FeaturesRecipe, InferenceRecipe
 
     both, ann, labels, grid, _ = _bapg_data()
@@ -252,13 +252,16 @@ def test_checkpoint_loader_refuses_settings_of_another_version(tmp_path, torch_o
     torch.save({"state": state, "config": cfg}, tmp_path / "new.pt")
     ckpt = load_checkpoint_file(tmp_path / "new.pt")
     assert ckpt["recipe"] == recipe and ckpt["config"]["fusion"]["lr_scale"] == 0.1
-    # The layout before lr_scale moved: a training setting, and fusion settings without it.
-    old = {**cfg, "train": {**cfg["train"], "fusion_lr_scale": 0.1},
-           "fusion": {k: v for k, v in cfg["fusion"].items() if k != "lr_scale"}}
+    # Fusion settings without one of today's options: refused, not filled in.
+    old = {**cfg, "fusion": {k: v for k, v in cfg["fusion"].items() if k != "lr_scale"}}
     torch.save({"state": state, "config": old}, tmp_path / "old.pt")
     with pytest.raises(ValueError, match=r"old\.pt: config: BAPG fusion settings: .*missing \['lr_scale'\].*"
-                                         r"fusion_lr_scale.*retrain it \(--TrainDetector-force\)"):
+                                         r"retrain it \(--TrainDetector-force\)"):
         load_checkpoint_file(tmp_path / "old.pt")
+    no_inputs = {k: v for k, v in cfg.items() if k != "inputs"}
+    torch.save({"state": state, "config": no_inputs}, tmp_path / "no_inputs.pt")
+    with pytest.raises(ValueError, match=r"no_inputs\.pt: config: missing key\(s\) \['inputs'\]"):
+        load_checkpoint_file(tmp_path / "no_inputs.pt")
     partial = {**cfg, "model": dict(SMALL_MODEL["actionformer"])}
     torch.save({"state": state, "config": partial}, tmp_path / "partial.pt")
     with pytest.raises(ValueError, match=r"partial\.pt: config: detector 'actionformer' options: not a resolved"):

@@ -153,7 +153,7 @@ def test_damaged_run_fails_names_verifies_and_repairs(tmp_path):
     from tal_pipeline.stages.bapg.proposals import tsc_proposals_to_store
     from tal_pipeline.stages.bapg.scales import Scales
     from tal_pipeline.stages.bapg.similarity import similarity_matrix_to_store
-    from tal_pipeline.stages.detectors.inference import load_checkpoint
+    from tal_pipeline.stages.detectors.checkpoint import load_checkpoint
 
     workdir = tmp_path / "runs"
     first = tal("run", *CHAIN, "--paths-workdir", workdir, cwd=tmp_path)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tal_pipeline.stages.bapg.proposal_recall import proposal_recall, recall_by_m
-from tal_pipeline.stages.bapg.proposals import proposals_from_change_points
+from tal_pipeline.stages.bapg.proposal_table import proposals_from_change_points
 from tal_pipeline.stages.data.timegrid import TimeGrid
 
 # fps 10, window 16, stride 4: feature i is centred at 0.4 i + 0.8 s, one step is 0.4 s, so the span of

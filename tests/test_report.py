@@ -1,14 +1,15 @@
 """stages.report on hand-made evaluations: row grouping and order, paired differences against the baseline,
-training health in report.json and report.md, and evaluations written before bapg_source / health existed."""
+training health in report.json and report.md, runs without a health record, and incomplete variant records."""
 import json
 
 import pytest
 
 from tal_pipeline.stages.evaluation.report import aggregate_results, paired_differences, results_markdown, write_report
+from tal_pipeline.stages.evaluation.variant import Variant
 
 THRESHOLDS = [0.3, 0.5, 0.7]
 HEALTHY = {"healthy": True, "problems": [], "loss_first_epoch": 2.0, "loss_last_epoch": 0.5, "positive_share": 1.0}
-RECALL = [{"m": "all", "n_gt": 4, "recall@0.5": 0.75}]
+RECALL = [{"scale": "all", "n_gt": 4, "recall@0.5": 0.75}]
 ENCODER = {"after": {"positive": 0.9, "hard_negative": 0.2, "easy_negative": 0.0, "gap": 0.7}}
 
 # Baseline mAP per seed (tIoU 0.3, 0.5, 0.7), the same for both detectors.
@@ -18,9 +19,7 @@ AFSD_BAPG = {0: [0.52, 0.43, 0.31], 1: [0.63, 0.52, 0.38], 2: [0.71, 0.64, 0.50]
 
 
 def evaluation(detector, seed, maps, bapg=False, source=None, untrained=False, health=HEALTHY):
-    variant = {"detector": detector, "bapg": bapg, "seed": seed, "untrained": untrained}
-    if source is not None:
-        variant["bapg_source"] = source
+    variant = Variant.of(detector, bapg, source, seed, untrained).record()
     ev = {"variant": variant, "thresholds": THRESHOLDS, "mAP": list(maps), "average_mAP": sum(maps) / len(maps),
           "report": {"mode": "anet", "max_dets": 200}}
     if health is not None:
@@ -130,16 +129,11 @@ def test_unhealthy_run_is_warned_counted_and_kept(tmp_path):
     assert "17 of 18 detector runs passed" in md and "All 18" not in md
 
 
-def test_old_evaluations_without_source_or_health(tmp_path):
+def test_runs_without_health_are_unknown_and_incomplete_variants_refused(tmp_path):
     new = grid()
-    old = grid()
+    old = [ev for ev in grid() if ev["variant"]["bapg_source"] != "random"]
     for ev in old:
         ev.pop("health")
-        if ev["variant"].get("bapg_source") == "tsc":
-            del ev["variant"]["bapg_source"]
-    old = [ev for ev in old if ev["variant"].get("bapg_source") != "random"]
-    for ev in old:
-        del ev["variant"]["untrained"]
     rows = aggregate_results(old)
     assert [(r["name"], r["bapg_source"]) for r in rows] == [("actionformer", None), ("actionformer + BAPG", "tsc"),
                                                              ("afsd", None), ("afsd + BAPG", "tsc")]
@@ -155,6 +149,10 @@ def test_old_evaluations_without_source_or_health(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "| **50.0 ± 8.2** | ? |" in md and "12 of 12 detector runs were not checked" in md
     assert "detector runs passed" not in md
+    partial = grid()
+    del partial[4]["variant"]["bapg_groups"]
+    with pytest.raises(ValueError, match=r"evaluation 4: the variant record lacks \['bapg_groups'\]"):
+        aggregate_results(partial)
 
 
 def test_pairs_only_on_common_seeds():
@@ -251,15 +249,15 @@ def test_group_ablation_rows_are_named_ordered_and_paired(tmp_path):
     assert "| afsd + BAPG [pooled] | 3 | 58.0 ± 8.2 |" in md
 
 
-def test_variant_records_its_groups_and_reads_older_records():
-    from tal_pipeline.stages.evaluation.variant import Variant
-
+def test_variant_records_its_groups_and_reads_them_back():
     v = Variant.of("afsd", True, "tsc", 1, bapg_groups=["strength", "pooled"])
     assert v.bapg_groups == ("pooled", "strength") and not v.default_groups
-    assert v.record()["bapg_groups"] == ["pooled", "strength"] and Variant.from_record(v.record()) == v
+    assert v.record()["bapg_groups"] == ["pooled", "strength"] and Variant.read(v.record(), "here") == v
+    plain = Variant.of("afsd", True, "tsc", 1)
+    assert Variant.read(plain.record(), "here") == plain != v and plain.default_groups
     old = {"detector": "afsd", "bapg": True, "bapg_source": "tsc", "seed": 1, "untrained": False}  # no bapg_groups
-    assert Variant.from_record(old) == Variant.of("afsd", True, "tsc", 1) != v
-    assert Variant.from_record(old).bapg_groups == ("pooled", "boundary") and Variant.from_record(old).default_groups
+    with pytest.raises(ValueError, match=r"evaluation\.json: the variant record lacks \['bapg_groups'\]"):
+        Variant.read(old, "evaluation.json")
     assert Variant.of("afsd", False, bapg_groups=["pooled"]).bapg_groups is None  # a baseline has no groups
     with pytest.raises(ValueError, match="unknown channel group"):
         Variant.of("afsd", True, bapg_groups=["edges"])

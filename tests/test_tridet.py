@@ -252,8 +252,8 @@ def test_a_few_training_steps_lower_the_loss_and_localise_the_actions():
 
 def test_checkpoint_round_trip_through_the_registry(tmp_path):
     from tal_pipeline.models.detector_registry import build_detector, resolve_model_config
+    from tal_pipeline.stages.detectors.checkpoint import load_checkpoint_file
     from tal_pipeline.stages.detectors.detection import detect, load_detector
-    from tal_pipeline.stages.detectors.inference import load_checkpoint_file
     from tal_pipeline.stages.detectors.recipe import FeaturesRecipe, InferenceRecipe
 
     feats, ann, labels, grid, durations = synthetic_feature_dataset(num_videos=2, channels=8, num_classes=2, seed=4,
@@ -272,7 +272,8 @@ def test_checkpoint_round_trip_through_the_registry(tmp_path):
         loss.backward()
         opt.step()
     cfg = {"name": "tridet", "in_channels": 8, "num_classes": 2, "labels": labels, "bapg_channels": 0,
-           "model": options, "fusion": None, "use_bapg": False, "max_seq_len": 256,
+           "model": options, "fusion": None, "use_bapg": False, "max_seq_len": 256, "input_length": None,
+           "class_agnostic": False, "train": {"inference_len": None, "precision": "fp32"},
            "inputs": InferenceRecipe(FeaturesRecipe("ImportFeatures", 4, 2, None)).to_dict()}
     torch.save({"state": model.state_dict(), "config": cfg}, tmp_path / "checkpoint.pt")
     ckpt = load_checkpoint_file(tmp_path / "checkpoint.pt")

@@ -16,10 +16,8 @@ from torch import nn
 from tal_pipeline.models.actionformer.banded import banded_attention
 from tal_pipeline.models.actionformer.blocks import MaskedDepthwiseConv
 
-# The crossover on CPU (benchmarks/bench_banded_attention.py): at the published recipe's shapes the masked form
-# is faster up to ~150-190 steps, the banded one beyond (10-17x at 2,304); at this pipeline's (width 64, window 9)
-# the crossover lay between 128 and 256 steps (runs on a loaded 2-core machine vary). Banded above 256 steps: the
-# pipeline's crops (max_seq_len 256) keep the masked form and the numbers they always gave.
+# Banded above 256 steps, past the CPU crossover of both recipes' shapes (docs/method.md §8); the small recipe's
+# crops (max_seq_len 256) keep the masked form.
 BANDED_MIN_LENGTH = 257
 
 

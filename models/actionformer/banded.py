@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# Query steps per block: of 16 / 32 / 64 / 128, the fastest overall at window 19 on CPU
-# (benchmarks/bench_banded_attention.py); a block much larger than the window wastes the band's outside.
+# Query steps per block: the fastest overall at window 19 on CPU (docs/method.md §8); a block much larger than the
+# window wastes the band's outside.
 DEFAULT_BLOCK = 32
 
 

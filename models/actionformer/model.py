@@ -20,9 +20,8 @@ class ActionFormer(nn.Module):
     Every keyword argument is a JSON value (checkpoints record them and rebuild the model from them).
     regression_ranges: [[lo, hi], ...] per level in input steps (hi None = open-ended); None: the defaults.
     layer_scale_init: initial per-channel LayerScale of every residual branch (None: no LayerScale). The
-    published 1e-4 suits its ~3k+ iteration schedule; AdamW moves the scale by at most ~lr per step, so with the
-    short CPU recipe here (~320 steps at lr <= 1e-4) it stays <= 0.03 and the transformer barely acts: 3 seeds
-    of a harder synthetic set gave average mAP 0.876 with 1e-4 vs 0.968 with 1.0 (previous model: 0.947).
+    published 1e-4 suits its ~3k+ iteration schedule; AdamW moves the scale by at most ~lr per step, so in a
+    short schedule it stays small and the transformer barely acts (docs/method.md §8).
     distance_activation: "softplus" (keeps a gradient everywhere, docs/method.md §8) or "relu" (the reference's).
     window: one attention window, or one per level. Options of the published recipes (stages.detectors.recipes),
     off by default: abs_pe (sinusoidal position encoding after the embedding), label_smoothing (classification

@@ -29,8 +29,7 @@ class TadTR(nn.Module):
     reference's THUMOS14 configuration is 4 encoder and 4 decoder layers, 40 queries, 8 heads, 4 sampling points,
     width 256, feed-forward 1024, dropout 0.1, 16 RoIAlign bins over the segment widened 1.5 x, matching costs
     6 / 5 / 2 and loss weights 2 / 5 / 2 / 4 (class / L1 / tIoU / actionness). Here the width is 128 (feed-forward
-    4 x width = 512): on held-out training videos of the THUMOS14-shaped benchmark 256 was no better within the
-    seed spread, at about twice the training time (docs/method.md §8).
+    4 x width = 512; docs/method.md §8 says why).
     nms_sigma None: no NMS (the set prediction is one detection per query), the top max_dets (query, class)
     pairs by score; a number: Gaussian Soft-NMS with that sigma (models/nms.py).
     """

@@ -11,9 +11,9 @@ whose neighbour is not a real step (before the sequence's first step, past its l
 step) takes the response 0, as in the reference, which pads the boundary heads' outputs with zeros there (and
 whose masked convs output 0 on padded steps): the bin stays in the softmax with its centre-offset logit alone.
 Leaving it out (-inf) would make every segment end at the last real location of its level or before it, so no
-action ending in the last (stride - 1) steps of the input could be fitted on a coarse level (issue 26). Filling
+action ending in the last (stride - 1) steps of the input could be fitted on a coarse level. Filling
 padded and out-of-sequence neighbours alike keeps the outputs independent of the padding. `outside` sets the
-response there (a model option; None: -inf, the old behaviour, kept for ablations only). Here bins are indexed
+response there (a model option; None: -inf, for the ablation only). Here bins are indexed
 by distance d (the reference orders the start bins the other way round; the centre-offset channels are learned,
 so the order is a convention only).
 """

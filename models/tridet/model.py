@@ -34,8 +34,8 @@ class TriDet(nn.Module):
     the reference's HACS configuration uses 0.1).
     regression_ranges: [[lo, hi], ...] per level in input steps (hi None = open-ended); None: the defaults.
     outside_bin_logit: the boundary response of a Trident bin whose neighbour lies off the real steps (past the
-    last one, before the first, or padded): 0 as the reference; None gives the old -inf, under which no segment
-    could end after its level's last real location (issue 26), kept to measure that defect.
+    last one, before the first, or padded): 0 as the reference; None gives -inf, under which no segment can end
+    after its level's last real location (an ablation: benchmarks/README.md measures what it costs).
     Options of the published recipes (stages.detectors.recipes), off by default: abs_pe, label_smoothing,
     topk_per_level and min_duration, as ActionFormer's (models/actionformer/model.py).
     """

@@ -1,6 +1,6 @@
 """`tal-pipeline detect VIDEO_OR_DIR --checkpoint CKPT`: detections on raw videos with a TrainDetector checkpoint.
 
-The input of the detector is rebuilt from the video as the pipeline built it (stages.inference: frames, I3D
+The input of the detector is rebuilt from the video as the pipeline built it (stages/detectors/inference.py: frames, I3D
 features and, for a +BAPG detector, the encoder, similarity matrix, TSC and boundary-aware features, with the
 parameters recorded in the checkpoint). Output: ActivityNet results JSON
     {"version", "results": {video: [{"segment": [s, e], "label", "score"}]}, "external_data": {...},
@@ -38,60 +38,45 @@ def video_files(target: Path) -> list[Path]:
     return [target]
 
 
-def handle(args) -> int:
-    from tal_pipeline.stages.detectors.inference import (
-        checkpoint_file,
-        checkpoint_info,
-        detect_video,
-        load_checkpoint,
-        plot_detections,
-    )
-    from tal_pipeline.storage.atomic import atomic_write
+def _detect_one(path: Path, target: Path, taken, checkpoint, args, single: bool) -> tuple[tuple | None, str]:
+    """((video, detections, info), "") of one file, or (None, reason) when it failed in a folder run (printed;
+    the caller records it). A single video's bad input raises ValueError / FileNotFoundError."""
+    from tal_pipeline.stages.detectors.inference import detect_video
 
-    if args.max_dets < 1:
-        raise ValueError(f"--max-dets must be >= 1, got {args.max_dets}")
-    target = Path(args.video).expanduser()
-    files = video_files(target)  # before loading anything: a wrong path fails at once
-    checkpoint = load_checkpoint(args.checkpoint)
-    single = not target.is_dir()
-    out = Path(args.out).expanduser() if args.out else None
-    plot_stem = (out.with_suffix("") if out else Path("detections")).as_posix()
+    try:
+        if path.stem in taken:
+            raise ValueError(f"{path}: video id {path.stem!r} is already taken by another file of {target}")
+        return detect_video(path, checkpoint, device=args.device, max_dets=args.max_dets,
+                            nms_sigma=args.nms_sigma, voting_thresh=args.voting_thresh), ""
+    except (ValueError, OSError, RuntimeError) as exc:
+        reason = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+        if single:
+            if isinstance(exc, (ValueError, FileNotFoundError)):
+                raise
+            if isinstance(exc, OSError):
+                raise ValueError(reason) from None
+            raise  # a RuntimeError on the one video asked for is not bad input: show the traceback
+        print(f"tal-pipeline detect: {path}: failed: {exc}", file=sys.stderr)
+        return None, reason
 
-    results: dict[str, list] = {}
-    failures: dict[str, str] = {}
-    videos: dict[str, dict] = {}
-    for path in files:
-        start = time.perf_counter()
-        try:
-            if path.stem in results or path.stem in failures:
-                raise ValueError(f"{path}: video id {path.stem!r} is already taken by another file of {target}")
-            video, dets, info = detect_video(path, checkpoint, device=args.device, max_dets=args.max_dets,
-                                             nms_sigma=args.nms_sigma, voting_thresh=args.voting_thresh)
-        except (ValueError, OSError, RuntimeError) as exc:
-            reason = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            if single:
-                if isinstance(exc, (ValueError, FileNotFoundError)):
-                    raise
-                if isinstance(exc, OSError):
-                    raise ValueError(reason) from None
-                raise  # a RuntimeError on the one video asked for is not bad input: show the traceback
-            key = path.stem if path.stem not in results and path.stem not in failures else path.name
-            failures[key] = reason
-            print(f"tal-pipeline detect: {path}: failed: {exc}", file=sys.stderr)
-            continue
-        results[video] = dets
-        videos[video] = info
-        print(f"tal-pipeline detect: {video}: {len(dets)} detections, {info['duration']:.1f} s of video, "
-              f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
-        if args.plot:
-            png = Path(f"{plot_stem}_{video}.png")
-            png.parent.mkdir(parents=True, exist_ok=True)
-            bapg = " + BAPG" if checkpoint["config"]["use_bapg"] else ""
-            plot_detections(png, video, dets, info["duration"], top=10,
-                            title=f"{video}: top-10 {checkpoint['config']['name']}{bapg} detections (opacity = score)")
-            print(f"tal-pipeline detect: wrote {png}", file=sys.stderr)
 
-    payload = {
+def _plot(video: str, dets: list[dict], info: dict, checkpoint, plot_stem: str) -> None:
+    """<plot_stem>_<video>.png: the top-10 detections on a time line."""
+    from tal_pipeline.stages.detectors.detection_plot import plot_detections
+
+    png = Path(f"{plot_stem}_{video}.png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    bapg = " + BAPG" if checkpoint["config"]["use_bapg"] else ""
+    plot_detections(png, video, dets, info["duration"], top=10,
+                    title=f"{video}: top-10 {checkpoint['config']['name']}{bapg} detections (opacity = score)")
+    print(f"tal-pipeline detect: wrote {png}", file=sys.stderr)
+
+
+def _payload(results: dict, failures: dict, videos: dict, checkpoint, args) -> dict:
+    """The ActivityNet results JSON, with what the checkpoint and the post-processing were."""
+    from tal_pipeline.stages.detectors.checkpoint import checkpoint_file, checkpoint_info
+
+    return {
         "version": "tal-pipeline",
         "results": results,
         "external_data": {"used": True, "details": "Kinetics-400 I3D RGB features (i3d-rgb-k400)",
@@ -100,7 +85,36 @@ def handle(args) -> int:
                           "voting_thresh": args.voting_thresh, "videos": videos},
         "failures": failures,
     }
-    text = json.dumps(payload)
+
+
+def handle(args) -> int:
+    from tal_pipeline.stages.detectors.checkpoint import load_checkpoint
+    from tal_pipeline.storage.atomic import atomic_write
+
+    if args.max_dets < 1:
+        raise ValueError(f"--max-dets must be >= 1, got {args.max_dets}")
+    target = Path(args.video).expanduser()
+    files = video_files(target)  # before loading anything: a wrong path fails at once
+    checkpoint = load_checkpoint(args.checkpoint)
+    out = Path(args.out).expanduser() if args.out else None
+    plot_stem = (out.with_suffix("") if out else Path("detections")).as_posix()
+    results: dict[str, list] = {}
+    failures: dict[str, str] = {}
+    videos: dict[str, dict] = {}
+    for path in files:
+        start = time.perf_counter()
+        done, reason = _detect_one(path, target, results.keys() | failures.keys(), checkpoint, args,
+                                   single=not target.is_dir())
+        if done is None:
+            failures[path.stem if path.stem not in results and path.stem not in failures else path.name] = reason
+            continue
+        video, dets, info = done
+        results[video], videos[video] = dets, info
+        print(f"tal-pipeline detect: {video}: {len(dets)} detections, {info['duration']:.1f} s of video, "
+              f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+        if args.plot:
+            _plot(video, dets, info, checkpoint, plot_stem)
+    text = json.dumps(_payload(results, failures, videos, checkpoint, args))
     if out:
         atomic_write(out, text)
         print(f"tal-pipeline detect: wrote {out} ({len(results)} video(s), {len(failures)} failed)", file=sys.stderr)

@@ -68,9 +68,9 @@ def gt_boundary_steps(gt_seconds, num_steps: int, fps: float, window: int, strid
     """Ground-truth boundaries of one video as change-point steps: (B,) int64 ascending, unique, in (0, T).
 
     gt_seconds: (G, 2) action [start, end] in seconds. The same placement as the `oracle` boundary source
-    (proposals.oracle_change_points): deduplicated, the video's ends dropped.
+    (boundary_sources.oracle_change_points): deduplicated, the video's ends dropped.
     """
-    from tal_pipeline.stages.bapg.proposals import oracle_change_points
+    from tal_pipeline.stages.bapg.boundary_sources import oracle_change_points
 
     gt = np.asarray(gt_seconds, dtype=np.float64).reshape(-1, 2)  # (G, 2)
     return oracle_change_points(gt, int(num_steps), fps, window, stride)
@@ -161,7 +161,7 @@ def boundary_accuracy_from_store(store_path: str, gt_by_video: Mapping[str, np.n
     gt_by_video: {video: (G, 2) action [start, end] in seconds}; each video's time grid and number of steps
     come from its proposal array's attributes, so the ground truth is placed exactly as the oracle source does.
     """
-    from tal_pipeline.stages.bapg.proposals import read_change_points, read_scales
+    from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_scales
     from tal_pipeline.stages.data.timegrid import TimeGrid
 
     change_points, gt_steps = {}, {}

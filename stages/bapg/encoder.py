@@ -1,4 +1,4 @@
-"""BAPG II-B: contrastive encoder training on the sample pools (stages.sample_pools), and embedding.
+"""BAPG II-B: contrastive encoder training on the sample pools (stages.bapg.sample_pools), and embedding.
 
 Training (II-B): each sample is an anchor and a positive from one instance and a hard negative from that
 instance's hard pool (an easy negative of the same video if the instance has no hard negative; optionally an
@@ -97,7 +97,7 @@ def _gather(arrays: list[np.ndarray], vids: np.ndarray, steps: np.ndarray, conte
 
 
 def _train_epochs(model, opt, sampler: TripletSampler, arrays: list, cfg: Mapping, per_epoch: int, dev,
-                  log: LossLog, bar: TrainingProgress, on_log=None) -> int:
+                  log: LossLog) -> int:
     """The epochs of training (Phi's forward pass under the precision's autocast, s and the loss in fp32); the
     logged values stay on the device until LossLog copies them out (and at every epoch's end for on_log). Returns
     the iterations."""
@@ -137,9 +137,7 @@ def _train_epochs(model, opt, sampler: TripletSampler, arrays: list, cfg: Mappin
             log.add({"epoch": epoch, "iteration": step, "lr": lr},
                     {**terms, "loss": loss, "s_ap": s_ap.mean(), "s_an": s_an.mean(), "grad_norm": grad_norm})
             step += 1
-            bar.iteration(None if log.pending else log.last("loss"))
-        bar.epoch(epoch)
-        log.publish(on_log)
+        log.epoch_done(epoch)
     log.flush()
     return step
 
@@ -192,8 +190,8 @@ def _train_encoder(features, actions, time_grid, cfg: dict, seed: int, device, p
     per_epoch = int(cfg["iterations_per_epoch"] or max(1, math.ceil(n_pos / cfg["batch_size"])))
     log_rows: list[dict] = []
     bar = TrainingProgress(per_epoch * cfg["epochs"], cfg["epochs"], "train encoder", progress, on_epoch)
-    step = _train_epochs(model, opt, sampler, arrays, cfg, per_epoch, dev, LossLog(log_rows, "encoder", "loss"), bar,
-                         on_log)
+    step = _train_epochs(model, opt, sampler, arrays, cfg, per_epoch, dev,
+                         LossLog(log_rows, "encoder", "loss", bar=bar, on_log=on_log))
     bar.close()
     train = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
     train["lr_milestones"] = [float(m) for m in cfg["lr_milestones"]]
@@ -216,8 +214,8 @@ def load_encoder(state: Mapping, config_dict: Mapping, device: str = "auto"):
     """Rebuild Phi from a checkpoint (strict weight loading), on `device`, in eval mode."""
     from tal_pipeline.models.encoder import build_encoder
 
-    model = build_encoder(config_dict["encoder"], config_dict.get("in_channels"), config_dict["hidden"],
-                          config_dict["dim"], config_dict.get("width", 32), config_dict.get("context", 0))
+    model = build_encoder(config_dict["encoder"], config_dict["in_channels"], config_dict["hidden"],
+                          config_dict["dim"], config_dict["width"], config_dict["context"])
     model.load_state_dict(dict(state), strict=True)
     return model.to(resolve_device(device)).eval()
 
@@ -234,10 +232,10 @@ def make_embedder(state: Mapping, config_dict: Mapping, device: str = "auto", ba
     model = load_encoder(state, config_dict, device)
     dev = next(model.parameters()).device
     want = tuple(config_dict["in_shape"])
-    context = int(config_dict.get("context", 0))
+    context = int(config_dict["context"])
 
     frames = config_dict["encoder"] == "cnn"
-    precision = config_dict.get("train", {}).get("precision", DEFAULT_PRECISION)  # the training's
+    precision = config_dict["train"]["precision"]  # the training's
 
     def run(inputs: np.ndarray) -> np.ndarray:
         if tuple(inputs.shape[1:]) != want:

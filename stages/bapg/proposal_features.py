@@ -27,8 +27,8 @@ Channel groups. B is made of switchable groups (GROUPS), always in this order wh
     "novelty"   the checkerboard novelty of S at widths NOVELTY_WIDTHS         (3 channels; boundary_evidence)
     "strength"  per scale: the change-point strength curve on S, normalised     (1 channel per scale)
 
-"pooled" and "boundary" interleave per scale as above, so the default ("pooled", "boundary") is B exactly as it
-was before the groups existed; "novelty" and then "strength" follow, once for all scales. novelty and strength
+"pooled" and "boundary" interleave per scale as above (the default, ("pooled", "boundary"), is the B of the block
+above); "novelty" and then "strength" follow, once for all scales. novelty and strength
 read the similarity matrix S (the one TSC ran on; for the raw and oracle sources, see the ProposalFeatures task)
 in blocks (stages/bapg/boundary_evidence.py): the value at step t describes the boundary between t-1 and t.
 `channel_layout` names every channel; the store records it with the groups.
@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Seed of the fixed random projection: the pipeline's and single-video inference's B must match (stages.recipe).
+# Seed of the fixed random projection: the pipeline's and single-video inference's B must match
+# (stages.detectors.recipe).
 PROJECTION_SEED = 0
 
 
@@ -104,7 +105,7 @@ def boundary_channels(change_points: np.ndarray, num_steps: int) -> np.ndarray:
 
 
 GROUPS = ("pooled", "boundary", "novelty", "strength")  # the channel groups of B, in channel order
-DEFAULT_GROUPS = ("pooled", "boundary")  # B before the groups existed, and the pipeline's default
+DEFAULT_GROUPS = ("pooled", "boundary")  # the pipeline's default: the paper's B
 SIMILARITY_GROUPS = ("novelty", "strength")  # the groups that read S
 NOVELTY_WIDTHS = (2, 4, 8)  # steps on each side of the boundary (boundary_evidence.novelty_curves)
 
@@ -190,7 +191,7 @@ def proposal_features_to_store(video: str, *, features_store: str, proposals_sto
     """ProposalFeatures for one video: B from the cached change points of every scale, in the feature-store layout.
 
     similarity_store: the SimilarityMatrices store, read when the groups include novelty or strength."""
-    from tal_pipeline.stages.bapg.proposals import read_change_points, read_scales
+    from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_scales
     from tal_pipeline.storage.features import read_features, write_features
     from tal_pipeline.storage.zarr_store import ArtifactStore
 

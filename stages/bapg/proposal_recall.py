@@ -1,11 +1,15 @@
 """Proposal recall (AR@AN): the recall of ground-truth instances by ranked proposals (tIoU: models/segments.py),
-and the recall of each change-point count m alone. AR@AN keeps the first AN proposals of each video."""
+of each change-point count m alone, and of each scale of a TSCProposals store. AR@AN keeps the first AN proposals
+of each video."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from tal_pipeline.models.segments import pairwise_tiou
+from tal_pipeline.stages.bapg.proposal_store import read_change_points, read_proposals, read_scales
+from tal_pipeline.stages.bapg.proposal_table import proposals_from_change_points
+from tal_pipeline.stages.data.timegrid import TimeGrid
 
 DEFAULT_TIOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)  # 0.5:0.05:0.95 (10 thresholds)
 DEFAULT_ANS = (1, 5, 10, 20, 50, 100)
@@ -90,3 +94,30 @@ def recall_by_m(tables_by_video: dict[str, pd.DataFrame], gt_by_video: dict[str,
         row.update({f"AR@{an}": v for an, v in r["AR@AN"].items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def recall_table_from_store(store_path: str, gt_by_video: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Proposal recall of each scale alone and of all scales together ("all"), from the change points cached in
+    a TSCProposals store, over the videos of gt_by_video. Column "scale" holds the scale's name (e.g. "8/min": the
+    count differs per video); "change_points_per_video" is the mean count of that scale."""
+    tables, counts = {}, {}
+    names: list[str] = []
+    for video in gt_by_video:
+        scales = read_scales(store_path, video)
+        _, a = read_change_points(store_path, video)
+        names = [n for n, _ in scales]
+        for i, (_, c) in enumerate(scales):
+            counts.setdefault(i, []).append(len(c))
+        # keyed by scale index, so scales with equal counts (or per-video counts) stay apart
+        table = proposals_from_change_points({i: c for i, (_, c) in enumerate(scales)}, int(a["num_steps"]),
+                                             TimeGrid.from_attrs(a, f"video {video!r}"), duration=a.get("duration"),
+                                             max_union=int(a["max_union"]), dedup=False)
+        stored = read_proposals(store_path, video)  # the scores of the stage's (deduplicated) table
+        score = dict(zip(zip(stored["start_step"], stored["end_step"]), stored["score"]))
+        table["score"] = [score.get(k, np.nan) for k in zip(table["start_step"], table["end_step"])]
+        tables[video] = table
+    table = recall_by_m(tables, gt_by_video).rename(columns={"m": "scale"})
+    table.insert(1, "change_points_per_video",
+                 [float(np.mean(counts[i])) if i != "all" else float("nan") for i in table["scale"]])
+    table["scale"] = [names[i] if i != "all" else "all" for i in table["scale"]]
+    return table

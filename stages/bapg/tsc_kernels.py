@@ -86,6 +86,70 @@ def _first_equal(p, c, v):
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
+def _far_minima(F, cost, k0, lo, a_far, nb, out, best, start):
+    """min over the far starts a in [lo, a_far) of F[k-1, a] + v(a, b) for k = k0..k0+3 and the nb <= 8 ends b.
+
+    best[slot], slot = 16 * (j // 4) + 4 * i + j % 4 for k = k0 + i and b = b0 + j: the minimum (+inf: none);
+    start[slot]: the first chunk holding it (lo: none). Chunk by chunk, four k by four b (_mins_4x4; two b-quads
+    per chunk of F, which is then read from L1 the second time).
+    """
+    c0 = cost[0]
+    c1 = cost[min(1, nb - 1)]  # a missing b (nb < 8) repeats another; its results are dropped
+    c2 = cost[min(2, nb - 1)]
+    c3 = cost[min(3, nb - 1)]
+    c4 = cost[min(4, nb - 1)]
+    c5 = cost[min(5, nb - 1)]
+    c6 = cost[min(6, nb - 1)]
+    c7 = cost[min(7, nb - 1)]
+    for i in range(32):
+        best[i] = np.inf
+        start[i] = lo
+    for a0 in range(lo, a_far, _CHUNK):
+        a1 = min(a0 + _CHUNK, a_far)
+        f0 = F[k0 - 1, a0:a1]
+        f1 = F[k0, a0:a1]
+        f2 = F[k0 + 1, a0:a1]
+        f3 = F[k0 + 2, a0:a1]
+        _mins_4x4(f0, f1, f2, f3, c0[a0:a1], c1[a0:a1], c2[a0:a1], c3[a0:a1], out)
+        for i in range(16):
+            if out[i] < best[i]:  # strict: the earliest chunk holding the minimum wins
+                best[i] = out[i]
+                start[i] = a0
+        if nb > 4:
+            _mins_4x4(f0, f1, f2, f3, c4[a0:a1], c5[a0:a1], c6[a0:a1], c7[a0:a1], out)
+            for i in range(16):
+                if out[i] < best[16 + i]:
+                    best[16 + i] = out[i]
+                    start[16 + i] = a0
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _settle(F, arg, cost, k0, lo, a_far, b0, nb, min_size, best, start):
+    """F[k, b], arg[k, b] for k = k0..k0+3 and b = b0..b0+nb-1: the far minimum (_far_minima) with its argmin
+    looked for in its chunk, then the near starts a in [a_far, b - min_size], one by one, b then k ascending."""
+    for j in range(nb):
+        b = b0 + j
+        cj = cost[j]
+        for i in range(QUAD):
+            k = k0 + i
+            prev = F[k - 1]
+            slot = 16 * (j // 4) + 4 * i + j % 4
+            v = best[slot]
+            am = -1
+            if v < np.inf:
+                s = start[slot]
+                e = min(s + _CHUNK, a_far)
+                am = s + _first_equal(prev[s:e], cj[s:e], v)
+            for a in range(max(lo, a_far), b - min_size + 1):
+                x = prev[a] + cj[a]
+                if x < v:  # strict: the smallest a wins a tie
+                    v = x
+                    am = a
+            F[k, b] = v
+            arg[k, b] = am
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def _dp_rows(F, arg, cost, b0, nb, min_size, out, best, start):
     """F[k, b], arg[k, b] for every k >= 1 and the nb <= 8 segment ends b = b0 .. b0+nb-1    (BAPG eq. 5).
 
@@ -94,10 +158,8 @@ def _dp_rows(F, arg, cost, b0, nb, min_size, out, best, start):
     cost: (>= nb, T+1) cost[j, a] = v(a, b0 + j) for a < b0 + j, j < nb
     out: (16,) float64, best: (32,) float64, start: (32,) int64 scratch
     The last segment [a, b) of k segments has a in [(k-1)*min_size, b-min_size]. Starts a < a_far = b0-min_size+1
-    are candidates for every b here, and F[., a] is final there: they go through _mins_4x4, chunk by chunk, four
-    k by four b (two b-quads per chunk of F, which is then read from L1 the second time); the argmin is looked
-    for in the first chunk holding the minimum. Starts a >= a_far follow, one by one, b ascending then k
-    ascending, so that F[k-1, a] for a in [a_far, b) is ready.
+    are candidates for every b here, and F[., a] is final there (_far_minima); starts a >= a_far follow, one by
+    one, b ascending then k ascending, so that F[k-1, a] for a in [a_far, b) is ready (_settle).
     """
     K = F.shape[0] - 1
     T = F.shape[1] - 1
@@ -108,58 +170,12 @@ def _dp_rows(F, arg, cost, b0, nb, min_size, out, best, start):
             arg[1, b] = 0
     a_far = b0 - min_size + 1
     b_last = b0 + nb - 1
-    c0 = cost[0]
-    c1 = cost[min(1, nb - 1)]  # a missing b (nb < 8) repeats another; its results are dropped
-    c2 = cost[min(2, nb - 1)]
-    c3 = cost[min(3, nb - 1)]
-    c4 = cost[min(4, nb - 1)]
-    c5 = cost[min(5, nb - 1)]
-    c6 = cost[min(6, nb - 1)]
-    c7 = cost[min(7, nb - 1)]
     for k0 in range(2, K + 1, QUAD):
         lo = (k0 - 1) * min_size  # F[k-1, a] = +inf for a < (k-1)*min_size, so lo serves k0 .. k0+3
         if lo > b_last - min_size:
             break  # no k >= k0 fits in any of these b: F stays +inf
-        for i in range(32):
-            best[i] = np.inf
-            start[i] = lo
-        for a0 in range(lo, a_far, _CHUNK):
-            a1 = min(a0 + _CHUNK, a_far)
-            f0 = F[k0 - 1, a0:a1]
-            f1 = F[k0, a0:a1]
-            f2 = F[k0 + 1, a0:a1]
-            f3 = F[k0 + 2, a0:a1]
-            _mins_4x4(f0, f1, f2, f3, c0[a0:a1], c1[a0:a1], c2[a0:a1], c3[a0:a1], out)
-            for i in range(16):
-                if out[i] < best[i]:  # strict: the earliest chunk holding the minimum wins
-                    best[i] = out[i]
-                    start[i] = a0
-            if nb > 4:
-                _mins_4x4(f0, f1, f2, f3, c4[a0:a1], c5[a0:a1], c6[a0:a1], c7[a0:a1], out)
-                for i in range(16):
-                    if out[i] < best[16 + i]:
-                        best[16 + i] = out[i]
-                        start[16 + i] = a0
-        for j in range(nb):
-            b = b0 + j
-            cj = cost[j]
-            for i in range(QUAD):
-                k = k0 + i
-                prev = F[k - 1]
-                slot = 16 * (j // 4) + 4 * i + j % 4
-                v = best[slot]
-                am = -1
-                if v < np.inf:
-                    s = start[slot]
-                    e = min(s + _CHUNK, a_far)
-                    am = s + _first_equal(prev[s:e], cj[s:e], v)
-                for a in range(max(lo, a_far), b - min_size + 1):
-                    x = prev[a] + cj[a]
-                    if x < v:  # strict: the smallest a wins a tie
-                        v = x
-                        am = a
-                F[k, b] = v
-                arg[k, b] = am
+        _far_minima(F, cost, k0, lo, a_far, nb, out, best, start)
+        _settle(F, arg, cost, k0, lo, a_far, b0, nb, min_size, best, start)
 
 
 @njit(cache=True, nogil=True)

@@ -7,11 +7,8 @@ or logistic regression (`hidden` 0), multi-label over the classes present in the
 per class, binary cross-entropy, full-batch AdamW. Its scores are per-class probabilities in [0, 1], what the top-2
 fusion (stages.classification.video_scores) multiplies with a detection's score. The last epoch's weights are kept.
 
-The defaults were chosen on held-out training videos of the ActivityNet-shaped benchmark (1,000 videos: fit on 2/3
-of its 501 training videos, top-1 on the other 1/3; 2 folds x 3 seeds; never its validation or test videos):
-hidden 256, weight decay 0.1, dropout 0.5 reached 0.67 (0.64-0.70); logistic regression 0.25 at lr 0.01 / 300
-epochs / weight decay 1e-3 (it overfits: 0.07 after 1,000 epochs) and 0.62 at lr 1e-3 / 100 epochs; hidden 256
-with dropout 0.1 0.53 at weight decay 1e-3 and 0.63 at 1.0 (one seed).
+The defaults were chosen on held-out training videos of the ActivityNet-shaped benchmark, never its validation or
+test videos (docs/method.md §11: the protocol and the figures).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Feature grids that cannot be wrong silently: a video's feature span (steps x stride / fps seconds) must match
-its annotated duration, or the features were imported on the wrong grid (issue 26).
+its annotated duration, or the features were imported on the wrong grid.
 
 Features on the ActivityNet TSP grid (15 fps, stride 16) imported on the THUMOS14 I3D grid (stride 4) import
 cleanly, but every time is then off by a factor of 4. The span of T steps is T x stride / fps: the windows'

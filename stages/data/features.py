@@ -1,7 +1,7 @@
 """ExtractFeatures: I3D RGB features over sliding windows of sampled frames (pure functions, no luigi).
 
 Feature i is the 1024-d avg-pooled Mixed_5c output of frames [i*stride, i*stride + window)
-(stages.timegrid: centred at (i*stride + window/2) / fps seconds). Frames are uint8 RGB
+(stages.data.timegrid: centred at (i*stride + window/2) / fps seconds). Frames are uint8 RGB
 (T, H, W, 3) as SampleFrames writes them; they are scaled to [-1, 1] here.
 
 Precision (stages.data.gpu_feed.PRECISIONS): fp32 (the default, on every device; TF32 off on a GPU, so its
@@ -113,7 +113,7 @@ def _windows_batch(span: np.ndarray | torch.Tensor, window: int, stride: int, dt
     x = span if isinstance(span, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(span))  # (S, H, W, 3)
     views = x.unfold(0, window, stride)                           # (nb, H, W, 3, window) view, no copy
     views = views.permute(0, 3, 4, 1, 2)                          # (nb, 3, window, H, W) view
-    # The one copy. Channels-last (NDHWC) is the frames' natural order and ~1.7x faster for conv3d on CPU.
+    # The one copy, channels-last (NDHWC): the frames' natural order, and conv3d's faster layout on CPU (method.md §1).
     out = views.to(dtype=torch.float32, memory_format=torch.channels_last_3d)   # (nb, 3, window, H, W)
     out = out.div_(127.5).sub_(1.0)                               # RGB in [-1, 1]
     return out if dtype is None else out.to(dtype)                # rounded once, from float32

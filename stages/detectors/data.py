@@ -129,9 +129,8 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, bucket: int, rng: np.ran
     """One epoch's batches of video indices: a random order of the videos cut into batches of batch_size.
 
     bucket = k > 0: each run of k batches of that order is first sorted by video length, and the batches are then
-    shuffled, so a batch holds videos of similar length and collate pads less (on the THUMOS14-shaped benchmark's
-    60 training videos of 72-1797 steps, padded / real steps 1.45 for random batches of 4, 1.14 at k = 4;
-    benchmarks/bench_length_buckets.py). Every video is still in exactly one batch per epoch. bucket = 0 draws
+    shuffled, so a batch holds videos of similar length and collate pads less (docs/method.md §8: how much, and
+    why it is off by default). Every video is still in exactly one batch per epoch. bucket = 0 draws
     exactly what plain random batches draw.
     """
     lengths = np.asarray(lengths)

@@ -16,7 +16,6 @@ import numpy as np
 from tal_pipeline.stages.data.timegrid import TimeGrid, video_grid
 from tal_pipeline.stages.detectors.data import check_features, window_starts
 from tal_pipeline.stages.detectors.resize import resize_features
-from tal_pipeline.stages.detectors.training import DEFAULT_TRAIN
 from tal_pipeline.stages.runtime import resolve_device
 
 
@@ -27,8 +26,8 @@ def load_detector(model_state: Mapping, config_dict: Mapping, device: str = "aut
     dev = resolve_device(device)
     # The recorded options are complete (resolved at training time): today's defaults do not matter.
     model = build_detector(config_dict["name"], int(config_dict["in_channels"]), int(config_dict["num_classes"]),
-                           config_dict["model"], bapg_channels=int(config_dict.get("bapg_channels", 0)),
-                           fusion=config_dict.get("fusion"))
+                           config_dict["model"], bapg_channels=int(config_dict["bapg_channels"]),
+                           fusion=config_dict["fusion"])
     model.load_state_dict(dict(model_state), strict=True)
     return model.to(dev).eval(), dev
 
@@ -91,12 +90,12 @@ def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapp
     if len(labels) != int(config_dict["num_classes"]):
         raise ValueError(f"{len(labels)} class names given, the checkpoint has {config_dict['num_classes']} classes")
     model, dev = load_detector(model_state, config_dict, device)
-    max_seq_len = int(config_dict.get("max_seq_len", DEFAULT_TRAIN["max_seq_len"]))
+    train = config_dict["train"]
     # Detection windows: the recipe's inference_len (ActionFormer's max_buffer_len_factor x max_seq_len), else
     # the training length.
-    max_seq_len = int((config_dict.get("train") or {}).get("inference_len") or max_seq_len)
-    input_length = config_dict.get("input_length")  # None in checkpoints from before fixed-length inputs
-    precision = config_dict.get("train", {}).get("precision", "fp32")  # the training's (fp32 before it existed)
+    max_seq_len = int(train["inference_len"] or config_dict["max_seq_len"])
+    input_length = config_dict["input_length"]
+    precision = train["precision"]  # the training's
     out: dict[str, list[dict]] = {}
     for video in sorted(features):
         feats = check_features(video, features[video], int(config_dict["in_channels"]))

@@ -3,7 +3,7 @@ the foreground or training did not lower its loss.
 
 The training videos are checked whole, in windows of max_seq_len steps, a batch of at most HEALTH_BATCH_WINDOWS
 windows of one video at a time, collated when it is used: memory holds one batch, not every window of every
-video (at THUMOS14 scale that was gigabytes: benchmarks/bench_health_memory.py).
+video (benchmarks/bench_health_memory.py measures it).
 """
 from __future__ import annotations
 

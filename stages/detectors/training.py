@@ -81,8 +81,6 @@ FOREGROUND = "action"
 # The small-data recipes live with the published ones (stages.detectors.recipes).
 DETECTOR_TRAIN = SMALL_TRAIN
 TRAIN_KEYS = frozenset(DEFAULT_TRAIN)
-# Training settings that moved elsewhere: named in the error, so an old luigi.cfg is fixed in one step.
-MOVED_KEYS = {"fusion_lr_scale": 'the fusion settings: [<detector>] fusion = {"lr_scale": ...}'}
 
 
 def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, Any]:
@@ -95,9 +93,7 @@ def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, 
     nested = {k: dict(config.pop(k) or {}) for k in ("model", "fusion") if k in config}
     unknown = sorted(set(config) - TRAIN_KEYS)
     if unknown:
-        moved = "".join(f"; {k} is now in {MOVED_KEYS[k]}" for k in unknown if k in MOVED_KEYS)
-        raise ValueError(f"detector {name!r}: unknown training setting(s) {unknown}{moved}; known: "
-                         f"{sorted(TRAIN_KEYS)}")
+        raise ValueError(f"detector {name!r}: unknown training setting(s) {unknown}; known: {sorted(TRAIN_KEYS)}")
     cfg = {**DEFAULT_TRAIN, **DETECTOR_TRAIN.get(name, {}), **config}
     if cfg["crop_ratio"] is not None:
         lo, hi = (float(x) for x in cfg["crop_ratio"])
@@ -120,8 +116,8 @@ def resolve_train_config(name: str, config: Mapping | None = None) -> dict[str, 
     return {**cfg, "model": nested.get("model", {}), "fusion": nested.get("fusion", {})}
 
 
-def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[int, int, int], log: LossLog,
-                bar: TrainingProgress, on_log=None) -> int:
+def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[int, int, int], log: LossLog
+                ) -> int:
     """The epochs of training: the forward pass under the precision's autocast, the loss in fp32 on its fp32
     outputs, the loss terms and the gradient norm kept on the device (LossLog: copied out every LOG_EVERY steps,
     and at every epoch's end for on_log). schedule: (total, warmup, per_epoch) steps. Returns the steps."""
@@ -151,9 +147,7 @@ def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[
             log.add({"epoch": epoch, "iteration": step, "lr": lr, "ema_decay": decay},
                     {**losses, "grad_norm": grad_norm})
             step += 1
-            bar.iteration(None if log.pending else log.last("total"))
-        bar.epoch(epoch)
-        log.publish(on_log)
+        log.epoch_done(epoch)
     log.flush()
     return step
 
@@ -182,6 +176,44 @@ def train_detector(name: str, features: Mapping[str, np.ndarray], annotations, l
     return state, config_dict, log_rows
 
 
+def _training_items(features, annotations, labels: list[str], time_grid, cfg: Mapping) -> tuple[list, list[str]]:
+    """The training items (stages.detectors.data.VideoItem) and the class list, as the settings shape them:
+    class-agnostic (one FOREGROUND class), resized to input_length steps, sliced into fixed windows."""
+    if not labels:
+        raise ValueError("empty class list")
+    if cfg["class_agnostic"]:  # one foreground class; config_dict["labels"] is [FOREGROUND]
+        annotations = annotations.assign(label=FOREGROUND)
+        labels = [FOREGROUND]
+    if cfg["input_length"] is not None:
+        from tal_pipeline.stages.detectors.resize import resize_videos
+
+        features, time_grid = resize_videos(features, time_grid, int(cfg["input_length"]))
+    items = build_training_set(features, annotations, labels, time_grid)
+    if cfg["slice_overlap"] is not None:  # fixed windows, each an item (TadTR's / AFSD's training clips)
+        items = slice_items(items, int(cfg["max_seq_len"]), float(cfg["slice_overlap"]))
+    return items, labels
+
+
+def _config_dict(name: str, model, cfg: Mapping, settings: tuple[dict, dict | None], labels: list[str],
+                 in_channels: int, bapg_channels: int, grid: dict | None, seed: int, dev, steps: int, health: dict
+                 ) -> dict:
+    """What the checkpoint records: the fully resolved model, fusion and training settings, enough for `detect`."""
+    model_cfg, fusion_cfg = settings
+    config_dict = {
+        "name": name, "in_channels": int(in_channels), "bapg_channels": int(bapg_channels),
+        "num_classes": len(labels), "labels": list(labels), "model": model_cfg, "fusion": fusion_cfg,
+        "train": {k: v for k, v in cfg.items() if k not in ("model", "fusion")},
+        "max_seq_len": int(cfg["max_seq_len"]), "seed": int(seed), "time_grid": grid,
+        "input_length": None if cfg["input_length"] is None else int(cfg["input_length"]),
+        "class_agnostic": bool(cfg["class_agnostic"]),
+        "weights": "ema_last_epoch", "ema": f"decay min({cfg['ema_decay']}, (1+n)/(10+n)) at update n",
+        "iterations": steps, "device": str(dev), "health": health,
+    }
+    if bapg_channels:
+        config_dict["fusion_norm"] = model.fusion_norm()
+    return config_dict
+
+
 def _train_detector(name, features, annotations, labels, time_grid, config, seed, device, progress, bapg_channels,
                     on_epoch, on_log) -> tuple[dict, dict, list[dict]]:
     import torch
@@ -191,22 +223,11 @@ def _train_detector(name, features, annotations, labels, time_grid, config, seed
     cfg = resolve_train_config(name, config)
     model_cfg = resolve_model_config(name, cfg["model"])
     fusion_cfg = resolve_fusion_config(cfg["fusion"]) if bapg_channels else None
-    if not labels:
-        raise ValueError("empty class list")
     grid = time_grid.to_attrs() if isinstance(time_grid, TimeGrid) else None  # one (native) grid for every video
-    if cfg["class_agnostic"]:  # one foreground class; config_dict["labels"] is [FOREGROUND]
-        annotations = annotations.assign(label=FOREGROUND)
-        labels = [FOREGROUND]
-    if cfg["input_length"] is not None:
-        from tal_pipeline.stages.detectors.resize import resize_videos
-
-        features, time_grid = resize_videos(features, time_grid, int(cfg["input_length"]))
+    items, labels = _training_items(features, annotations, labels, time_grid, cfg)
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     dev = resolve_device(device)
-    items = build_training_set(features, annotations, labels, time_grid)
-    if cfg["slice_overlap"] is not None:  # fixed windows, each an item (TadTR's / AFSD's training clips)
-        items = slice_items(items, int(cfg["max_seq_len"]), float(cfg["slice_overlap"]))
     in_channels = items[0].features.shape[1]
     model = build_detector(name, in_channels, len(labels), model_cfg, bapg_channels=bapg_channels, fusion=fusion_cfg)
     if bapg_channels:
@@ -218,29 +239,17 @@ def _train_detector(name, features, annotations, labels, time_grid, config, seed
     opt = torch.optim.AdamW(parameter_groups(model, cfg["weight_decay"], cfg["decay_exempt"], groups), lr=cfg["lr"])
     per_epoch = math.ceil(len(items) / cfg["batch_size"])
     lengths = np.array([it.features.shape[0] for it in items])
-    total = per_epoch * cfg["epochs"]
-    warmup = per_epoch * cfg["warmup_epochs"]
     ema = WeightAverage(model)
     initial = {k: v.detach().clone() for k, v in ema.state.items()}  # for the health check's loss comparison
     log_rows: list[dict] = []
-    bar = TrainingProgress(total, cfg["epochs"], f"train {name}", progress, on_epoch)
-    step = _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, (total, warmup, per_epoch),
-                       LossLog(log_rows, f"detector {name}"), bar, on_log)
+    bar = TrainingProgress(per_epoch * cfg["epochs"], cfg["epochs"], f"train {name}", progress, on_epoch)
+    step = _train_loop(model, opt, ema, items, lengths, cfg, dev, rng,
+                       (per_epoch * cfg["epochs"], per_epoch * cfg["warmup_epochs"], per_epoch),
+                       LossLog(log_rows, f"detector {name}", bar=bar, on_log=on_log))
     bar.close()
-    ema = ema.state
-    model.load_state_dict(ema)  # the weights that are saved are the ones checked
+    model.load_state_dict(ema.state)  # the weights that are saved are the ones checked
     health = training_health(model, initial, items, log_rows, cfg, dev, seed)
-    config_dict = {
-        "name": name, "in_channels": int(in_channels), "bapg_channels": int(bapg_channels),
-        "num_classes": len(labels), "labels": list(labels), "model": model_cfg, "fusion": fusion_cfg,
-        "train": {k: v for k, v in cfg.items() if k not in ("model", "fusion")},
-        "max_seq_len": int(cfg["max_seq_len"]), "seed": int(seed), "time_grid": grid,
-        "input_length": None if cfg["input_length"] is None else int(cfg["input_length"]),
-        "class_agnostic": bool(cfg["class_agnostic"]),
-        "weights": "ema_last_epoch", "ema": f"decay min({cfg['ema_decay']}, (1+n)/(10+n)) at update n",
-        "iterations": step, "device": str(dev), "health": health,
-    }
-    if bapg_channels:
-        config_dict["fusion_norm"] = model.fusion_norm()
-    state = {k: v.detach().cpu().clone() for k, v in ema.items()}
+    config_dict = _config_dict(name, model, cfg, (model_cfg, fusion_cfg), labels, in_channels, bapg_channels, grid,
+                               seed, dev, step, health)
+    state = {k: v.detach().cpu().clone() for k, v in ema.state.items()}
     return state, config_dict, log_rows

@@ -4,12 +4,8 @@ positive vs hard-negative similarity, and pictures of a few test videos).
 Input: one evaluation dict per detector run (its evaluation.json): "thresholds", "mAP" (one per threshold),
 "average_mAP", "report" {"mode", "max_dets", ...}, "variant" (stages.evaluation.variant.Variant.record) and
 "health": the run's training health check {"healthy", "problems", "loss_first_epoch", "loss_last_epoch",
-"positive_share", ...} (the TrainDetector's health.json; the Report task adds it).
-Optional, for evaluations written before they existed: "untrained" (default false), "bapg_source" (default "tsc";
-only read when bapg is true: "tsc" TSC on the trained encoder's similarity, "raw" TSC on the raw features' cosine
-similarity, "random" random change points with the same counts, "oracle" ground-truth boundaries),
-"bapg_groups" (default the default channel groups, stages.bapg.proposal_features.DEFAULT_GROUPS) and "health"
-(absent: unknown, shown as "?"). Health never removes a run from the aggregates; it is reported next to them.
+"positive_share", ...} (the TrainDetector's health.json; the Report task adds it; absent: unknown, shown as "?").
+Health never removes a run from the aggregates; it is reported next to them.
 
 Output: report.md, report.json and the PNGs, described field by field in docs/report.md (the one description
 of the report.json schema: keep it in step with write_report and the functions it calls).
@@ -49,8 +45,8 @@ def aggregate_results(evaluations: list[dict]) -> list[dict]:
     """Group per-seed evaluations by variant (all but the seed): mean and std over seeds, the per-seed values and
     the runs' health; rows per detector: baseline, + BAPG, ablations, untrained (variant.row_order)."""
     groups: dict[Variant, list[dict]] = {}
-    for ev in evaluations:
-        groups.setdefault(Variant.from_record(ev["variant"])._replace(seed=0), []).append(ev)
+    for i, ev in enumerate(evaluations):
+        groups.setdefault(Variant.read(ev["variant"], f"evaluation {i}")._replace(seed=0), []).append(ev)
     rows = []
     for key in sorted(groups, key=row_order):
         detector, bapg, source, untrained = key.detector, key.bapg, key.bapg_source, key.untrained
@@ -192,7 +188,7 @@ def health_markdown(summary: Mapping) -> str:
         lines.append(f"All {checked} detector runs passed the training health check ({HEALTH_CRITERIA}).")
     if summary["unknown"]:
         lines.append(f"{summary['unknown']} of {summary['runs']} detector runs were not checked (shown as ?): the "
-                     "untrained sanity rows, which are not trained, and runs evaluated before the check existed.")
+                     "untrained sanity rows, which are not trained, and any run without a health record.")
     return "\n".join(lines) + "\n"
 
 
@@ -200,12 +196,12 @@ def recall_markdown(recall: list[dict]) -> str:
     """Table IV: proposal recall per scale (a rate "8/min", a count "m=10", ...) and all scales together."""
     if not recall:
         return "_no proposal recall (no test video with ground truth)_\n"
-    cols = [c for c in recall[0] if c != "m"]
+    cols = [c for c in recall[0] if c != "scale"]
     text = "| scale | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
     for row in recall:
         cells = ["" if row[c] is None or (isinstance(row[c], float) and row[c] != row[c]) else
                  f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
-        text += f"| {row['m']} | " + " | ".join(cells) + " |\n"
+        text += f"| {row['scale']} | " + " | ".join(cells) + " |\n"
     return text
 
 
@@ -247,7 +243,7 @@ def write_report(folder: str | Path, evaluations: list[dict], recall: list[dict]
         "health": health,
         "evaluation": {"mode": first.get("report", {}).get("mode", "anet"), "thresholds": first.get("thresholds", []),
                        "max_dets": first.get("report", {}).get("max_dets")},
-        "proposal_recall": {str(r["m"]): {k: v for k, v in r.items() if k != "m"} for r in recall},
+        "proposal_recall": {str(r["scale"]): {k: v for k, v in r.items() if k != "scale"} for r in recall},
         "boundary_accuracy": dict(boundary_accuracy or {"tolerances": [], "subsets": {}, "sources": {}}),
         "encoder": dict(encoder),
         "plots": plots,

@@ -55,7 +55,7 @@ def similarity_figure(video: str, examples: ExampleInputs):
     from matplotlib.patches import Rectangle
 
     from tal_pipeline.stages.bapg.boundary_evidence import novelty_curves
-    from tal_pipeline.stages.bapg.proposals import read_scales
+    from tal_pipeline.stages.bapg.proposal_store import read_scales
     from tal_pipeline.stages.data.timegrid import seconds_to_feature
     from tal_pipeline.storage.zarr_store import ArtifactStore
 

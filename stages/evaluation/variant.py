@@ -28,11 +28,13 @@ class Variant(NamedTuple):
                    normalise_groups(bapg_groups or DEFAULT_GROUPS) if bapg else None)
 
     @classmethod
-    def from_record(cls, record: Mapping) -> Variant:
-        """The variant of a "variant" record; older records may lack bapg_source ("tsc"), untrained (False) and
-        bapg_groups (the default groups, the only BAPG input before groups existed)."""
-        return cls.of(record["detector"], record.get("bapg", False), record.get("bapg_source"), record.get("seed", 0),
-                      record.get("untrained", False), record.get("bapg_groups"))
+    def read(cls, record: Mapping, where: str) -> Variant:
+        """The variant of a "variant" record (Variant.record); ValueError naming `where` when a key is missing."""
+        missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, Mapping) else list(RECORD_KEYS)
+        if missing:
+            raise ValueError(f"{where}: the variant record lacks {missing} (it holds {RECORD_KEYS})")
+        return cls.of(record["detector"], record["bapg"], record["bapg_source"], record["seed"], record["untrained"],
+                      record["bapg_groups"])
 
     def record(self) -> dict:
         """The "variant" of detections.json and evaluation.json (what the report groups by)."""
@@ -46,6 +48,7 @@ class Variant(NamedTuple):
         return self.bapg_groups is None or tuple(self.bapg_groups) == DEFAULT_GROUPS
 
 
+RECORD_KEYS = ("detector", "bapg", "bapg_source", "seed", "untrained", "bapg_groups")  # Variant.record's
 # Where the BAPG boundaries came from -> the row name's suffix; the dict order is the row order.
 BAPG_SOURCES = {"tsc": "", "raw": " (raw features, no encoder)", "random": " (random change points)",
                 "oracle": " (ground-truth boundaries, oracle)"}
