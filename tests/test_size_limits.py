@@ -13,9 +13,6 @@ from tests.conftest import REPO
 FOLDERS = ("pipeline", "stages", "models", "storage", "synthetic")
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 400
-# Being split on the clean-up branch of issue 27; the guard holds for every other folder.
-KNOWN = {"pipeline": "pipeline/commands/detect.py:handle (69 lines)",
-         "stages": "stages/bapg/tsc_kernels.py:_dp_rows (74), stages/detectors/training.py:_train_detector (62)"}
 
 
 def long_functions(file: Path, root: Path = REPO, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
@@ -52,9 +49,7 @@ def test_the_guard_measures_functions_from_def_to_last_line(tmp_path):
                                                        "probe.py:too_long.inner": 2}
 
 
-@pytest.mark.parametrize("folder", [
-    pytest.param(f, marks=pytest.mark.xfail(strict=False, reason=f"still over {MAX_FUNCTION_LINES} lines: {KNOWN[f]}"))
-    if f in KNOWN else f for f in FOLDERS])
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_no_function_over_the_limit(folder):
     offenders = {k: v for file in _files(folder) for k, v in long_functions(file).items()}
     assert offenders == {}
