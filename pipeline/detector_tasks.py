@@ -123,7 +123,7 @@ class TrainDetector(DetectorTask):
                                               on_epoch=lambda done, total: self.report_progress(done, total, "epochs"))
         recipe = self.inference_recipe()
         # cfg["labels"]: the dataset's classes, or [FOREGROUND] for a class-agnostic detector
-        cfg = {**cfg, "use_bapg": spec.bapg, "train_videos": sorted(features), "inputs": recipe.to_dict(),
+        cfg = {**cfg, "bapg": spec.bapg, "train_videos": sorted(features), "inputs": recipe.to_dict(),
                "recipe": spec.recipe, "bapg_groups": list(spec.bapg_groups) if spec.bapg else None}
         health = cfg["health"]
         board.figures("health", health, cfg["iterations"])

@@ -104,7 +104,7 @@ def test_class_agnostic_fixed_length_training_and_checkpoint_round_trip(tmp_path
     assert [v.shape[0] for k, v in state.items() if k.endswith("cls_head.out.weight")] == [1]
     recipe = InferenceRecipe(FeaturesRecipe("ImportFeatures", 4, 2, None), None, None, DetectorInputRecipe(64, True))
     file = tmp_path / "checkpoint.pt"
-    torch.save({"state": state, "config": {**cfg, "use_bapg": False, "inputs": recipe.to_dict()}}, file)
+    torch.save({"state": state, "config": {**cfg, "bapg": False, "inputs": recipe.to_dict()}}, file)
     ckpt = load_checkpoint_file(file)
     assert ckpt["recipe"].detector_input == DetectorInputRecipe(64, True)
     direct = detect("actionformer", state, cfg, feats, [FOREGROUND], grid, durations, max_dets=100, nms_sigma=0.75,
@@ -117,7 +117,7 @@ def test_class_agnostic_fixed_length_training_and_checkpoint_round_trip(tmp_path
         assert all(0.0 <= d["segment"][0] < d["segment"][1] <= durations[video] for d in dets)
     # a recipe that disagrees with the training, or from before detector_input, is caught
     wrong = InferenceRecipe(FeaturesRecipe("ImportFeatures", 4, 2, None))
-    torch.save({"state": state, "config": {**cfg, "use_bapg": False, "inputs": wrong.to_dict()}}, file)
+    torch.save({"state": state, "config": {**cfg, "bapg": False, "inputs": wrong.to_dict()}}, file)
     with pytest.raises(ValueError, match="not what the detector was trained on"):
         load_checkpoint_file(file)
     old = {k: v for k, v in wrong.to_dict().items() if k != "detector_input"}

@@ -183,7 +183,7 @@ def test_newcomer_detects_on_a_video_like_the_pipeline(chain, tmp_path):
     database = json.loads((data / "annotations.json").read_text())["database"]
     (video,) = [v for v, d in database.items() if d["subset"] == "test"]
     detector = next(d for d in sorted(workdir.glob("detector-*"))
-                    if json.loads((d / "config.json").read_text())["use_bapg"])
+                    if json.loads((d / "config.json").read_text())["bapg"])
     proc = ok(installed("tal-pipeline", "detect", data / f"{video}.mp4", "--checkpoint", detector,
                         "--out", "results.json", cwd=tmp_path))
     assert "wrote results.json (1 video(s), 0 failed)" in proc.stderr

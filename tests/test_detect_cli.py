@@ -191,7 +191,7 @@ def test_detect_folder_without_bapg_reports_bad_video_and_plots(chain, tmp_path,
     # The module's other tests share this workdir: the anet-preset test trains a class-agnostic baseline there too.
     configs = {d: json.loads((Path(d) / "config.json").read_text())
                for d in glob.glob(str(chain["workdir"] / "detector-*"))}
-    baseline = [d for d, c in configs.items() if c["use_bapg"] is False and not c.get("class_agnostic")]
+    baseline = [d for d, c in configs.items() if c["bapg"] is False and not c.get("class_agnostic")]
     assert len(baseline) == 1, baseline
 
     folder = tmp_path / "videos"
@@ -221,7 +221,7 @@ def _fake_checkpoint(path: Path, **inputs) -> Path:
 
     from tal_pipeline.models.detector_registry import resolve_model_config
 
-    config = {"name": "actionformer", "labels": ["a", "b"], "use_bapg": False, "in_channels": 1024, "bapg_channels": 0,
+    config = {"name": "actionformer", "labels": ["a", "b"], "bapg": False, "in_channels": 1024, "bapg_channels": 0,
               "num_classes": 2, "model": resolve_model_config("actionformer"), "fusion": None, "train": {},
               "max_seq_len": 256, "input_length": None, "class_agnostic": False,
               "inputs": {"detector_input": {"length": None, "class_agnostic": False}, **inputs}}

@@ -248,7 +248,7 @@ def test_checkpoint_loader_refuses_settings_of_another_version(tmp_path, torch_o
     recipe = InferenceRecipe(FeaturesRecipe("ImportFeatures", 4, 2, None),
                              bapg=BapgRecipe("oracle", False, None, (), (8.0,), 0.0, 1, 3, 128, 0,
                                                    ("pooled", "boundary")))
-    cfg = {**cfg, "use_bapg": True, "inputs": recipe.to_dict()}
+    cfg = {**cfg, "bapg": True, "inputs": recipe.to_dict()}
     torch.save({"state": state, "config": cfg}, tmp_path / "new.pt")
     ckpt = load_checkpoint_file(tmp_path / "new.pt")
     assert ckpt["recipe"] == recipe and ckpt["config"]["fusion"]["lr_scale"] == 0.1

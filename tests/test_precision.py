@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tal_pipeline.models.detector_registry import DETECTORS, build_detector, resolve_model_config
+from tal_pipeline.models.detector_registry import build_detector, resolve_model_config
 from tal_pipeline.stages.detectors.data import build_training_set, collate, crop_item
 from tal_pipeline.stages.detectors.detection import detect
 from tal_pipeline.stages.detectors.training import train_detector
@@ -31,7 +31,7 @@ def _batch(seed: int = 0, length: int = 96):
     return collate([crop_item(it, 0, length) for it in items], torch.device("cpu")), len(labels)
 
 
-@pytest.mark.parametrize("name", sorted(DETECTORS))
+@pytest.mark.parametrize("name", sorted(SMALL))  # the built-in four (a test may register a toy one)
 def test_one_bf16_step_of_every_detector_is_finite_and_close_to_fp32(name):
     (x, mask, targets), classes = _batch()
     torch.manual_seed(0)

@@ -272,7 +272,7 @@ def test_checkpoint_round_trip_through_the_registry(tmp_path):
         loss.backward()
         opt.step()
     cfg = {"name": "tridet", "in_channels": 8, "num_classes": 2, "labels": labels, "bapg_channels": 0,
-           "model": options, "fusion": None, "use_bapg": False, "max_seq_len": 256, "input_length": None,
+           "model": options, "fusion": None, "bapg": False, "max_seq_len": 256, "input_length": None,
            "class_agnostic": False, "train": {"inference_len": None, "precision": "fp32"},
            "inputs": InferenceRecipe(FeaturesRecipe("ImportFeatures", 4, 2, None)).to_dict()}
     torch.save({"state": model.state_dict(), "config": cfg}, tmp_path / "checkpoint.pt")

@@ -66,7 +66,7 @@ def _plot(video: str, dets: list[dict], info: dict, checkpoint, plot_stem: str) 
 
     png = Path(f"{plot_stem}_{video}.png")
     png.parent.mkdir(parents=True, exist_ok=True)
-    bapg = " + BAPG" if checkpoint["config"]["use_bapg"] else ""
+    bapg = " + BAPG" if checkpoint["config"]["bapg"] else ""
     plot_detections(png, video, dets, info["duration"], top=10,
                     title=f"{video}: top-10 {checkpoint['config']['name']}{bapg} detections (opacity = score)")
     print(f"tal-pipeline detect: wrote {png}", file=sys.stderr)

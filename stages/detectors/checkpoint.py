@@ -12,7 +12,7 @@ from typing import Any
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # what train_detector's config_dict and TrainDetector record, and detection reads
-CONFIG_KEYS = ("name", "labels", "use_bapg", "in_channels", "bapg_channels", "num_classes", "model", "fusion", "train",
+CONFIG_KEYS = ("name", "labels", "bapg", "in_channels", "bapg_channels", "num_classes", "model", "fusion", "train",
                "max_seq_len", "input_length", "class_agnostic", "inputs")
 RETRAIN = "; not a checkpoint of this version: retrain it (--TrainDetector-force)"
 
@@ -70,7 +70,7 @@ def _check_config(cfg: Any, where: str) -> None:
 
     _require(cfg, CONFIG_KEYS, f"{where}: config", RETRAIN)
     try:
-        require_resolved(str(cfg["name"]), cfg["model"], cfg.get("fusion"), bapg=bool(cfg["use_bapg"]))
+        require_resolved(str(cfg["name"]), cfg["model"], cfg.get("fusion"), bapg=bool(cfg["bapg"]))
     except ValueError as exc:
         raise ValueError(f"{where}: config: {exc}{RETRAIN}") from None
     if len(cfg["labels"]) != int(cfg["num_classes"]):
@@ -103,7 +103,7 @@ def load_checkpoint_file(file: str | Path) -> dict:
     where = f"checkpoint {file}"
     _require(ckpt, ("state", "config"), where)
     _check_config(ckpt["config"], where)
-    ckpt["recipe"] = InferenceRecipe.from_dict(ckpt["config"]["inputs"], bool(ckpt["config"]["use_bapg"]), where)
+    ckpt["recipe"] = InferenceRecipe.from_dict(ckpt["config"]["inputs"], bool(ckpt["config"]["bapg"]), where)
     _check_detector_input(ckpt, where)
     return ckpt
 
@@ -127,7 +127,7 @@ def load_checkpoint(path: str | Path) -> dict:
 def checkpoint_info(checkpoint: Mapping, path: str | Path | None = None) -> dict:
     """What the results JSON records about the checkpoint (external_data)."""
     cfg = checkpoint["config"]
-    info = {"detector": cfg["name"], "bapg": bool(cfg["use_bapg"]), "labels": list(cfg["labels"]),
+    info = {"detector": cfg["name"], "bapg": bool(cfg["bapg"]), "labels": list(cfg["labels"]),
             "seed": cfg.get("seed"), "weights": cfg.get("weights"), "inputs": cfg.get("inputs"),
             "train_videos": len(cfg.get("train_videos") or [])}
     if path is not None:

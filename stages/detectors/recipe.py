@@ -2,7 +2,7 @@
 
 TrainDetector writes it (config["inputs"]) from the specs of the stages upstream of the detector (pipeline.specs);
 Detect and `tal-pipeline detect` read it back through `InferenceRecipe.from_dict`, the one validated reader, and
-single-video inference (stages.inference) rebuilds frames -> I3D features -> (+BAPG) S -> change points -> B
+single-video inference (stages.detectors.inference) rebuilds frames -> I3D features -> (+BAPG) S -> change points -> B
 with exactly these values. Every field is required when read: a default here would silently disagree with the
 pipeline's on the day one of them changes, so a checkpoint without a field is refused (retrain it).
 """
