@@ -100,7 +100,7 @@ class DatasetConfig(_Section):
                                                           "the preset's, thumos14 test, anet validation)")
     features = luigi.Parameter(default="", description="precomputed features (.npy folder or HDF5); skips frames+I3D")
     preset = luigi.ChoiceParameter(default="thumos14", choices=["thumos14", "anet"],
-                                   description="recipe defaults (stages/presets.py): thumos14 (as before presets) or "
+                                   description="recipe defaults (stages/presets.py): thumos14 (native inputs) or "
                                                "anet (inputs resized to 192 steps, class-agnostic detection + video "
                                                "classes, tIoU 0.5:0.05:0.95, Soft-NMS 0.75, 100 detections)")
 

@@ -20,7 +20,7 @@ log = logging.getLogger("pipeline")
 
 EVENTS_GLOB = "events.out.tfevents.*"
 MISSING = ("TensorBoard logs are off: the 'tensorboard' package is not installed (pip install tensorboard, or "
-           "pip install 'tal-pipeline[tensorboard]'); the CSV logs are written as before")
+           "pip install 'tal-pipeline[tensorboard]'); only the CSV logs are written")
 # Columns of a log row that are its position, not a figure to plot.
 POSITION = ("epoch", "iteration")
 _warned = {"missing": False}

@@ -62,7 +62,7 @@ def recipe_entry(recipe: str, preset, detector: str) -> dict[str, dict[str, Any]
     """{"model", "train", "post"} of detector `detector` under `recipe` for `preset` (a stages.presets.Preset).
 
     small: model {} (the constructor's defaults), train = the preset's training values (resolve_train_config lays
-    them over SMALL_TRAIN, as before recipes had names), post {} (the preset's), then the preset's per-detector
+    them over SMALL_TRAIN), post {} (the preset's), then the preset's per-detector
     settings (preset.detectors: the published recipe's values of those options; anet). published: the reference's
     values (plain, without their sources), every SMALL_TRAIN key among them.
     """
