@@ -19,21 +19,9 @@ from tal_pipeline.stages.detectors.published_recipes import PUBLISHED, Ref
 RECIPES = ("small", "published")
 RECIPE_CHOICES = ("auto", *RECIPES)
 
-# The small-data training recipes (over DEFAULT_TRAIN). ActionFormer follows the published THUMOS14 recipe (AdamW,
-# weight decay 0.05, 5 warm-up epochs then cosine, always a random 90-100 % crop) except for lr and length, chosen
-# on held-out training videos of the default synthetic run (benchmarks/bench_detector_recipe.py, 2 folds x 3 seeds),
-# never on the test split: held-out average mAP 59.6 (lr 1e-4, 80 epochs), 73.6 (5e-4), 76.8 (1e-3), 57.5 (2e-3),
-# 83.3 (1e-3, 160 epochs); the reference's lr 1e-4 is for ~3500 iterations, a small dataset gets a few hundred.
-# TadTR: the reference's windows of 128 feature steps (its THUMOS14 slice_len), weight decay 1e-4 and gradient
-# clipping at 0.1 (AdamW); lr and length chosen on held-out training videos of the THUMOS14-shaped benchmark (40
-# fit / 20 held out, seed 0; docs/method.md §8): average mAP 24.9 (lr 2e-4, 60 epochs), 36.1 (1e-3, 60), 42.5
-# (1e-3, 160), 34.2 (2e-3, 160); ActionFormer's recipe: 53.1. The reference's lr 2e-4 is for 16 epochs over every
-# window (one every 32 steps) at batch 16; here an epoch is one window per video.
-# TriDet: the published THUMOS14 recipe (AdamW, weight decay 0.025, 20 warm-up + 20 cosine epochs, a random 90-100 %
-# crop; EMA weights as every detector here) except lr 1e-3 for 1e-4, chosen on held-out training videos of the
-# THUMOS14-shaped benchmark (2 folds of 30, seed 0): average mAP 9.9 (lr 1e-4; folds 8.0 / 11.7), 46.1 (1e-3;
-# 50.3 / 41.9), 49.5 (1e-3, 160 epochs, 5 warm-up; 48.2 / 50.7: within the fold spread at 4x the cost). The
-# published lr is for ~4,000 iterations (200 videos at batch 2, 40 epochs); 60 videos at batch 4 give 600.
+# The small-data training recipes (over DEFAULT_TRAIN; AFSD has none of its own): each reference's optimiser, weight
+# decay and crop rule, with lr and length chosen on held-out training videos, never the test split. The choices and
+# their figures are in docs/method.md §8 and §12 ("One budget rule"); a TadTR window is its reference's 128 steps.
 SMALL_TRAIN: dict[str, dict[str, Any]] = {
     "actionformer": {"epochs": 160, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 5, "crop_ratio": [0.9, 1.0]},
     "tadtr": {"epochs": 160, "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 5, "grad_clip": 0.1,
