@@ -72,7 +72,7 @@ def test_small_recipes_are_todays_plus_the_anet_detector_settings():
             af["decay_exempt"], af["lr_min"], af["lr_steps"], af["inference_len"]) == \
         (160, 1e-3, 0.05, 5, 256, [0.9, 1.0], False, 0.0, None, None)
     td = resolve_train_config("tridet", {})
-    assert (td["epochs"], td["lr"], td["warmup_epochs"]) == (40, 1e-3, 20)
+    assert (td["epochs"], td["lr"], td["warmup_epochs"]) == (160, 1e-3, 5)  # the one budget rule (method.md §12)
     assert resolve_train_config("tadtr", {})["max_seq_len"] == 128
     with pytest.raises(ValueError, match="unknown detector recipe 'big'"):
         recipe_entry("big", PRESETS["thumos14"], "tridet")

@@ -26,7 +26,7 @@ SMALL_TRAIN: dict[str, dict[str, Any]] = {
     "actionformer": {"epochs": 160, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 5, "crop_ratio": [0.9, 1.0]},
     "tadtr": {"epochs": 160, "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 5, "grad_clip": 0.1,
               "max_seq_len": 128},
-    "tridet": {"epochs": 40, "lr": 1e-3, "weight_decay": 0.025, "warmup_epochs": 20, "crop_ratio": [0.9, 1.0]},
+    "tridet": {"epochs": 160, "lr": 1e-3, "weight_decay": 0.025, "warmup_epochs": 5, "crop_ratio": [0.9, 1.0]},
 }
 
 
