@@ -199,7 +199,8 @@ class StageTask(luigi.Task):
         return dataset.current()
 
     def spec(self):
-        """The frozen spec of this stage (pipeline.specs): exactly the values that shape its artifact."""
+        """The frozen spec of this stage (pipeline.specs): exactly the values that shape its artifact. The one hook
+        every concrete stage defines (tests/test_specs.py walks them all); a task with its own output() needs none."""
         raise NotImplementedError(f"{type(self).__name__} defines no spec()")
 
     def upstream_hashes(self) -> dict[str, str]:
