@@ -69,7 +69,7 @@ def _pad_with_garbage(x, mask, extra, scale=50.0):
 
 def test_padded_tail_never_changes_real_outputs_at_any_level():
     torch.manual_seed(0)
-    # layer_scale_init 1 (the default): the blocks act fully from the start, a leak could not hide behind 1e-4
+    # layer_scale_init 1: the blocks act fully from the start, a leak could not hide behind 1e-4
     model = ActionFormer(6, 2, width=16, levels=4, heads=2, window=5, layer_scale_init=1.0).eval()
     x = torch.randn(2, 6, 21)
     mask = torch.ones(2, 21, dtype=torch.bool)

@@ -43,7 +43,7 @@ class ActionFormerBackbone(PyramidBackbone):
 
     def __init__(self, in_channels: int, width: int, levels: int, heads: int, window: int | list[int],
                  embed_convs: int = 2, stem_blocks: int = 2, mlp_ratio: int = 4, dropout: float = 0.0,
-                 drop_path: float = 0.1, layer_scale_init: float | None = 1.0, abs_pe: bool = False):
+                 drop_path: float = 0.1, layer_scale_init: float | None = 1e-4, abs_pe: bool = False):
         super().__init__()
         windows = [int(w) for w in window] if isinstance(window, (list, tuple)) else [int(window)] * levels
         if len(windows) != levels:
