@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tal_pipeline.stages.bapg.calibration import calibrate_videos
 from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.detectors.data import (
     bapg_statistics,
@@ -224,6 +225,7 @@ def _train_detector(name, features, annotations, labels, time_grid, config, seed
     model_cfg = resolve_model_config(name, cfg["model"])
     fusion_cfg = resolve_fusion_config(cfg["fusion"]) if bapg_channels else None
     grid = time_grid.to_attrs() if isinstance(time_grid, TimeGrid) else None  # one (native) grid for every video
+    features = calibrate_videos(features, bapg_channels, fusion_cfg)  # whole videos, before crops and statistics
     items, labels = _training_items(features, annotations, labels, time_grid, cfg)
     seed_everything(seed)
     rng = np.random.default_rng(seed)
