@@ -13,21 +13,40 @@ The detector class does not change: this is the plug-and-play claim of BAPG, imp
 Every keyword option of BAPGFusion is one of the fusion settings ([<detector>] fusion in luigi.cfg), lr_scale
 included: the fusion's learning rate relative to the detector's, which the training loop reads through
 parameter_groups().
+
+Extensions beyond the paper (issue 29; docs/method.md §6 "A fusion that ignores useless evidence"), each off by
+default and recorded in a checkpoint only when on (EXTENSIONS: an absent key means off, so every artifact made
+before them keeps its path and loads as it was):
+
+    gate            Fv' = Fv + W2 [relu(W1 (g * z(B)) + b1) - relu(b1)]   g (K,) per-channel gate, initialised at 0
+    gate_penalty    lambda: lambda * sum_k |g_k| is added to the training loss (an L1 shrinkage prior on g)
+    rank_normalise  each BAPG channel replaced by its within-video quantiles before standardisation
+                    (stages.bapg.calibration; applied to whole videos by training and detection, not here)
+
+With the gate, g = 0 gives exactly the baseline whatever W1, W2 hold, so W2 starts at its ordinary (non-zero)
+initialisation: the gradient reaches g from the first step and, while g is 0, nothing else of the fusion moves.
+Under the L1 prior a channel's gate leaves 0 only if the loss falls faster along it than lambda.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+# The options added after checkpoints existed: their off values. resolve_fusion_config records one only when it
+# is on, and a recorded set of settings without it reads as off (models.detector_registry).
+EXTENSIONS = {"gate": False, "gate_penalty": 0.0, "rank_normalise": False}
+
 
 class BAPGFusion(nn.Module):
     """detector(Fv + zero-initialised projection of standardised BAPG channels): same interface as the detector."""
 
     def __init__(self, detector: nn.Module, video_channels: int, bapg_channels: int, hidden: int = 128,
-                 channel_dropout: float = 0.1, input_dropout: float = 0.0, lr_scale: float = 0.1):
+                 channel_dropout: float = 0.1, input_dropout: float = 0.0, lr_scale: float = 0.1,
+                 gate: bool = False, gate_penalty: float = 0.0, rank_normalise: bool = False):
         super().__init__()
         if video_channels < 1 or bapg_channels < 1:
             raise ValueError(f"fusion needs video and BAPG channels >= 1, got {video_channels}, {bapg_channels}")
+        check_extensions(gate, gate_penalty, rank_normalise)
         self.detector = detector
         self.video_channels, self.bapg_channels = int(video_channels), int(bapg_channels)
         # Identity standardisation until set_bapg_statistics() is called with the training split's statistics.
@@ -43,9 +62,17 @@ class BAPGFusion(nn.Module):
             raise ValueError(f"fusion lr_scale must be >= 0, got {lr_scale}")
         self.lr_scale = float(lr_scale)
         self.inner = nn.Conv1d(bapg_channels, hidden, 1)
-        self.outer = nn.Conv1d(hidden, video_channels, 1)
-        nn.init.zeros_(self.outer.weight)  # Fv' = Fv at initialisation: the baseline
-        nn.init.zeros_(self.outer.bias)
+        self.gate_penalty = float(gate_penalty)
+        if gate:
+            # g = 0 is the baseline by itself; W2 keeps its random initialisation so that g gets a gradient, and
+            # has no bias (a constant added to Fv would move away from the baseline without any evidence).
+            self.outer = nn.Conv1d(hidden, video_channels, 1, bias=False)
+            self.gate = nn.Parameter(torch.zeros(bapg_channels))  # (K,)
+        else:
+            self.outer = nn.Conv1d(hidden, video_channels, 1)
+            nn.init.zeros_(self.outer.weight)  # Fv' = Fv at initialisation: the baseline
+            nn.init.zeros_(self.outer.bias)
+            self.gate = None
 
     @torch.no_grad()
     def set_bapg_statistics(self, mean, std) -> None:
@@ -66,7 +93,12 @@ class BAPGFusion(nn.Module):
         fv, b = features[:, :self.video_channels], features[:, self.video_channels:]  # (B, C, T), (B, K, T)
         z = (b - self.bapg_mean[None, :, None]) / self.bapg_std[None, :, None]  # (B, K, T) standardised
         m = mask[:, None, :].to(features.dtype)  # (B, 1, T): padded steps add nothing
-        delta = self.outer(torch.relu(self.inner(self.dropout(z) * m))) * m  # (B, C, T)
+        if self.gate is None:
+            delta = self.outer(torch.relu(self.inner(self.dropout(z) * m))) * m  # (B, C, T)
+        else:
+            h = torch.relu(self.inner(self.gate[None, :, None] * self.dropout(z) * m))  # (B, H, T)
+            h = h - torch.relu(self.inner.bias)[None, :, None]  # (B, H, T): exactly 0 where g * z = 0
+            delta = self.outer(h) * m  # (B, C, T)
         if self.training and self.input_dropout > 0:
             keep = (torch.rand(features.shape[0], 1, 1, device=features.device) >= self.input_dropout)
             delta = delta * keep.to(delta.dtype)  # (B, C, T): no boundary evidence for the dropped videos
@@ -83,7 +115,12 @@ class BAPGFusion(nn.Module):
         return outputs
 
     def loss(self, outputs: dict, targets: list[dict]) -> dict:
-        return self.detector.loss(outputs, targets)
+        """The detector's loss; with a gate and gate_penalty > 0, plus gate_penalty * sum |g| ("gate_l1": sum |g|)."""
+        losses = self.detector.loss(outputs, targets)
+        if self.gate is None or self.gate_penalty <= 0:
+            return losses
+        l1 = self.gate.abs().sum()  # () the L1 shrinkage prior: evidence is switched off unless it pays for itself
+        return {**losses, "total": losses["total"] + self.gate_penalty * l1, "gate_l1": l1.detach()}
 
     def predict(self, outputs: dict, **kwargs):
         return self.detector.predict(outputs, **kwargs)
@@ -93,9 +130,22 @@ class BAPGFusion(nn.Module):
 
     def parameter_groups(self) -> list[dict]:
         """Optimizer groups: the detector's parameters at the base lr (lr_scale 1), the fusion's at lr_scale."""
+        fusion = [*self.inner.parameters(), *self.outer.parameters(), *([self.gate] if self.gate is not None else [])]
         return [{"params": list(self.detector.parameters()), "lr_scale": 1.0},
-                {"params": [*self.inner.parameters(), *self.outer.parameters()], "lr_scale": self.lr_scale}]
+                {"params": fusion, "lr_scale": self.lr_scale}]
 
     def fusion_norm(self) -> float:
-        """Frobenius norm of the output projection: 0 means the detector still ignores the BAPG channels."""
-        return float(self.outer.weight.detach().norm())
+        """Frobenius norm of the output projection (with a gate: of the gate, W2 being random from the start): 0
+        means the detector still ignores the BAPG channels."""
+        return float((self.outer.weight if self.gate is None else self.gate).detach().norm())
+
+
+def check_extensions(gate, gate_penalty, rank_normalise) -> None:
+    """ValueError naming the option unless the extension options are well formed (EXTENSIONS)."""
+    for name, value in (("gate", gate), ("rank_normalise", rank_normalise)):
+        if not isinstance(value, bool):
+            raise ValueError(f"fusion {name} must be true or false, got {value!r}")
+    if isinstance(gate_penalty, bool) or not isinstance(gate_penalty, (int, float)) or not 0 <= gate_penalty < 1e9:
+        raise ValueError(f"fusion gate_penalty must be a number >= 0, got {gate_penalty!r}")
+    if gate_penalty > 0 and not gate:
+        raise ValueError(f"fusion gate_penalty {gate_penalty} needs the gate: add \"gate\": true")
