@@ -76,7 +76,7 @@ def resolve_fusion_config(options: Mapping[str, Any] | None = None) -> dict[str,
     from tal_pipeline.models.fusion import check_extensions
 
     resolved = _resolve(BAPGFusion, options, _FUSION_DATA_ARGS, "BAPG fusion")
-    check_extensions(*(resolved[k] for k in EXTENSIONS))
+    check_extensions(**{k: resolved[k] for k in EXTENSIONS})
     return {k: v for k, v in resolved.items() if k not in EXTENSIONS or v != EXTENSIONS[k]}
 
 
