@@ -175,3 +175,28 @@ def test_channels_that_carry_the_target_open_the_gate():
     assert gate[:2].min() > 5 * gate[2:].max(), gate
     opened = torch.clamp(gate - EXTENSIONS["gate_threshold"], min=0)  # what the forward pass uses
     assert cfg["fusion_norm"] == pytest.approx(float(opened.norm()))
+
+
+def test_checkpoints_record_the_extensions_and_old_ones_still_load(tmp_path):
+    """A gated checkpoint rebuilds its gate from what it recorded; settings recorded before the extensions existed
+    (no extension key) load as off."""
+    from tal_pipeline.stages.detectors.checkpoint import load_checkpoint_file
+    from tal_pipeline.stages.detectors.detection import load_detector
+    from tal_pipeline.stages.detectors.recipe import BapgRecipe, FeaturesRecipe, InferenceRecipe
+
+    feats, ann, labels, grid, _ = _dataset()
+    rng = np.random.default_rng(0)
+    both = {v: np.concatenate([x, rng.normal(size=(len(x), 3)).astype(np.float32)], 1) for v, x in feats.items()}
+    recipe = InferenceRecipe(FeaturesRecipe("ImportFeatures", 4, 2, None),
+                             bapg=BapgRecipe("oracle", False, None, (), (8.0,), 0.0, 1, 3, 128, 0,
+                                             ("pooled", "boundary")))
+    for fusion in ({}, {"gate": True, "gate_penalty": 0.005, "rank_normalise": True}):
+        state, cfg, _ = train_detector("actionformer", both, ann, labels, grid,
+                                       {"epochs": 1, "model": TINY, "fusion": fusion}, bapg_channels=3, progress=False)
+        assert cfg["fusion"] == resolve_fusion_config(fusion) and set(fusion) <= set(cfg["fusion"])
+        torch.save({"state": state, "config": {**cfg, "bapg": True, "inputs": recipe.to_dict()}}, tmp_path / "c.pt")
+        ckpt = load_checkpoint_file(tmp_path / "c.pt")
+        model, _ = load_detector(ckpt["state"], ckpt["config"], "cpu")  # strict: the gate is there iff recorded
+        assert (model.gate is not None) == bool(fusion.get("gate"))
+    with pytest.raises(RuntimeError, match="gate"):  # the recorded settings, not today's defaults, build the model
+        load_detector(state, {**cfg, "fusion": resolve_fusion_config()}, "cpu")
