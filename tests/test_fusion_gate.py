@@ -200,3 +200,30 @@ def test_checkpoints_record_the_extensions_and_old_ones_still_load(tmp_path):
         assert (model.gate is not None) == bool(fusion.get("gate"))
     with pytest.raises(RuntimeError, match="gate"):  # the recorded settings, not today's defaults, build the model
         load_detector(state, {**cfg, "fusion": resolve_fusion_config()}, "cpu")
+
+
+def test_the_extensions_pass_through_a_real_luigi_run(tmp_path):
+    """`luigi ... Evaluate --Evaluate-bapg --actionformer-fusion '{...}'` end to end on tiny imported features: the
+    TrainDetector records the extensions and trains the gate; Detect and Evaluate run from its checkpoint."""
+    from pipeline.cli import main
+    from tests.conftest import run_luigi
+
+    data = tmp_path / "bench"
+    assert main(["synth", "--features", str(data), "--videos-train", "3", "--videos-test", "2", "--width", "64",
+                 "--max-duration", "20", "--seed", "1"]) == 0
+    workdir = tmp_path / "runs"
+    fusion = {"gate": True, "gate_penalty": 0.005, "rank_normalise": True}
+    result = run_luigi(["Evaluate", "--Evaluate-bapg", "--Evaluate-bapg-source", "oracle", "--Evaluate-detector",
+                        "actionformer", "--actionformer-fusion", json.dumps(fusion), "--TrainDetector-epochs", "2",
+                        "--TSCProposals-ms", "[2,4]", "--TSCProposals-rates", "[]",
+                        "--ProposalFeatures-projection-dim", "16", "--dataset-features", str(data / "features"),
+                        "--dataset-annotations", str(data / "annotations.json"), "--dataset-train-subset", "validation",
+                        "--dataset-test-subset", "test", "--detectors-recipe", "small", "--paths-workdir",
+                        str(workdir)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [detector] = workdir.glob("detector-*")
+    ckpt = torch.load(detector / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ckpt["config"]["fusion"] == resolve_fusion_config(fusion) and "gate" in ckpt["state"]
+    assert json.loads((detector / "config.json").read_text())["spec"]["fusion"] == fusion
+    [evaluation] = workdir.glob("evaluation-*/evaluation.json")
+    assert 0.0 <= json.loads(evaluation.read_text())["average_mAP"] <= 1.0
