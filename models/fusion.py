@@ -15,8 +15,8 @@ included: the fusion's learning rate relative to the detector's, which the train
 parameter_groups().
 
 Extensions beyond the paper (issue 29; docs/method.md §6 "A fusion that ignores useless evidence"), each off by
-default and recorded in a checkpoint only when on (EXTENSIONS: an absent key means off, so every artifact made
-before them keeps its path and loads as it was):
+default and recorded in a checkpoint only when it differs from EXTENSIONS, the value an absent key reads as (off,
+or the gate's own defaults), so every artifact made before them keeps its path and loads as it was:
 
     gate            Fv' = Fv + W2 [relu(W1 (g * z(B)) + b1) - relu(b1)]   g (K,) per-channel gate, initialised at 0
     gate_penalty    lambda: lambda * sum_k |g_k| is added to the training loss (an L1 shrinkage prior on g)
@@ -34,8 +34,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# The options added after checkpoints existed: their off values. resolve_fusion_config records one only when it
-# is on, and a recorded set of settings without it reads as off (models.detector_registry).
+# The options added after checkpoints existed and the value each reads as when absent (off; the gate's defaults):
+# resolve_fusion_config records one only when it differs, and recorded settings without it read as this
+# (models.detector_registry). These values are fixed for good: changing one would change old checkpoints.
 EXTENSIONS = {"gate": False, "gate_penalty": 0.0, "gate_lr_scale": 10.0, "gate_threshold": 0.01,
               "rank_normalise": False}
 
