@@ -57,6 +57,17 @@ def held_out(name, features, annotations, labels, grids, fit, val, config, seed,
             "healthy": bool(cfg["health"]["healthy"])}
 
 
+def each_pair(name, features, annotations, labels, grids, videos, pairs, config, bapg_channels, what) -> list[dict]:
+    """held_out for every (seed, held-out fold), each printed as it ends (a stopped probe keeps what it printed)."""
+    runs = []
+    for seed, val in pairs:
+        fit = [v for v in videos if v not in set(val)]
+        runs.append(held_out(name, features, annotations, labels, grids, fit, val, config, seed, bapg_channels))
+        print(f"    {what}: seed {seed}, held out {val[0]}..: average mAP {100 * runs[-1]['avg']:.1f}, at 0.7 "
+              f"{100 * runs[-1]['at_0.7']:.1f}", flush=True)
+    return runs
+
+
 def paired(runs: list[dict], base: list[dict]) -> dict:
     """Paired differences (+BAPG - baseline) over the same seeds x folds, in mAP points."""
     out = {}
@@ -120,17 +131,15 @@ def main() -> None:
     print(f"{args.detector}: {len(videos)} training videos in {args.folds} folds {[len(f) for f in folds]}, "
           f"{args.seeds} seeds; paired held-out differences (+BAPG - baseline) in mAP points, training videos only")
     t0 = time.perf_counter()
-    base = [held_out(args.detector, plain, ann, labels, grids, [v for v in videos if v not in set(val)], val,
-                     train_cfg, seed, 0) for seed, val in pairs]
+    base = each_pair(args.detector, plain, ann, labels, grids, videos, pairs, train_cfg, 0, "baseline")
     print(f"  baseline: average mAP {100 * np.mean([b['avg'] for b in base]):.1f}, at 0.7 "
           f"{100 * np.mean([b['at_0.7'] for b in base]):.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     table = []
     for source, (features, channels) in fused.items():
         for fusion in fusions:
             t0 = time.perf_counter()
-            runs = [held_out(args.detector, features, ann, labels, grids,
-                             [v for v in videos if v not in set(val)], val, {**train_cfg, "fusion": fusion}, seed,
-                             channels) for seed, val in pairs]
+            runs = each_pair(args.detector, features, ann, labels, grids, videos, pairs,
+                             {**train_cfg, "fusion": fusion}, channels, f"{source} {json.dumps(fusion)}")
             row = {"source": source, "fusion": fusion, **paired(runs, base), "seconds": time.perf_counter() - t0}
             table.append(row)
             a, h = row["avg"], row["at_0.7"]
