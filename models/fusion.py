@@ -37,7 +37,7 @@ from torch import nn
 # The options added after checkpoints existed and the value each reads as when absent (off; the gate's defaults):
 # resolve_fusion_config records one only when it differs, and recorded settings without it read as this
 # (models.detector_registry). These values are fixed for good: changing one would change old checkpoints.
-EXTENSIONS = {"gate": False, "gate_penalty": 0.0, "gate_lr_scale": 10.0, "gate_threshold": 0.01,
+EXTENSIONS = {"gate": False, "gate_penalty": 0.0, "gate_lr_scale": 10.0, "gate_threshold": 0.05,
               "rank_normalise": False}
 
 
@@ -47,7 +47,7 @@ class BAPGFusion(nn.Module):
     def __init__(self, detector: nn.Module, video_channels: int, bapg_channels: int, hidden: int = 128,
                  channel_dropout: float = 0.1, input_dropout: float = 0.0, lr_scale: float = 0.1,
                  gate: bool = False, gate_penalty: float = 0.0, gate_lr_scale: float = 10.0,
-                 gate_threshold: float = 0.01, rank_normalise: bool = False):
+                 gate_threshold: float = 0.05, rank_normalise: bool = False):
         super().__init__()
         if video_channels < 1 or bapg_channels < 1:
             raise ValueError(f"fusion needs video and BAPG channels >= 1, got {video_channels}, {bapg_channels}")
@@ -176,6 +176,12 @@ class BAPGFusion(nn.Module):
         if self.gate is not None:  # the gate at its own rate (gate_lr_scale x the detector's)
             groups.append({"params": [self.gate], "lr_scale": self.gate_lr_scale})
         return groups
+
+    def clipped_parameters(self) -> list[nn.Parameter]:
+        """The parameters whose gradients the training loop clips together: all but the gate. The gate's gradient
+        would change the clipping scale of every detector weight, so a shut gate would still change training
+        (docs/method.md §6); Adam's steps on the gate do not depend on its gradient's scale anyway."""
+        return [p for p in self.parameters() if p is not self.gate]
 
     def fusion_norm(self) -> float:
         """Frobenius norm of the output projection (with a gate: of the gate, W2 being random from the start): 0

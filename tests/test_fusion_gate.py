@@ -110,7 +110,7 @@ def test_a_closed_gate_is_the_baseline_and_only_the_gate_learns_first():
     outputs = fused(torch.cat([x, b], 1), mask)
     penalised, plain = fused.loss(outputs, targets), fused.detector.loss(outputs, targets)
     torch.testing.assert_close(penalised["total"], plain["total"] + 0.005 * 0.5 * K)
-    torch.testing.assert_close(fused.open_gate(), torch.full((K,), 0.49))  # soft-thresholded by 0.01
+    torch.testing.assert_close(fused.open_gate(), torch.full((K,), 0.45))  # soft-thresholded by 0.05
 
 
 def _dataset():
@@ -134,12 +134,13 @@ def _outputs(state, cfg, videos):
     return out[torch.isfinite(out)]
 
 
-TRAIN = {"epochs": 30, "warmup_epochs": 1, "lr": 2e-3, "model": TINY}
+TRAIN = {"epochs": 40, "warmup_epochs": 1, "lr": 2e-3, "model": TINY}
 
 
 def test_pure_noise_channels_keep_the_gate_shut_and_the_baseline(tmp_path):
     """BAPG channels of pure noise: the ungated fusion fits them and moves the detector away from the baseline;
-    the gated one keeps its gate at ~0 and stays (near) the baseline's outputs."""
+    the gated one keeps its gate shut and trains exactly the baseline (its own random numbers, the gate outside
+    the gradient clipping, the soft threshold)."""
     feats, ann, labels, grid, _ = _dataset()
     rng = np.random.default_rng(5)
     noisy = {v: np.concatenate([x, rng.normal(size=(len(x), 8)).astype(np.float32)], 1) for v, x in feats.items()}
@@ -148,11 +149,12 @@ def test_pure_noise_channels_keep_the_gate_shut_and_the_baseline(tmp_path):
     for name, fusion in (("ungated", {"lr_scale": 1.0}), ("gated", GATED)):
         state, cfg, log = train_detector("actionformer", noisy, ann, labels, grid, {**TRAIN, "fusion": fusion},
                                          bapg_channels=8, progress=False)
-        runs[name] = (state, float((_outputs(state, cfg, noisy) - ref).abs().mean()))
-    state, gated_diff = runs["gated"]
-    assert state["gate"].abs().max() < EXTENSIONS["gate_threshold"], state["gate"]  # shut: the forward adds 0
-    assert gated_diff < 0.01 * float(ref.abs().mean())  # within 1 % of the outputs' size ...
-    assert gated_diff < 0.3 * runs["ungated"][1]  # ... and much nearer the baseline than without the gate
+        runs[name] = (state, cfg, _outputs(state, cfg, noisy))
+    state, cfg, outputs = runs["gated"]
+    assert 0 < state["gate"].abs().max() < EXTENSIONS["gate_threshold"], state["gate"]  # it moved, but stayed shut
+    assert cfg["fusion_norm"] == 0.0 and "gate_l1" in log[-1]
+    assert torch.equal(outputs, ref)  # the baseline, exactly
+    assert (runs["ungated"][2] - ref).abs().mean() > 0.005 * ref.abs().mean()  # without the gate: moved away
 
 
 def test_channels_that_carry_the_target_open_the_gate():
@@ -171,9 +173,8 @@ def test_channels_that_carry_the_target_open_the_gate():
     state, cfg, _ = train_detector("actionformer", marked, ann, labels, grid, {**TRAIN, "fusion": GATED},
                                    bapg_channels=8, progress=False)
     gate = state["gate"].abs()
-    assert gate[:2].min() > 0.05 + EXTENSIONS["gate_threshold"], gate
-    assert gate[:2].min() > 5 * gate[2:].max(), gate
     opened = torch.clamp(gate - EXTENSIONS["gate_threshold"], min=0)  # what the forward pass uses
+    assert opened[:2].min() > 0.02 and not opened[2:].any(), gate  # the markers open, the noise stays shut
     assert cfg["fusion_norm"] == pytest.approx(float(opened.norm()))
 
 

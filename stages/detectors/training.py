@@ -125,6 +125,8 @@ def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[
     import torch
 
     total, warmup, per_epoch = schedule
+    # what the gradient clipping sees: every parameter, but a gated fusion's gate (models.fusion.BAPGFusion)
+    clipped = list(model.clipped_parameters() if hasattr(model, "clipped_parameters") else model.parameters())
     step = 0
     for epoch in range(cfg["epochs"]):
         for batch_videos in epoch_batches(lengths, cfg["batch_size"], int(cfg["length_bucket"]), rng):
@@ -141,7 +143,7 @@ def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             # the total norm before clipping (no clipping: max_norm inf scales the gradients by exactly 1)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or math.inf)
+            grad_norm = torch.nn.utils.clip_grad_norm_(clipped, cfg["grad_clip"] or math.inf)
             opt.step()
             decay = ema_decay_at(step, cfg["ema_decay"])
             ema.update(decay)
