@@ -178,10 +178,11 @@ class BAPGFusion(nn.Module):
         return groups
 
     def clipped_parameters(self) -> list[nn.Parameter]:
-        """The parameters whose gradients the training loop clips together: all but the gate. The gate's gradient
-        would change the clipping scale of every detector weight, so a shut gate would still change training
-        (docs/method.md §6); Adam's steps on the gate do not depend on its gradient's scale anyway."""
-        return [p for p in self.parameters() if p is not self.gate]
+        """The parameters whose gradients the training loop clips together: all of them, but with a gate only the
+        detector's. The gate's gradient, and even the fusion's zero gradients (through the float rounding of the
+        norm), would change the clipping scale of every detector weight, so a shut gate would still change training
+        (docs/method.md §6); Adam's steps hardly depend on the scale of a parameter's gradient anyway."""
+        return list(self.parameters() if self.gate is None else self.detector.parameters())
 
     def fusion_norm(self) -> float:
         """Frobenius norm of the output projection (with a gate: of the gate, W2 being random from the start): 0

@@ -125,7 +125,7 @@ def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[
     import torch
 
     total, warmup, per_epoch = schedule
-    # what the gradient clipping sees: every parameter, but a gated fusion's gate (models.fusion.BAPGFusion)
+    # what the gradient clipping sees: every parameter, but with a gated fusion only the detector's (models.fusion)
     clipped = list(model.clipped_parameters() if hasattr(model, "clipped_parameters") else model.parameters())
     step = 0
     for epoch in range(cfg["epochs"]):
