@@ -16,7 +16,7 @@ from torch import nn
 
 from tal_pipeline.models.actionformer.model import ActionFormer
 from tal_pipeline.models.afsd.model import AFSD
-from tal_pipeline.models.fusion import BAPGFusion
+from tal_pipeline.models.fusion import EXTENSIONS, BAPGFusion
 from tal_pipeline.models.tadtr.model import TadTR
 from tal_pipeline.models.tridet.model import TriDet
 
@@ -50,12 +50,13 @@ def _resolve(cls, options: Mapping[str, Any] | None, skip: tuple[str, ...], what
     return resolved
 
 
-def _require_complete(cls, options: Any, skip: tuple[str, ...], what: str) -> dict[str, Any]:
-    """`options` as resolved (or recorded in a checkpoint): exactly the keyword options of `cls`, else ValueError."""
+def _require_complete(cls, options: Any, skip: tuple[str, ...], what: str, optional=()) -> dict[str, Any]:
+    """`options` as resolved (or recorded in a checkpoint): exactly the keyword options of `cls` (those in
+    `optional` may be absent), else ValueError."""
     if not isinstance(options, Mapping):
         raise ValueError(f"{what}: expected a mapping of resolved options, got {type(options).__name__}")
     params = _options(cls, skip)
-    missing, unknown = sorted(set(params) - set(options)), sorted(set(options) - set(params))
+    missing, unknown = sorted(set(params) - set(options) - set(optional)), sorted(set(options) - set(params))
     if missing or unknown:
         raise ValueError(f"{what}: not a resolved set of options (missing {missing}, unknown {unknown})")
     return dict(options)
@@ -69,8 +70,14 @@ def resolve_model_config(name: str, options: Mapping[str, Any] | None = None) ->
 
 
 def resolve_fusion_config(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The fully resolved fusion settings: BAPGFusion's keyword options (hidden width, dropouts, lr_scale)."""
-    return _resolve(BAPGFusion, options, _FUSION_DATA_ARGS, "BAPG fusion")
+    """The fully resolved fusion settings: BAPGFusion's keyword options (hidden width, dropouts, lr_scale), and of
+    the extensions (models.fusion.EXTENSIONS) only those switched on: an absent extension is off, so the settings
+    a default run records are what they were before the extensions existed. Malformed values: ValueError."""
+    from tal_pipeline.models.fusion import check_extensions
+
+    resolved = _resolve(BAPGFusion, options, _FUSION_DATA_ARGS, "BAPG fusion")
+    check_extensions(**{k: resolved[k] for k in EXTENSIONS})
+    return {k: v for k, v in resolved.items() if k not in EXTENSIONS or v != EXTENSIONS[k]}
 
 
 def require_resolved(name: str, model: Any, fusion: Any = None, bapg: bool = False) -> None:
@@ -80,7 +87,7 @@ def require_resolved(name: str, model: Any, fusion: Any = None, bapg: bool = Fal
         raise ValueError(f"unknown detector {name!r}; known: {sorted(DETECTORS)}")
     _require_complete(DETECTORS[name], model, _DATA_ARGS, f"detector {name!r} options")
     if bapg:
-        _require_complete(BAPGFusion, fusion, _FUSION_DATA_ARGS, "BAPG fusion settings")
+        _require_complete(BAPGFusion, fusion, _FUSION_DATA_ARGS, "BAPG fusion settings", optional=tuple(EXTENSIONS))
 
 
 def build_detector(name: str, in_channels: int, num_classes: int, model: Mapping[str, Any],

@@ -140,7 +140,9 @@ class _DetectorSettings(_Section):
     train = luigi.DictParameter(default={}, description="training settings (stages.detectors.training.DEFAULT_TRAIN "
                                                         "keys)")
     fusion = luigi.DictParameter(default={}, description="+BAPG fusion settings: models.fusion.BAPGFusion options "
-                                                         "(hidden, channel_dropout, input_dropout, lr_scale)")
+                                                         "(hidden, channel_dropout, input_dropout, lr_scale; "
+                                                         "extensions, off by default: gate, gate_penalty, "
+                                                         "gate_lr_scale, gate_threshold, rank_normalise)")
 
 
 DETECTOR_SETTINGS: dict[str, type[_DetectorSettings]] = {}  # section name -> class (pipeline.detectors registers)

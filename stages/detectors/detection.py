@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from tal_pipeline.stages.bapg.calibration import calibrate_videos
 from tal_pipeline.stages.data.timegrid import TimeGrid, video_grid
 from tal_pipeline.stages.detectors.data import check_features, window_starts
 from tal_pipeline.stages.detectors.resize import resize_features
@@ -97,6 +98,8 @@ def detect(name: str, model_state: Mapping, config_dict: Mapping, features: Mapp
     input_length = config_dict["input_length"]
     precision = train["precision"]  # the training's
     out: dict[str, list[dict]] = {}
+    # rank_normalise (a fusion setting): whole videos, as in training, before any resize or window
+    features = calibrate_videos(features, int(config_dict["bapg_channels"]), config_dict["fusion"])
     for video in sorted(features):
         feats = check_features(video, features[video], int(config_dict["in_channels"]))
         if video not in durations:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tal_pipeline.stages.bapg.calibration import calibrate_videos
 from tal_pipeline.stages.data.timegrid import TimeGrid
 from tal_pipeline.stages.detectors.data import (
     bapg_statistics,
@@ -124,6 +125,8 @@ def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[
     import torch
 
     total, warmup, per_epoch = schedule
+    # what the gradient clipping sees: every parameter, but with a gated fusion only the detector's (models.fusion)
+    clipped = list(model.clipped_parameters() if hasattr(model, "clipped_parameters") else model.parameters())
     step = 0
     for epoch in range(cfg["epochs"]):
         for batch_videos in epoch_batches(lengths, cfg["batch_size"], int(cfg["length_bucket"]), rng):
@@ -140,7 +143,7 @@ def _train_loop(model, opt, ema, items, lengths, cfg, dev, rng, schedule: tuple[
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             # the total norm before clipping (no clipping: max_norm inf scales the gradients by exactly 1)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or math.inf)
+            grad_norm = torch.nn.utils.clip_grad_norm_(clipped, cfg["grad_clip"] or math.inf)
             opt.step()
             decay = ema_decay_at(step, cfg["ema_decay"])
             ema.update(decay)
@@ -224,6 +227,7 @@ def _train_detector(name, features, annotations, labels, time_grid, config, seed
     model_cfg = resolve_model_config(name, cfg["model"])
     fusion_cfg = resolve_fusion_config(cfg["fusion"]) if bapg_channels else None
     grid = time_grid.to_attrs() if isinstance(time_grid, TimeGrid) else None  # one (native) grid for every video
+    features = calibrate_videos(features, bapg_channels, fusion_cfg)  # whole videos, before crops and statistics
     items, labels = _training_items(features, annotations, labels, time_grid, cfg)
     seed_everything(seed)
     rng = np.random.default_rng(seed)
