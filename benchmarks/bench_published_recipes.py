@@ -96,7 +96,8 @@ def main() -> None:
           f"{'THUMOS14 epoch':>14s} {'peak RSS':>9s}")
     for det in args.detectors:
         cmd = [sys.executable, __file__, "--one", det, "--threads", str(args.threads), "--length",
-               str(args.length), "--videos", str(args.videos), "--device", args.device]
+               str(args.length), "--videos", str(args.videos), "--device", args.device,
+               "--no-readme"]  # the child prints one JSON line; only the parent records its section
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
         if out.returncode:
             print(f"{det:13s} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
