@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from scipy.stats import rankdata
 
 
 def rank_normalise(channels: np.ndarray, valid: np.ndarray | None = None, video: str = "?") -> np.ndarray:
@@ -41,17 +42,7 @@ def rank_normalise(channels: np.ndarray, valid: np.ndarray | None = None, video:
     if n == 1:
         out[valid] = 0.5
         return out
-    order = np.argsort(v, axis=0, kind="stable")  # (n, K)
-    ranked = np.take_along_axis(v, order, axis=0)  # (n, K) ascending per channel
-    idx = np.arange(n)[:, None]  # (n, 1)
-    first = np.ones(v.shape, bool)
-    first[1:] = ranked[1:] != ranked[:-1]  # a run of tied values starts here
-    last = np.ones(v.shape, bool)
-    last[:-1] = first[1:]  # ... and ends here
-    start = np.maximum.accumulate(np.where(first, idx, 0), axis=0)  # (n, K) first position of each run
-    end = np.minimum.accumulate(np.where(last, idx, n - 1)[::-1], axis=0)[::-1]  # (n, K) its last position
-    q = np.empty(v.shape)
-    np.put_along_axis(q, order, (start + end) / (2.0 * (n - 1)), axis=0)  # average rank / (n - 1)
+    q = (rankdata(v, method="average", axis=0) - 1.0) / (n - 1)  # (n, K) ties share their mean rank
     out[valid] = q.astype(np.float32)
     return out
 
