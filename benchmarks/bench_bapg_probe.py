@@ -30,29 +30,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_detector_recipe import held_out_evaluation  # noqa: E402  one held-out run, shared with the recipe search
 
 
 def held_out(name, features, annotations, labels, grids, fit, val, config, seed, bapg_channels) -> dict:
     """Train on `fit`, detect on `val`: {"avg", "at_0.7" (mAP), "fusion_norm" (None without BAPG), "healthy"}."""
-    import pandas as pd
-
-    from tal_pipeline.stages.detectors.detection import detect
-    from tal_pipeline.stages.detectors.training import train_detector
-    from tal_pipeline.stages.evaluation.mean_ap import evaluate_detections
-    from tal_pipeline.storage.annotations import Annotations
-
-    state, cfg, _ = train_detector(name, {v: features[v] for v in fit}, annotations.actions, labels, grids, config,
-                                   seed=seed, progress=False, bapg_channels=bapg_channels)
-    results = detect(name, state, cfg, {v: features[v] for v in val}, labels, grids,
-                     {v: annotations.duration(v) for v in val})
-    rows = [(v, d["segment"][0], d["segment"][1], d["label"], d["score"]) for v, dets in results.items() for d in dets]
-    preds = pd.DataFrame(rows, columns=["video", "start", "end", "label", "score"])
-    keep = annotations.videos["video"].isin(val)
-    gt = Annotations(annotations.videos[keep].reset_index(drop=True),
-                     annotations.instances[annotations.instances["video"].isin(val)].reset_index(drop=True))
-    ev = evaluate_detections(gt, preds, thresholds=THRESHOLDS, mode="anet")
+    ev, cfg = held_out_evaluation(name, features, annotations, labels, grids, fit, val, config, seed, bapg_channels)
     return {"avg": float(ev["average_mAP"]), "at_0.7": float(ev["mAP"][-1]), "fusion_norm": cfg.get("fusion_norm"),
             "healthy": bool(cfg["health"]["healthy"])}
 

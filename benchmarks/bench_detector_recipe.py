@@ -27,8 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def held_out_map(name, features, annotations, labels, grids, train_videos, val_videos, candidate, seed,
-                 bapg_channels) -> tuple[float, dict]:
+def held_out_evaluation(name, features, annotations, labels, grids, train_videos, val_videos, candidate, seed,
+                        bapg_channels) -> tuple[dict, dict]:
+    """Train on `train_videos`, detect on `val_videos`: (the evaluation at tIoU 0.3:0.1:0.7, the checkpoint config)."""
     import pandas as pd
 
     from tal_pipeline.stages.detectors.detection import detect
@@ -47,7 +48,13 @@ def held_out_map(name, features, annotations, labels, grids, train_videos, val_v
     keep = annotations.videos["video"].isin(val_videos)
     gt = Annotations(annotations.videos[keep].reset_index(drop=True),
                      annotations.instances[annotations.instances["video"].isin(val_videos)].reset_index(drop=True))
-    ev = evaluate_detections(gt, preds, thresholds=[0.3, 0.4, 0.5, 0.6, 0.7], mode="anet")
+    return evaluate_detections(gt, preds, thresholds=[0.3, 0.4, 0.5, 0.6, 0.7], mode="anet"), cfg
+
+
+def held_out_map(name, features, annotations, labels, grids, train_videos, val_videos, candidate, seed,
+                 bapg_channels) -> tuple[float, dict]:
+    ev, cfg = held_out_evaluation(name, features, annotations, labels, grids, train_videos, val_videos, candidate,
+                                  seed, bapg_channels)
     return float(ev["average_mAP"]), cfg["health"]
 
 
