@@ -4,16 +4,18 @@
     PYTHONPATH=. python benchmarks/bench_bapg_probe.py --detector actionformer --sources random tsc \
         --fusions '[{}, {"gate": true, "gate_penalty": 0.005, "lr_scale": 1.0}]' --seeds 3 --folds 2 \
         [--train '{"epochs": 40}'] [--luigi-args "--dataset-features ... --paths-workdir runs/thumos_like"] \
-        [--out benchmarks/out/bapg_probe.json]
+        [--recipe small] [--out benchmarks/out/bapg_probe.json]
 
 The training videos of the configured dataset (--luigi-args as for `luigi --module pipeline FullRun`; the synthetic
 one by default) are split into --folds folds by sorted id, the cross-fitting folds of the encoders (docs/method.md
 §7): a held-out fold's BAPG channels come from the encoder trained on the other folds, as a test video's come
 from an encoder trained on the detector's training videos. For every seed and fold the detector is trained on the
 other folds without BAPG (the baseline, once) and with BAPG of each source under each fusion setting (--train:
-training settings over the recipe's, for every run), then evaluated on the held-out fold (anet mode, tIoU
-0.3:0.1:0.7). Printed per source and fusion setting: the paired difference (+BAPG - baseline, same seed and
-fold) of the average mAP and of mAP at tIoU 0.7, mean ± std over seeds x folds, how many pairs gained, and the
+training settings over the run's, for every run), then evaluated on the held-out fold as the run would be
+(bench_detector_recipe.RunSettings: the recipe, the preset's inputs, post-processing and tIoU thresholds).
+Printed per source and fusion setting: the paired difference (+BAPG - baseline, same seed and fold) of the
+average mAP and of mAP at the highest threshold (tIoU 0.7 on thumos14, 0.95 on anet), mean ± std over seeds x
+folds, how many pairs gained, and the
 fusion's norm (for the gate: of the open gate; 0 = the baseline). The issue's "no harm" criterion on useless
 evidence: |mean| <= std for the random source. Both sides' channels come from fold encoders here, so a scale
 difference between the fold encoders and the full encoder (what rank_normalise removes) is not probed.
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -31,31 +32,39 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_detector_recipe import held_out_evaluation  # noqa: E402  one held-out run, shared with the recipe search
+from bench_detector_recipe import (  # noqa: E402  one held-out run, shared with the recipe search
+    held_out_evaluation,
+    luigi_argv,
+    run_settings,
+)
 
 
-def held_out(name, features, annotations, labels, grids, fit, val, config, seed, bapg_channels) -> dict:
-    """Train on `fit`, detect on `val`: {"avg", "at_0.7" (mAP), "fusion_norm" (None without BAPG), "healthy"}."""
-    ev, cfg = held_out_evaluation(name, features, annotations, labels, grids, fit, val, config, seed, bapg_channels)
-    return {"avg": float(ev["average_mAP"]), "at_0.7": float(ev["mAP"][-1]), "fusion_norm": cfg.get("fusion_norm"),
+def held_out(name, features, annotations, labels, grids, fit, val, config, seed, bapg_channels, settings) -> dict:
+    """Train on `fit`, detect on `val`: {"avg", "at_high" (mAP at the highest tIoU), "fusion_norm" (None without
+    BAPG), "healthy"}."""
+    ev, cfg = held_out_evaluation(name, features, annotations, labels, grids, fit, val, config, seed, bapg_channels,
+                                  settings)
+    return {"avg": float(ev["average_mAP"]), "at_high": float(ev["mAP"][-1]), "fusion_norm": cfg.get("fusion_norm"),
             "healthy": bool(cfg["health"]["healthy"])}
 
 
-def each_pair(name, features, annotations, labels, grids, videos, pairs, config, bapg_channels, what) -> list[dict]:
+def each_pair(name, features, annotations, labels, grids, videos, pairs, config, bapg_channels, settings,
+              what) -> list[dict]:
     """held_out for every (seed, held-out fold), each printed as it ends (a stopped probe keeps what it printed)."""
-    runs = []
+    runs, high = [], f"{settings.thresholds[-1]:g}"
     for seed, val in pairs:
         fit = [v for v in videos if v not in set(val)]
-        runs.append(held_out(name, features, annotations, labels, grids, fit, val, config, seed, bapg_channels))
-        print(f"    {what}: seed {seed}, held out {val[0]}..: average mAP {100 * runs[-1]['avg']:.1f}, at 0.7 "
-              f"{100 * runs[-1]['at_0.7']:.1f}", flush=True)
+        runs.append(held_out(name, features, annotations, labels, grids, fit, val, config, seed, bapg_channels,
+                             settings))
+        print(f"    {what}: seed {seed}, held out {val[0]}..: average mAP {100 * runs[-1]['avg']:.1f}, at {high} "
+              f"{100 * runs[-1]['at_high']:.1f}", flush=True)
     return runs
 
 
 def paired(runs: list[dict], base: list[dict]) -> dict:
     """Paired differences (+BAPG - baseline) over the same seeds x folds, in mAP points."""
     out = {}
-    for key in ("avg", "at_0.7"):
+    for key in ("avg", "at_high"):
         d = 100 * (np.array([r[key] for r in runs]) - np.array([b[key] for b in base]))
         out[key] = {"mean": float(d.mean()), "std": float(d.std()), "gained": int((d > 0).sum()),
                     "per_pair": d.tolist()}
@@ -77,7 +86,7 @@ def load(args):
     from pipeline.data_tasks import dataset_annotations, features_task
     from tal_pipeline.storage.features import load_feature_dict
 
-    with CmdlineParser.global_instance(["FullRun", *shlex.split(args.luigi_args)]):
+    with CmdlineParser.global_instance(luigi_argv(args.luigi_args, args.recipe)):
         tasks = [features_task()] + [ProposalFeatures(source=s) for s in args.sources]
         if not luigi.build(tasks, local_scheduler=True, log_level="WARNING"):
             raise SystemExit("building the features failed (see the luigi log above)")
@@ -88,7 +97,8 @@ def load(args):
         plain, grids = load_feature_dict(tasks[0].output().path, videos)
         fused = {s: (load_feature_dict(tasks[0].output().path, videos, t.output().path)[0], t.spec().channels)
                  for s, t in zip(args.sources, tasks[1:])}  # B's width from its spec
-    return train, labels, videos, plain, grids, fused
+        settings = run_settings(args.detector)
+    return train, labels, videos, plain, grids, fused, settings
 
 
 def main() -> None:
@@ -101,6 +111,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--luigi-args", default="", help="arguments of `luigi --module pipeline FullRun`")
+    ap.add_argument("--recipe", default="small", choices=["small", "published"],
+                    help="the detector recipe of every run (unless --luigi-args gives --detectors-recipe)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="", help="write the table as JSON here")
     args = ap.parse_args()
@@ -109,32 +121,35 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     fusions, train_cfg = json.loads(args.fusions), json.loads(args.train)
-    ann, labels, videos, plain, grids, fused = load(args)
+    ann, labels, videos, plain, grids, fused, settings = load(args)
+    high = f"{settings.thresholds[-1]:g}"
     folds = [[v for i, v in enumerate(videos) if i % args.folds == f] for f in range(args.folds)]
     pairs = [(seed, val) for seed in range(args.seeds) for val in folds]
     print(f"{args.detector}: {len(videos)} training videos in {args.folds} folds {[len(f) for f in folds]}, "
           f"{args.seeds} seeds; paired held-out differences (+BAPG - baseline) in mAP points, training videos only")
     t0 = time.perf_counter()
-    base = each_pair(args.detector, plain, ann, labels, grids, videos, pairs, train_cfg, 0, "baseline")
-    print(f"  baseline: average mAP {100 * np.mean([b['avg'] for b in base]):.1f}, at 0.7 "
-          f"{100 * np.mean([b['at_0.7'] for b in base]):.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    base = each_pair(args.detector, plain, ann, labels, grids, videos, pairs, train_cfg, 0, settings, "baseline")
+    print(f"  baseline: average mAP {100 * np.mean([b['avg'] for b in base]):.1f}, at {high} "
+          f"{100 * np.mean([b['at_high'] for b in base]):.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     table = []
     for source, (features, channels) in fused.items():
         for fusion in fusions:
             t0 = time.perf_counter()
             runs = each_pair(args.detector, features, ann, labels, grids, videos, pairs,
-                             {**train_cfg, "fusion": fusion}, channels, f"{source} {json.dumps(fusion)}")
+                             {**train_cfg, "fusion": fusion}, channels, settings, f"{source} {json.dumps(fusion)}")
             row = {"source": source, "fusion": fusion, **paired(runs, base), "seconds": time.perf_counter() - t0}
             table.append(row)
-            a, h = row["avg"], row["at_0.7"]
+            a, h = row["avg"], row["at_high"]
             norm = "-" if row["fusion_norm"] is None else f"{row['fusion_norm']:.3g}"
             print(f"  {source:7s} {json.dumps(fusion):55s} avg {a['mean']:+5.1f} ± {a['std']:4.1f} "
-                  f"({a['gained']}/{len(runs)})  @0.7 {h['mean']:+5.1f} ± {h['std']:4.1f} ({h['gained']}/{len(runs)})"
+                  f"({a['gained']}/{len(runs)})  @{high} {h['mean']:+5.1f} ± {h['std']:4.1f} "
+                  f"({h['gained']}/{len(runs)})"
                   f"  norm {norm}  healthy {row['healthy']}/{len(runs)}  {row['seconds']:.0f} s", flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"detector": args.detector, "folds": args.folds, "seeds": args.seeds,
-                                              "train": train_cfg, "baseline": base, "table": table}, indent=1))
+                                              "train": train_cfg, "thresholds": list(settings.thresholds),
+                                              "baseline": base, "table": table}, indent=1))
 
 
 if __name__ == "__main__":
