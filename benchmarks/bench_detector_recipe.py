@@ -175,6 +175,8 @@ def main() -> None:
                                          bapg_channels, settings)
                 maps.append(m)
                 healthy += bool(health["healthy"])
+                print(f"    {json.dumps(cand)}: seed {seed}, held out {val[0]}..: average mAP {100 * m:.1f}"
+                      f"{'' if health['healthy'] else ' (unhealthy)'}", flush=True)  # a stopped search keeps these
         row = {"candidate": cand, "mean": float(np.mean(maps)), "std": float(np.std(maps)), "min": float(np.min(maps)),
                "runs": len(maps), "healthy": healthy, "per_run": maps, "seconds": time.perf_counter() - t0}
         table.append(row)
