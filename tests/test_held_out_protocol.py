@@ -87,6 +87,7 @@ def test_recipe_search_on_an_anet_shaped_set_scores_held_out_videos_class_agnost
         cwd=REPO, env={**luigi_env(), "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(tIoU 0.5:0.05:0.95, class-agnostic)" in result.stdout
+    assert result.stdout.count(": seed 0, held out ") == 4  # each run printed as it ends: 2 candidates x 2 folds
     table = json.loads(out.read_text())
     assert table["run"]["train"]["input_length"] == 192 and table["run"]["train"]["class_agnostic"] is True
     assert [row["candidate"] for row in table["table"]] == candidates
