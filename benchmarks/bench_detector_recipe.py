@@ -83,9 +83,8 @@ def held_out_evaluation(name, features, annotations, labels, grids, train_videos
     import pandas as pd
 
     from tal_pipeline.stages.detectors.detection import detect
-    from tal_pipeline.stages.detectors.training import FOREGROUND, train_detector
+    from tal_pipeline.stages.detectors.training import train_detector
     from tal_pipeline.stages.evaluation.mean_ap import evaluate_detections
-    from tal_pipeline.storage.annotations import Annotations
 
     fit = {v: features[v] for v in train_videos}
     state, cfg, _ = train_detector(name, fit, annotations.actions, labels, grids, settings.with_candidate(candidate),
@@ -95,13 +94,22 @@ def held_out_evaluation(name, features, annotations, labels, grids, train_videos
     results = detect(name, state, cfg, val, cfg["labels"], grids, durations, **settings.post)
     rows = [(v, d["segment"][0], d["segment"][1], d["label"], d["score"]) for v, dets in results.items() for d in dets]
     preds = pd.DataFrame(rows, columns=["video", "start", "end", "label", "score"])
-    keep = annotations.videos["video"].isin(val_videos)
-    instances = annotations.instances[annotations.instances["video"].isin(val_videos)].reset_index(drop=True)
-    if settings.class_agnostic:  # the detector names no class: score localisation only (one class for all)
-        instances = instances.assign(label=FOREGROUND)
-    gt = Annotations(annotations.videos[keep].reset_index(drop=True), instances)
+    gt = held_out_ground_truth(annotations, val_videos, settings.class_agnostic)
     return evaluate_detections(gt, preds, thresholds=list(settings.thresholds), mode="anet",
                                max_dets=settings.eval_max_dets), cfg
+
+
+def held_out_ground_truth(annotations, val_videos, class_agnostic: bool):
+    """The held-out videos' annotations; class-agnostic: every instance of the one class FOREGROUND, as the
+    detector names it (localisation only)."""
+    from tal_pipeline.stages.detectors.training import FOREGROUND
+    from tal_pipeline.storage.annotations import Annotations
+
+    keep = annotations.videos["video"].isin(val_videos)
+    instances = annotations.instances[annotations.instances["video"].isin(val_videos)].reset_index(drop=True)
+    if class_agnostic:
+        instances = instances.assign(label=FOREGROUND)
+    return Annotations(annotations.videos[keep].reset_index(drop=True), instances)
 
 
 def held_out_map(name, features, annotations, labels, grids, train_videos, val_videos, candidate, seed,

@@ -15,7 +15,7 @@ from luigi.cmdline_parser import CmdlineParser
 from tests.conftest import REPO, luigi_env
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_detector_recipe import RunSettings, luigi_argv, run_settings  # noqa: E402
+from bench_detector_recipe import RunSettings, held_out_ground_truth, luigi_argv, run_settings  # noqa: E402
 
 
 def _settings(detector: str, luigi_args: str = "", recipe: str = "small") -> RunSettings:
@@ -93,3 +93,19 @@ def test_recipe_search_on_an_anet_shaped_set_scores_held_out_videos_class_agnost
     assert [row["candidate"] for row in table["table"]] == candidates
     for row in table["table"]:
         assert row["runs"] == 2 and all(0.0 <= m <= 1.0 for m in row["per_run"])
+
+
+def test_class_agnostic_ground_truth_is_one_class_of_the_held_out_videos(tmp_path):
+    from pipeline.cli import main
+    from tal_pipeline.stages.detectors.training import FOREGROUND
+    from tal_pipeline.storage.annotations import load_annotations
+
+    data = tmp_path / "anet"
+    assert main(["synth", "--features", str(data), "--preset", "anet", "--videos", "7", "--width", "16"]) == 0
+    ann = load_annotations(data / "annotations.json")
+    held_out = sorted(ann.videos["video"])[:3]
+    agnostic = held_out_ground_truth(ann, held_out, True)
+    assert set(agnostic.videos["video"]) == set(agnostic.instances["video"]) <= set(held_out)
+    assert set(agnostic.instances["label"]) == {FOREGROUND}
+    per_class = held_out_ground_truth(ann, held_out, False)
+    assert FOREGROUND not in set(per_class.instances["label"]) and len(per_class.instances) == len(agnostic.instances)
